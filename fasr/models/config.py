@@ -1,0 +1,48 @@
+"""Model section of the run config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["ModelConfig"]
+
+
+@dataclass
+class ModelConfig:
+    """Architecture choice and hyper-parameters; ``name`` picks the architecture from the registry.
+
+    Args:
+        name: ``fasr`` or a baseline (``bicubic``, ``edsr``, ``swinir``, ``mcsr``, ``minet``, ``ttsr``).
+        scale: upsampling factor (2 or 4 in the paper; any integer >= 2 works).
+        backbone: texture extractor (Table II).
+        feature_levels: ``paper`` taps relu1_2/relu2_2/relu3_2 (Fig. 3); ``public`` taps relu*_1 as the authors' code.
+        alignment: Table III switch; ``cross_attention`` is one-level TTSR matching ("w/o FA").
+        fusion: ``chpf`` (Eqs. 17-21) or a plain ``decoder`` ("w/o CHPF").
+        n_feats: channels of the fusion trunk.
+        n_blocks: residual blocks per CHPF stage (1/4, 1/2, 1 of the HR grid).
+        embed_dim: S-A word-embedding width (Eqs. 7-9).
+        sa_key_stride: S-A keys at finer levels sampled every ``stride`` positions ("coarse" = the level's
+            scale factor, i.e. one key per 1/4-grid cell; 1 = exhaustive as the authors' code).
+        attention_score: soft-attention value: max cosine (authors' code) or max softmax prob (Eqs. 10, 14).
+        match_memory_mib: budget for one block of the blocked correlation (never a full matrix).
+        search_window: optional local search radius on the 1/4 grid (changes results; off by default).
+        backbone_weights: torchvision-format ImageNet checkpoint for the extractor (None = random init).
+    """
+
+    name: str = "fasr"
+    scale: int = 4
+    backbone: Literal["vgg19", "resnet18", "resnet34"] = "vgg19"
+    feature_levels: Literal["paper", "public"] = "public"
+    alignment: Literal["both", "sa", "ma", "cross_attention"] = "both"
+    fusion: Literal["chpf", "decoder"] = "chpf"
+    n_feats: int = 64
+    n_blocks: tuple[int, int, int] = (8, 4, 2)
+    embed_dim: int = 64
+    sa_key_stride: str = "coarse"
+    attention_score: Literal["cosine", "softmax"] = "cosine"
+    softmax_temperature: float = 0.05
+    match_memory_mib: int = 128
+    search_window: int = 0
+    backbone_weights: str | None = None
+    ref_degradation: Literal["bicubic", "kspace"] = "bicubic"
