@@ -24,9 +24,9 @@ class ModelConfig:
         embed_dim: S-A word-embedding width (Eqs. 7-9).
         sa_key_stride: S-A keys at finer levels sampled every ``stride`` positions ("coarse" = the level's
             scale factor, i.e. one key per 1/4-grid cell; 1 = exhaustive as the authors' code).
+        ma_pyramid: M-A coarse levels from pooled 1/4 features (cheap) or the backbone's 1/8, 1/16 features.
         attention_score: soft-attention value: max cosine (authors' code) or max softmax prob (Eqs. 10, 14).
         match_memory_mib: budget for one block of the blocked correlation (never a full matrix).
-        search_window: optional local search radius on the 1/4 grid (changes results; off by default).
         backbone_weights: torchvision-format ImageNet checkpoint for the extractor (None = random init).
     """
 
@@ -40,9 +40,9 @@ class ModelConfig:
     n_blocks: tuple[int, int, int] = (8, 4, 2)
     embed_dim: int = 64
     sa_key_stride: str = "coarse"
+    ma_pyramid: Literal["pooled", "deep"] = "pooled"
     attention_score: Literal["cosine", "softmax"] = "cosine"
     softmax_temperature: float = 0.05
     match_memory_mib: int = 128
-    search_window: int = 0
     backbone_weights: str | None = None
     ref_degradation: Literal["bicubic", "kspace"] = "bicubic"

@@ -1,0 +1,167 @@
+"""FASR-Net (Fig. 2): texture extractor -> Flexible Alignment (S-A + M-A) -> CHPF.
+
+``FASRNet(scale=4)(lr, ref)`` takes the LR target (B, 1, h, w) and the HR reference (B, 1, h*scale, w*scale) at
+their native sizes, builds I_LR-up and I_Ref-down-up itself (Section III-A), pads internally to the 1/4 grid and
+crops back, so any h x w works.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fasr.data.degrade import Bicubic, Degradation, resize
+from fasr.models.alignment import TRANSFER_GRIDS, AlignmentResult, MultiMultiAlignment, SingleMultiAlignment
+from fasr.models.config import ModelConfig
+from fasr.models.extractor import CHANNELS, TextureExtractor
+from fasr.models.fusion import ProgressiveFusion
+from fasr.models.output import SROutput
+
+__all__ = ["FASRNet", "FASROutput", "from_config", "ttsr_from_config"]
+
+FASROutput = SROutput  # the public name in the README; same record as every model returns
+
+_MA_LEVELS = ("1/4", "1/8", "1/16")
+
+
+class FASRNet(nn.Module):
+    """Flexible Alignment Super-Resolution Network.
+
+    Args:
+        scale: upsampling factor.
+        backbone / feature_levels / backbone_weights: texture extractor (Section III-B, Table II).
+        alignment: ``both`` (S-A + M-A), ``sa``, ``ma`` or ``cross_attention`` (one-level TTSR matching).
+        fusion: ``chpf`` or ``decoder``.
+        n_feats / n_blocks: trunk width and residual blocks per stage.
+        embed_dim / sa_key_stride: S-A word embedding width and key sampling.
+        ma_pyramid: ``pooled`` or ``deep`` M-A pyramid.
+        attention_score / softmax_temperature: soft-attention value (max cosine or max softmax probability).
+        match_memory_mib: byte budget of one correlation block.
+        ref_degradation: how I_Ref-down-up is made (the LR's degradation; default antialiased bicubic).
+    """
+
+    def __init__(
+        self,
+        scale: int = 4,
+        backbone: str = "vgg19",
+        feature_levels: str = "public",
+        alignment: str = "both",
+        fusion: str = "chpf",
+        n_feats: int = 64,
+        n_blocks: tuple[int, int, int] = (8, 4, 2),
+        embed_dim: int = 64,
+        sa_key_stride: str | int = "coarse",
+        ma_pyramid: str = "pooled",
+        attention_score: str = "cosine",
+        softmax_temperature: float = 0.05,
+        match_memory_mib: float = 128.0,
+        backbone_weights: str | None = None,
+        ref_degradation: Degradation | None = None,
+    ) -> None:
+        super().__init__()
+        if scale < 2:
+            raise ValueError(f"scale must be >= 2, got {scale}")
+        if alignment not in ("both", "sa", "ma", "cross_attention"):
+            raise ValueError(f"unknown alignment '{alignment}'")
+        if fusion not in ("chpf", "decoder"):
+            raise ValueError(f"unknown fusion '{fusion}'")
+        self.scale = scale
+        self.alignment = alignment
+        self.ref_degradation = ref_degradation or Bicubic()
+        deep = ma_pyramid == "deep" and alignment in ("both", "ma")
+        # Padding multiple: the 1/4 grid, or 1/16 when the deep pyramid pools the backbone three more times.
+        self.multiple = 16 if deep else 4
+        self.extractor = TextureExtractor(
+            backbone, feature_levels, deepest="1/16" if deep else "1/4", weights=backbone_weights
+        )
+        match = dict(attention_score=attention_score, temperature=softmax_temperature, budget_mib=match_memory_mib)
+        self.sa = (
+            SingleMultiAlignment(CHANNELS, embed_dim, sa_key_stride, **match) if alignment in ("both", "sa") else None
+        )
+        ma_levels = {"both": _MA_LEVELS, "ma": _MA_LEVELS, "cross_attention": ("1/4",)}.get(alignment)
+        self.ma = MultiMultiAlignment(ma_levels, ma_pyramid, **match) if ma_levels else None
+        n_align = (self.sa is not None) + (self.ma is not None)
+        # Trunk head: LR-up folded onto the 1/4 grid without loss (pixel unshuffle), for any integer scale.
+        self.head = nn.Sequential(nn.PixelUnshuffle(4), nn.Conv2d(16, n_feats, 3, padding=1), nn.ReLU(inplace=True))
+        self.fusion = ProgressiveFusion(
+            n_feats, {g: n_align * CHANNELS[g] for g in TRANSFER_GRIDS}, tuple(n_blocks), fusion == "chpf"
+        )
+        self.tail = nn.Conv2d(n_feats, 1, 3, padding=1)
+
+    def _grids(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Grids needed from Q/K (matching) and V (transfer)."""
+        qk = {"1/4"}
+        if self.sa is not None:
+            qk |= set(TRANSFER_GRIDS)
+        if self.ma is not None and self.ma.pyramid == "deep":
+            qk |= set(self.ma.levels)
+        return tuple(sorted(qk)), tuple(TRANSFER_GRIDS)
+
+    def forward(self, lr: Tensor, ref: Tensor) -> SROutput:
+        """Super-resolve.
+
+        Args:
+            lr: (B, 1, h, w) low-resolution target on [-1, 1].
+            ref: (B, 1, h * scale, w * scale) high-resolution reference on [-1, 1], on the target's grid.
+
+        Returns:
+            :class:`SROutput` with ``sr`` (B, 1, h * scale, w * scale), ``attention`` (the soft-attention maps
+            S per grid, Eq. 20) and ``confidence`` (S on the SR grid, clamped to [0, 1]).
+        """
+        b, _, h, w = lr.shape
+        H, W = h * self.scale, w * self.scale
+        if lr.dim() != 4 or lr.shape[1] != 1 or tuple(ref.shape) != (b, 1, H, W):
+            raise ValueError(
+                f"expected lr (B, 1, h, w) and ref (B, 1, h*{self.scale}, w*{self.scale}); "
+                f"got lr {tuple(lr.shape)} and ref {tuple(ref.shape)}"
+            )
+        lr_up = resize(lr, (H, W))  # I_LR-up
+        ref_du = self.ref_degradation.down_up(ref, self.scale)  # I_Ref-down-up, domain-consistent with LR-up
+        pad = (0, -W % self.multiple, 0, -H % self.multiple)  # (left, right, top, bottom)
+        lr_up_p, ref_p, ref_du_p = (F.pad(x, pad, mode="replicate") for x in (lr_up, ref, ref_du))
+
+        qk_grids, v_grids = self._grids()
+        q = self.extractor(lr_up_p, qk_grids)  # Eq. 4
+        k = self.extractor(ref_du_p, qk_grids)  # Eq. 5
+        v = self.extractor(ref_p, v_grids)  # Eq. 6
+        results: list[AlignmentResult] = [m(q, k, v) for m in (self.ma, self.sa) if m is not None]  # Eqs. 1-2
+        tex = {g: torch.cat([r.features[g] for r in results], dim=1) for g in TRANSFER_GRIDS}  # Eq. 17
+        # Eq. 20 (averaged rather than summed: a constant factor the injection convolution absorbs).
+        score = {g: torch.stack([r.score[g] for r in results]).mean(0) for g in TRANSFER_GRIDS}
+        s = {g: F.interpolate(score[g], size=tex[g].shape[-2:], mode="bilinear", align_corners=False) for g in tex}
+
+        feats = self.fusion(self.head(lr_up_p), tex, s)  # Eq. 3 / 21
+        sr = (lr_up_p + self.tail(feats))[..., :H, :W]  # global residual over LR-up
+        confidence = s["1"][..., :H, :W].clamp(0.0, 1.0)
+        return SROutput(sr=sr, attention=score, confidence=confidence)
+
+
+def _kwargs(cfg: ModelConfig) -> dict:
+    """FASRNet keyword arguments from a config (the degradation is built from its name)."""
+    kw = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    for key in ("name", "ref_degradation"):
+        kw.pop(key)
+    kw["ref_degradation"] = _degradation(cfg.ref_degradation)
+    kw["sa_key_stride"] = cfg.sa_key_stride if cfg.sa_key_stride == "coarse" else int(cfg.sa_key_stride)
+    return kw
+
+
+def _degradation(name: str) -> Degradation:
+    if name == "bicubic":
+        return Bicubic()
+    from fasr.data import degrade  # k-space truncation lives with the data layer
+
+    return degrade.KSpace()
+
+
+def from_config(cfg: ModelConfig) -> FASRNet:
+    """Registry factory for ``model.name: fasr``."""
+    return FASRNet(**_kwargs(cfg))
+
+
+def ttsr_from_config(cfg: ModelConfig) -> FASRNet:
+    """Registry factory for ``model.name: ttsr``: FASR-Net with one-level cross-attention (TTSR-style)."""
+    return FASRNet(**{**_kwargs(cfg), "alignment": "cross_attention"})
