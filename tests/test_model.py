@@ -1,0 +1,210 @@
+"""FASR-Net model: shapes, gradients, blocked == dense matching, transfer == fold/unfold, ablations, weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fasr import FASRNet
+from fasr.errors import FasrError
+from fasr.models import ModelConfig, build_model
+from fasr.models.backbones import VGG19, ResNet, load_torchvision_weights
+from fasr.models.extractor import CHANNELS, TextureExtractor
+from fasr.models.matching import (
+    MatchLevel,
+    blocked_match,
+    dense_match,
+    matched_score,
+    parent_index,
+    patch_vectors,
+    softmax_score,
+)
+from fasr.models.transfer import transfer_patches
+
+TINY = dict(n_feats=8, n_blocks=(1, 1, 1), embed_dim=8)
+
+
+def _pair(b: int, h: int, w: int, scale: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(b, 1, h, w, generator=g) * 2 - 1, torch.rand(b, 1, h * scale, w * scale, generator=g) * 2 - 1
+
+
+@pytest.mark.parametrize("scale,h,w", [(4, 61, 47), (2, 33, 30), (4, 16, 16), (3, 10, 13)])
+def test_output_shapes_any_size(scale: int, h: int, w: int) -> None:
+    model = FASRNet(scale=scale, **TINY).eval()
+    lr, ref = _pair(2, h, w, scale)
+    with torch.no_grad():
+        out = model(lr, ref)
+    assert out.sr.shape == (2, 1, h * scale, w * scale)
+    assert out.confidence.shape == (2, 1, h * scale, w * scale)
+    assert float(out.confidence.min()) >= 0 and float(out.confidence.max()) <= 1
+    assert set(out.attention) == {"1/4", "1/2", "1"}
+    assert torch.isfinite(out.sr).all()
+
+
+def test_default_constructor_and_wrong_reference_shape() -> None:
+    model = FASRNet(scale=4)
+    assert model.scale == 4
+    lr, ref = _pair(1, 8, 8, 4)
+    with pytest.raises(ValueError, match="expected lr"):
+        model(lr, ref[..., :-4])
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"alignment": "sa"},
+        {"alignment": "ma"},
+        {"alignment": "cross_attention"},
+        {"fusion": "decoder"},
+        {"backbone": "resnet18"},
+        {"backbone": "resnet34", "alignment": "ma"},
+        {"feature_levels": "paper", "ma_pyramid": "deep"},
+        {"attention_score": "softmax"},
+        {"sa_key_stride": "1"},
+    ],
+)
+def test_every_configuration_trains(overrides: dict) -> None:
+    """Forward + backward: every trainable parameter receives a gradient (argmax is not differentiable, so the
+    word embeddings and the extractor's Q/K path must learn through the soft attention)."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name="fasr", scale=4, **{**TINY, **overrides}))
+    lr, ref = _pair(2, 9, 7, 4)
+    out = model(lr, ref)
+    F.l1_loss(out.sr, torch.zeros_like(out.sr)).backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
+    assert not missing, missing
+
+
+def test_ttsr_is_cross_attention() -> None:
+    model = build_model(ModelConfig(name="ttsr", **TINY))
+    assert model.alignment == "cross_attention" and model.sa is None and model.ma.levels == ("1/4",)
+
+
+def _random_levels(b: int, hq: int, wq: int, seed: int) -> list[MatchLevel]:
+    g = torch.Generator().manual_seed(seed)
+    fine = patch_vectors(torch.randn(b, 5, hq, wq, generator=g))
+    coarse_hw = ((hq + 1) // 2, (wq + 1) // 2)
+    coarse = patch_vectors(torch.randn(b, 7, *coarse_hw, generator=g))
+    parent = parent_index((hq, wq), coarse_hw, 2)
+    return [MatchLevel(fine, fine.flip(1)), MatchLevel(coarse, coarse.roll(3, 1), parent, parent)]
+
+
+@pytest.mark.parametrize("budget_mib", [1e-4, 0.01, 64.0])
+def test_blocked_matching_equals_dense(budget_mib: float) -> None:
+    """Tiny budgets force row *and* column blocks; results must be those of the full matrix."""
+    levels = _random_levels(2, 13, 11, seed=1)
+    dense = dense_match(levels, temperature=0.1)
+    blocked = blocked_match(levels, budget_mib=budget_mib, temperature=0.1)
+    assert torch.equal(blocked.index, dense.index)
+    torch.testing.assert_close(blocked.score, dense.score, atol=1e-5, rtol=0)
+    torch.testing.assert_close(blocked.lse, dense.lse, atol=1e-4, rtol=0)
+    # The differentiable recomputation of the matched score agrees with the maxima.
+    torch.testing.assert_close(matched_score(levels, dense.index), dense.score, atol=1e-5, rtol=0)
+
+
+def test_geometric_pyramid_correlation() -> None:
+    """A two-level correlation equals C_fine + C_coarse[parent(i), parent(j)] built explicitly (Eq. 15)."""
+    levels = _random_levels(1, 6, 4, seed=2)
+    fine, coarse = levels
+    full = fine.q[0] @ fine.k[0].T + (coarse.q[0] @ coarse.k[0].T)[coarse.q_parent][:, coarse.k_parent]
+    best, index = full.max(dim=1)
+    res = blocked_match(levels, budget_mib=1e-4)
+    assert torch.equal(res.index[0], index)
+    torch.testing.assert_close(res.score[0], best, atol=1e-5, rtol=0)
+
+
+def test_softmax_score_gradient_matches_dense() -> None:
+    g = torch.Generator().manual_seed(3)
+    q = F.normalize(torch.randn(1, 30, 6, generator=g), dim=-1).requires_grad_()
+    k = F.normalize(torch.randn(1, 50, 6, generator=g), dim=-1).requires_grad_()
+    index = dense_match([MatchLevel(q, k)]).index
+    blocked = softmax_score([MatchLevel(q, k)], index, temperature=0.2, budget_mib=1e-4)
+    (gq_b,) = torch.autograd.grad(blocked.sum(), q)
+    dense = torch.softmax(q @ k.transpose(1, 2) / 0.2, dim=-1).max(dim=-1).values
+    (gq_d,) = torch.autograd.grad(dense.sum(), q)
+    torch.testing.assert_close(blocked, dense, atol=1e-5, rtol=0)
+    torch.testing.assert_close(gq_b, gq_d, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("factor", [1, 2, 4])
+def test_transfer_equals_fold_of_unfolded_patches(factor: int) -> None:
+    """Eqs. 12/16: warping (3f x 3f) windows at stride f and averaging overlaps, as fold(unfold(V)[M])."""
+    g = torch.Generator().manual_seed(factor)
+    b, c, hq, wq = 2, 3, 5, 7
+    v = torch.randn(b, c, hq * factor, wq * factor, generator=g)
+    idx = torch.randint(0, hq * wq, (b, hq * wq), generator=g)
+    unf = F.unfold(v, 3 * factor, stride=factor, padding=factor)  # (B, C*9f^2, Nq)
+    picked = torch.gather(unf, 2, idx[:, None, :].expand(-1, unf.shape[1], -1))
+    fold = dict(output_size=(hq * factor, wq * factor), kernel_size=3 * factor, stride=factor, padding=factor)
+    expected = F.fold(picked, **fold) / F.fold(torch.ones_like(picked), **fold)
+    qi = torch.arange(hq * wq)
+    disp = torch.stack([(idx // wq - qi // wq) * factor, (idx % wq - qi % wq) * factor], 1).reshape(b, 2, hq, wq)
+    torch.testing.assert_close(transfer_patches(v, disp, factor), expected, atol=1e-5, rtol=0)
+
+
+def test_identity_reference_transfers_itself() -> None:
+    """When LR-up and Ref-down-up are the same image, every patch matches itself (score 1, zero offset)."""
+    model = FASRNet(scale=4, **TINY).eval()
+    x = torch.rand(1, 1, 32, 32) * 2 - 1
+    feats = model.extractor(x, ("1/4", "1/2", "1"))
+    res = model.ma(feats, feats, feats)
+    torch.testing.assert_close(res.score["1"], torch.ones_like(res.score["1"]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(res.features["1/4"], feats["1/4"], atol=1e-5, rtol=0)
+
+
+def test_memory_budget_does_not_change_output() -> None:
+    """Exact blocking: a 64 KiB budget gives the dense-budget output."""
+    lr, ref = _pair(1, 12, 10, 4, seed=5)
+    torch.manual_seed(0)
+    small = FASRNet(scale=4, match_memory_mib=1 / 16, **TINY).eval()
+    large = FASRNet(scale=4, match_memory_mib=1024, **TINY).eval()
+    large.load_state_dict(small.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(small(lr, ref).sr, large(lr, ref).sr, atol=1e-5, rtol=0)
+
+
+def test_save_and_reload_gives_identical_output(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = FASRNet(scale=2, **TINY).eval()
+    torch.save(model.state_dict(), tmp_path / "m.pt")
+    again = FASRNet(scale=2, **TINY).eval()
+    again.load_state_dict(torch.load(tmp_path / "m.pt", weights_only=True))
+    lr, ref = _pair(1, 10, 9, 2)
+    with torch.no_grad():
+        assert torch.equal(model(lr, ref).sr, again(lr, ref).sr)
+
+
+def test_vgg19_layout_matches_torchvision_keys() -> None:
+    keys = VGG19().state_dict().keys()
+    conv_idx = sorted({int(k.split(".")[1]) for k in keys})
+    # torchvision vgg19().features: conv layers at these indices.
+    assert conv_idx == [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34]
+    assert tuple(VGG19().state_dict()["features.28.weight"].shape) == (512, 512, 3, 3)
+
+
+def test_load_torchvision_vgg19_file(tmp_path) -> None:
+    full = VGG19()
+    state = {**full.state_dict(), "classifier.0.weight": torch.zeros(2, 2)}  # as in a real vgg19-*.pth
+    torch.save(state, tmp_path / "vgg19.pth")
+    ext = TextureExtractor("vgg19", "public", weights=str(tmp_path / "vgg19.pth"))
+    torch.testing.assert_close(ext.net.features[10].weight, full.features[10].weight)
+
+    with pytest.raises(FasrError, match="not found"):
+        TextureExtractor("vgg19", weights=str(tmp_path / "missing.pth"))
+    torch.save(ResNet(18).state_dict(), tmp_path / "resnet.pth")
+    with pytest.raises(FasrError, match="does not match"):
+        load_torchvision_weights(VGG19("relu3_1"), tmp_path / "resnet.pth")
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(FasrError, match="cannot read"):
+        load_torchvision_weights(VGG19("relu3_1"), tmp_path / "junk.pth")
+
+
+@pytest.mark.parametrize("backbone", ["vgg19", "resnet18", "resnet34"])
+def test_extractor_scales_and_channels(backbone: str) -> None:
+    ext = TextureExtractor(backbone, deepest="1/16")
+    feats = ext(torch.zeros(1, 1, 32, 48), ("1", "1/2", "1/4", "1/8", "1/16"))
+    for grid, f in {"1": 1, "1/2": 2, "1/4": 4, "1/8": 8, "1/16": 16}.items():
+        assert feats[grid].shape == (1, CHANNELS[grid], 32 // f, 48 // f), grid
