@@ -16,12 +16,14 @@ class DegradationConfig:
         window: k-space window: ``none``, ``hamming`` or ``tukey``.
         noise: ``none``, ``gaussian`` or ``rician``.
         snr: signal-to-noise ratio of the added noise (mean foreground / sigma).
+        tukey_alpha: tapered fraction of the tukey window (0: box, 1: Hann).
     """
 
     kind: str = "bicubic"
     window: str = "none"
     noise: str = "none"
     snr: float = 30.0
+    tukey_alpha: float = 0.5
 
 
 @dataclass
@@ -33,9 +35,18 @@ class DataConfig:
         root: dataset root (relative paths are relative to the working directory).
         target: target contrast (e.g. ``t2``); reference: reference contrast (e.g. ``t1``).
         val_subjects / test_subjects: subject ids held out (split by subject, never by slice).
+        pairs_csv: fastMRI only: CSV whose header names the two contrasts (e.g. ``pd,pdfs``), one file pair a row.
         patch_size: HR training crop size (LR crop = patch_size / scale).
-        slice_size: in-plane size slices are padded/cropped to (256 in the paper).
+        slice_size: in-plane size slices are padded/cropped to (256 in the paper); 0 keeps the native size
+            (padded to a multiple of the scale).
+        min_foreground: slices whose target (and reference) has less content than this fraction are skipped.
+        slice_step: keep every n-th slice with content.
         misalign: max random reference misalignment as (shift px, rotation deg, scale fraction); 0 = off.
+        norm_percentiles: percentile of all voxels mapped to -1 (background) and of the foreground mapped to +1
+            (``fasr.data.normalize.robust_stats``).
+        volume_cache: decoded subjects kept in memory per data-loader worker.
+        skip_incomplete: skip subjects missing the target or reference (instead of stopping with an error).
+        slice_key: variable to read from ``.mat`` slice files holding several.
     """
 
     kind: str = "brats"
@@ -54,3 +65,7 @@ class DataConfig:
     misalign: tuple[float, float, float] = (0.0, 0.0, 0.0)
     batch_size: int = 4
     num_workers: int = 0
+    norm_percentiles: tuple[float, float] = (0.5, 99.5)
+    volume_cache: int = 8
+    skip_incomplete: bool = False
+    slice_key: str | None = None

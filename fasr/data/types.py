@@ -8,7 +8,7 @@ from typing import NamedTuple
 import numpy as np
 from torch import Tensor
 
-__all__ = ["NormStats", "PairedSample"]
+__all__ = ["NormStats", "PairedSample", "Volume"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,27 @@ class NormStats:
         return (x + 1.0) * 0.5 * (self.high - self.low) + self.low
 
 
+@dataclass(frozen=True)
+class Volume:
+    """An image volume with its geometry, as read from disk.
+
+    Attributes:
+        data: (X, Y, Z) float32 intensities (voxel axes as stored; a 2-D image has Z = 1).
+        affine: (4, 4) voxel -> world matrix in RAS mm (the nibabel convention).
+        path: the file or folder it was read from (for messages).
+    """
+
+    data: np.ndarray
+    affine: np.ndarray
+    path: str
+
+    @property
+    def voxel_size(self) -> tuple[float, float, float]:
+        """Voxel size in mm along each voxel axis (column norms of the affine)."""
+        x, y, z = np.linalg.norm(self.affine[:3, :3], axis=0)
+        return float(x), float(y), float(z)
+
+
 class PairedSample(NamedTuple):
     """One training/evaluation example (tensors on the [-1, 1] scale, channel-first).
 
@@ -41,6 +62,8 @@ class PairedSample(NamedTuple):
         slice_index: index of the slice in its volume.
         target_stats: normalisation of the target volume (to map outputs back).
         ref_stats: normalisation of the reference volume.
+        ref_down_up: (1, H, W) the reference degraded like the LR target and brought back to the HR grid
+            (the paper's I_{Ref down-up}, Section III-A), or None where a producer does not make it.
     """
 
     hr: Tensor
@@ -50,3 +73,4 @@ class PairedSample(NamedTuple):
     slice_index: int
     target_stats: tuple[float, float]
     ref_stats: tuple[float, float]
+    ref_down_up: Tensor | None = None

@@ -1,0 +1,133 @@
+"""Slice geometry for training samples: centred pad/crop to a fixed size, aligned random crops, joint
+flips/90-degree rotations, and a random misalignment of the reference (imperfect registration).
+
+All functions take (..., H, W) tensors on the [-1, 1] scale; padding uses the background value -1.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["BACKGROUND", "canvas_size", "fit_offset", "place", "random_crop_offset", "dihedral", "misalign"]
+
+BACKGROUND = -1.0
+
+
+def _toward_zero(value: int, multiple: int) -> int:
+    """``value`` rounded toward zero to a multiple of ``multiple``."""
+    return int(math.copysign(abs(value) // multiple * multiple, value))
+
+
+def canvas_size(shape: tuple[int, int], slice_size: int, multiple: int) -> tuple[int, int]:
+    """(H, W) slices of native ``shape`` are padded/cropped to: ``slice_size`` squared, or (0) the native size
+    rounded up to a multiple of ``multiple``.
+
+    Args:
+        shape: native (H, W).
+        slice_size: configured size (0: native).
+        multiple: the scale (or a multiple of every scale in use).
+    """
+    if slice_size:
+        if slice_size % multiple:
+            raise ValueError(f"slice size {slice_size} is not a multiple of {multiple}")
+        return slice_size, slice_size
+    h, w = (-(-n // multiple) * multiple for n in shape)
+    return h, w
+
+
+def fit_offset(shape: tuple[int, int], size: tuple[int, int], multiple: int) -> tuple[int, int]:
+    """(dy, dx) position of a (H, W) slice's top-left corner in a centred (size) canvas (negative: cropped).
+
+    Offsets are multiples of ``multiple`` so the same placement divided by the scale is exact on the LR grid.
+
+    Args:
+        shape: (H, W) of the slice.
+        size: (H', W') of the canvas.
+        multiple: the scale (or a multiple of every scale in use).
+    """
+    dy, dx = (_toward_zero(math.trunc((s - n) / 2), multiple) for n, s in zip(shape, size))
+    return dy, dx
+
+
+def place(image: Tensor, size: tuple[int, int], offset: tuple[int, int]) -> Tensor:
+    """Put ``image`` (..., H, W) with its top-left corner at ``offset`` on a background canvas (..., *size).
+
+    Args:
+        image: slices to place.
+        size: (H', W') canvas size.
+        offset: (dy, dx) from :func:`fit_offset`; negative values crop.
+    """
+    (h, w), (dy, dx) = image.shape[-2:], offset
+    if (h, w) == tuple(size) and offset == (0, 0):
+        return image
+    canvas = image.new_full((*image.shape[:-2], *size), BACKGROUND)
+    y0, y1 = max(0, -dy), min(h, size[0] - dy)  # source rows that land on the canvas
+    x0, x1 = max(0, -dx), min(w, size[1] - dx)
+    canvas[..., y0 + dy : y1 + dy, x0 + dx : x1 + dx] = image[..., y0:y1, x0:x1]
+    return canvas
+
+
+def random_crop_offset(
+    size: tuple[int, int], patch: int, multiple: int, generator: torch.Generator | None
+) -> tuple[int, int]:
+    """Random (y, x) top-left corner of a ``patch`` square inside ``size``, both multiples of ``multiple``.
+
+    Args:
+        size: (H, W) of the slice.
+        patch: crop size (a multiple of ``multiple``).
+        multiple: the scale, so the LR crop starts at (y, x) / scale exactly.
+        generator: random source (None: torch's global generator).
+    """
+    ny, nx = (size[0] - patch) // multiple + 1, (size[1] - patch) // multiple + 1
+    y = int(torch.randint(ny, (1,), generator=generator)) * multiple
+    x = int(torch.randint(nx, (1,), generator=generator)) * multiple
+    return y, x
+
+
+def dihedral(image: Tensor, rotations: int, flip: bool) -> Tensor:
+    """One of the 8 flips/90-degree rotations of (..., H, W) (applied jointly to HR, Ref and LR).
+
+    Args:
+        image: slices.
+        rotations: number of counter-clockwise quarter turns.
+        flip: mirror left-right after rotating.
+    """
+    image = torch.rot90(image, rotations, dims=(-2, -1))
+    return image.flip(-1) if flip else image
+
+
+def misalign(
+    image: Tensor, max_shift: float, max_rotation: float, max_scale: float, generator: torch.Generator | None
+) -> Tensor:
+    """Random similarity transform about the slice centre (simulated registration error of the reference).
+
+    Shift, rotation and scale are drawn uniformly from ``[-max, max]``; bilinear resampling; pixels from
+    outside the slice are background.
+
+    Args:
+        image: (B, C, H, W) slices.
+        max_shift: pixels, per axis.
+        max_rotation: degrees.
+        max_scale: fraction (0.05: zoom in [0.95, 1.05]).
+        generator: random source (None: torch's global generator).
+    """
+    b, _, h, w = image.shape
+    u = 2 * torch.rand(b, 4, generator=generator, dtype=torch.float64) - 1  # (B, 4) in [-1, 1]
+    angle = torch.deg2rad(u[:, 0] * max_rotation)
+    zoom = 1 + u[:, 1] * max_scale
+    shift = torch.stack([u[:, 2], u[:, 3]], dim=1) * max_shift  # (B, 2) pixels (x, y)
+    # Output pixel -> input pixel about the centre: p_in = R(angle) p_out / zoom - shift, in pixel units;
+    # affine_grid works in [-1, 1] coordinates, so conjugate by D = diag(2 / w, 2 / h).
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.zeros(b, 2, 3, dtype=torch.float64)
+    theta[:, 0, 0], theta[:, 0, 1] = cos, -sin * h / w
+    theta[:, 1, 0], theta[:, 1, 1] = sin * w / h, cos
+    theta[:, 0, 2], theta[:, 1, 2] = -2 * shift[:, 0] / w, -2 * shift[:, 1] / h
+    grid = F.affine_grid(theta.to(image.dtype), list(image.shape), align_corners=False)  # (B, H, W, 2)
+    # Sample (image - background) with zero padding so outside pixels become the background.
+    warped = F.grid_sample(image - BACKGROUND, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return warped + BACKGROUND

@@ -1,0 +1,64 @@
+"""Per-volume robust intensity scaling to [-1, 1] (Section IV-A), with the statistics kept to map back.
+
+``low`` is the background level: a low percentile of all voxels (air or skull-stripped background, ~0 for MR
+magnitudes; the few negative values interpolation leaves in some files fall below it). ``high`` is a high
+percentile of the foreground (the voxels above ``low``), so neither the amount of background nor a few very
+bright voxels (vessels, fat, artefacts) move it. The datasets clip the scaled values to [-1, 1], the paper's
+range, so the background is exactly -1; :meth:`NormStats.denormalize` maps model outputs back.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fasr.data.types import NormStats, Volume
+from fasr.errors import FasrError
+
+__all__ = ["FOREGROUND_LEVEL", "robust_stats", "normalize_clipped", "foreground_fraction"]
+
+# A normalised pixel above this (5 % of the way from ``low`` to ``high``) counts as content, not background.
+FOREGROUND_LEVEL = -0.9
+
+
+def robust_stats(volume: np.ndarray | Volume, low_pct: float = 0.5, high_pct: float = 99.5) -> NormStats:
+    """Robust intensity range of a volume or slice: background level and a high foreground percentile.
+
+    Args:
+        volume: intensities (any shape) or a :class:`Volume`.
+        low_pct: percentile of all voxels mapped to -1 (the background level).
+        high_pct: percentile of the foreground (voxels above the background level) mapped to +1.
+
+    Raises:
+        FasrError: bad percentiles, or no voxel above the background level.
+    """
+    data = volume.data if isinstance(volume, Volume) else np.asarray(volume)
+    if not 0.0 <= low_pct < 100.0 or not 0.0 < high_pct <= 100.0:
+        raise FasrError(f"normalisation percentiles must lie in [0, 100), (0, 100], got {low_pct}, {high_pct}")
+    low = float(np.percentile(data, low_pct))
+    foreground = data[data > low]
+    if foreground.size == 0:
+        raise FasrError(f"image has no content above its background level {low:g}; give a scan with image content")
+    high = float(np.percentile(foreground, high_pct))
+    return NormStats(low=low, high=high if high > low else float(foreground.max()))
+
+
+def normalize_clipped(x: np.ndarray, stats: NormStats) -> np.ndarray:
+    """``stats.normalize(x)`` clipped to [-1, 1] (float32).
+
+    Args:
+        x: intensities on the original scale.
+        stats: scaling of the volume ``x`` comes from.
+    """
+    return np.clip(stats.normalize(x), -1.0, 1.0)
+
+
+def foreground_fraction(stack: np.ndarray) -> np.ndarray:
+    """Fraction of content pixels (above :data:`FOREGROUND_LEVEL`) of each slice.
+
+    Args:
+        stack: (..., H, W) normalised slices.
+
+    Returns:
+        (...) fractions in [0, 1].
+    """
+    return (stack > FOREGROUND_LEVEL).mean(axis=(-2, -1))

@@ -1,0 +1,159 @@
+"""From a normalised slice pair to a :class:`PairedSample`: fixed slice size, LR and Ref-down-up by the
+configured degradation, and (training) an aligned random crop with joint flips/rotations.
+
+Order of operations: pad/crop the whole slice to the canvas -> LR = noise(down(HR)) of the whole slice ->
+(optional) misalign the whole reference -> Ref-down-up = up(down(Ref)) -> crop HR/Ref/Ref-down-up at a
+random corner that is a multiple of the scale and LR at that corner / scale -> the same flip/rotation for all.
+Degrading whole slices before cropping keeps k-space truncation free of wrap-around at crop borders.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from fasr.data.augment import canvas_size, dihedral, fit_offset, misalign, place, random_crop_offset
+from fasr.data.config import DataConfig
+from fasr.data.degrade import Degradation, add_noise
+from fasr.data.normalize import FOREGROUND_LEVEL
+from fasr.data.types import NormStats, PairedSample
+from fasr.errors import FasrError
+
+__all__ = ["RawSlice", "SampleMaker", "degrade_lr"]
+
+# Random crops tried before accepting one with less content than ``min_foreground``.
+_CROP_TRIES = 10
+
+
+def degrade_lr(
+    hr: Tensor, scale: int, degradation: Degradation, noise: str, snr: float, generator: torch.Generator | None
+) -> Tensor:
+    """LR target: ``degradation.down`` then acquisition noise.
+
+    Args:
+        hr: (B, 1, H, W) HR targets on [-1, 1].
+        scale: LR factor.
+        degradation: resolution loss.
+        noise / snr: noise kind and level (``fasr.data.degrade.add_noise``).
+        generator: random source for the noise (None: torch's global generator).
+    """
+    return add_noise(degradation.down(hr, scale), noise, snr, generator)
+
+
+class RawSlice(NamedTuple):
+    """One normalised slice pair as a source hands it out.
+
+    Attributes:
+        target: (H, W) HR target on [-1, 1].
+        reference: (H, W) HR reference on the target grid, on [-1, 1].
+        lr: (H / scale, W / scale) stored LR target (on the target's scale), or None to degrade ``target``.
+        subject: subject id.
+        slice_index: slice number in the subject's volume.
+        target_stats / ref_stats: the volumes' normalisation.
+    """
+
+    target: np.ndarray
+    reference: np.ndarray
+    lr: np.ndarray | None
+    subject: str
+    slice_index: int
+    target_stats: NormStats
+    ref_stats: NormStats
+
+
+class SampleMaker:
+    """Builds samples for one split: whole slices (evaluation) or random patches (training).
+
+    Args:
+        scale: LR factor.
+        degradation: makes LR and Ref-down-up.
+        noise / snr: LR acquisition noise (``fasr.data.degrade.add_noise``).
+        slice_size: canvas size (0: native size rounded up to a multiple of ``scale``).
+        patch_size: HR crop size when ``train``.
+        train: random crops and augmentation from torch's global generator; otherwise whole slices with noise
+            and misalignment drawn from a generator seeded by the sample index (identical every epoch).
+        augment: joint flips/90-degree rotations (training only).
+        misalign: max (shift px, rotation deg, scale fraction) of the reference; all 0 = off.
+        min_foreground: least content fraction a training crop should have.
+    """
+
+    def __init__(
+        self,
+        *,
+        scale: int,
+        degradation: Degradation,
+        noise: str,
+        snr: float,
+        slice_size: int,
+        patch_size: int,
+        train: bool,
+        augment: bool,
+        misalign: tuple[float, float, float],
+        min_foreground: float,
+    ) -> None:
+        if slice_size % scale:
+            raise FasrError(f"data.slice_size {slice_size} is not divisible by scale {scale}; pick a multiple")
+        if train and (patch_size <= 0 or patch_size % scale):
+            raise FasrError(f"data.patch_size {patch_size} must be a positive multiple of scale {scale}")
+        self.scale, self.degradation, self.noise, self.snr = scale, degradation, noise, snr
+        self.slice_size, self.patch_size, self.train, self.augment = slice_size, patch_size, train, augment
+        self.misalign = tuple(misalign) if any(misalign) else None
+        self.min_foreground = min_foreground
+
+    @classmethod
+    def from_config(cls, cfg: DataConfig, scale: int, train: bool, degradation: Degradation) -> SampleMaker:
+        """Sample maker with the sizes, noise, augmentation and misalignment of ``cfg``."""
+        return cls(
+            scale=scale, degradation=degradation, noise=cfg.degradation.noise, snr=cfg.degradation.snr,
+            slice_size=cfg.slice_size, patch_size=cfg.patch_size, train=train, augment=cfg.augment,
+            misalign=cfg.misalign, min_foreground=cfg.min_foreground,
+        )
+
+    def __call__(self, raw: RawSlice, index: int) -> PairedSample:
+        """Sample ``index`` of the split from its slice pair ``raw``."""
+        s = self.scale
+        generator = None if self.train else torch.Generator().manual_seed(index)
+        hr = torch.from_numpy(raw.target)[None, None]  # (1, 1, H, W)
+        ref = torch.from_numpy(raw.reference)[None, None]
+        size = canvas_size(tuple(hr.shape[-2:]), self.slice_size, s)
+        if self.train and min(size) < self.patch_size:
+            raise FasrError(f"data.patch_size {self.patch_size} exceeds the {size[0]}x{size[1]} slices; lower it")
+        offset = fit_offset(tuple(hr.shape[-2:]), size, s)
+        hr, ref = place(hr, size, offset), place(ref, size, offset)
+        if raw.lr is None:
+            lr = degrade_lr(hr, s, self.degradation, self.noise, self.snr, generator)  # (1, 1, H/s, W/s)
+        else:
+            if tuple(n * s for n in raw.lr.shape) != tuple(raw.target.shape):
+                raise FasrError(
+                    f"subject '{raw.subject}': stored LR slice is {raw.lr.shape} but HR is {raw.target.shape}, not "
+                    f"x{s}; give LR = HR / scale"
+                )
+            lr_size, lr_offset = (size[0] // s, size[1] // s), (offset[0] // s, offset[1] // s)
+            lr = place(torch.from_numpy(raw.lr)[None, None], lr_size, lr_offset)
+        if self.misalign is not None:
+            ref = misalign(ref, *self.misalign, generator=generator)
+        ref_down_up = self.degradation.down_up(ref, s)
+        if self.train:
+            hr, ref, lr, ref_down_up = self._crop_and_augment(hr, ref, lr, ref_down_up)
+        return PairedSample(
+            hr=hr[0], ref=ref[0], lr=lr[0], subject=raw.subject, slice_index=raw.slice_index,
+            target_stats=(raw.target_stats.low, raw.target_stats.high),
+            ref_stats=(raw.ref_stats.low, raw.ref_stats.high), ref_down_up=ref_down_up[0],
+        )
+
+    def _crop_and_augment(self, hr: Tensor, ref: Tensor, lr: Tensor, ref_down_up: Tensor) -> tuple[Tensor, ...]:
+        """Aligned random crop (HR corner a multiple of the scale), preferring crops with content."""
+        s, p = self.scale, self.patch_size
+        for _ in range(_CROP_TRIES):
+            y, x = random_crop_offset(tuple(hr.shape[-2:]), p, s, None)
+            if (hr[..., y : y + p, x : x + p] > FOREGROUND_LEVEL).float().mean() >= self.min_foreground:
+                break
+        crops = [t[..., y : y + p, x : x + p] for t in (hr, ref, ref_down_up)]
+        crops.insert(2, lr[..., y // s : (y + p) // s, x // s : (x + p) // s])  # (1, 1, p/s, p/s)
+        if not self.augment:
+            return tuple(crops)
+        rotations, flip = int(torch.randint(4, (1,))), bool(torch.randint(2, (1,)))
+        return tuple(dihedral(t, rotations, flip) for t in crops)

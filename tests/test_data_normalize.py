@@ -1,0 +1,51 @@
+"""Normalisation: foreground percentiles, the [-1, 1] round trip, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fasr.data.normalize import foreground_fraction, normalize_clipped, robust_stats
+from fasr.data.types import NormStats, Volume
+from fasr.errors import FasrError
+
+
+def test_low_is_the_background_level_and_high_a_foreground_percentile() -> None:
+    volume = np.zeros((10, 10, 10), np.float32)
+    volume[:5] = np.arange(1, 501, dtype=np.float32).reshape(5, 10, 10)  # foreground 1..500, half is background
+    volume[9, 9, :3] = -50.0  # interpolation undershoot
+    stats = robust_stats(volume, low_pct=1.0, high_pct=90.0)
+    assert stats.low == 0.0
+    assert stats.high == pytest.approx(np.percentile(np.arange(1, 501), 90))  # independent of the background
+    assert robust_stats(Volume(volume, np.eye(4), "v"), 1.0, 90.0) == stats
+    bigger_background = np.concatenate([volume, np.zeros_like(volume)])
+    assert robust_stats(bigger_background, 1.0, 90.0) == stats
+
+
+def test_round_trip_restores_original_intensities() -> None:
+    rng = np.random.default_rng(0)
+    volume = rng.uniform(0, 3000, size=(8, 8, 4)).astype(np.float32)
+    stats = robust_stats(volume, 0.5, 99.5)
+    normalised = stats.normalize(volume)
+    assert normalised.dtype == np.float32
+    np.testing.assert_allclose(stats.denormalize(normalised), volume, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(stats.normalize(np.array([stats.low, stats.high])), [-1.0, 1.0], atol=1e-6)
+    clipped = normalize_clipped(volume, stats)
+    assert clipped.min() == -1.0 and clipped.max() == 1.0
+
+
+def test_foreground_fraction_per_slice() -> None:
+    stack = np.full((2, 4, 4), -1.0, np.float32)
+    stack[1, :2] = 0.5
+    np.testing.assert_allclose(foreground_fraction(stack), [0.0, 0.5])
+
+
+def test_errors() -> None:
+    with pytest.raises(FasrError, match="no content above its background"):
+        robust_stats(np.full((4, 4), 3.0))
+    with pytest.raises(FasrError, match="percentiles"):
+        robust_stats(np.ones((4, 4)), 100.0, 10.0)
+    mostly_one_value = np.ones((10, 10)) * 5
+    mostly_one_value[0, :2] = (0.0, 6.0)
+    assert robust_stats(mostly_one_value, 0.0, 50.0) == NormStats(0.0, 5.0)
+    assert robust_stats(np.array([0.0, 5.0, 5.0, 5.0, 6.0]), 0.0, 10.0) == NormStats(0.0, 5.0)
