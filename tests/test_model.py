@@ -208,3 +208,36 @@ def test_extractor_scales_and_channels(backbone: str) -> None:
     feats = ext(torch.zeros(1, 1, 32, 48), ("1", "1/2", "1/4", "1/8", "1/16"))
     for grid, f in {"1": 1, "1/2": 2, "1/4": 4, "1/8": 8, "1/16": 16}.items():
         assert feats[grid].shape == (1, CHANNELS[grid], 32 // f, 48 // f), grid
+
+
+@pytest.mark.parametrize("k_ratio", [1, 2])
+def test_windowed_matching_equals_masked_dense(k_ratio: int) -> None:
+    """A local search window is exact within the window: equal to the dense matrix with the rest masked."""
+    from fasr.models.matching import SearchWindow
+
+    g = torch.Generator().manual_seed(7)
+    hq, wq = 11, 9
+    q = patch_vectors(torch.randn(2, 4, hq, wq, generator=g))
+    k = patch_vectors(torch.randn(2, 4, hq * k_ratio, wq * k_ratio, generator=g))
+    window = SearchWindow((hq, wq), (hq * k_ratio, wq * k_ratio), radius=2, tile=4)
+    dense = dense_match([MatchLevel(q, k)], temperature=0.1, window=window)
+    blocked = blocked_match([MatchLevel(q, k)], temperature=0.1, window=window)
+    assert torch.equal(blocked.index, dense.index)
+    torch.testing.assert_close(blocked.score, dense.score, atol=1e-5, rtol=0)
+    torch.testing.assert_close(blocked.lse, dense.lse, atol=1e-4, rtol=0)
+    ky, kx = blocked.index // (wq * k_ratio), blocked.index % (wq * k_ratio)
+    qi = torch.arange(hq * wq)
+    assert int((ky - (qi // wq) * k_ratio).abs().max()) <= 2 * k_ratio
+    assert int((kx - (qi % wq) * k_ratio).abs().max()) <= 2 * k_ratio
+
+
+def test_search_window_model_runs_and_differs_only_by_window() -> None:
+    lr, ref = _pair(1, 16, 16, 4, seed=9)
+    torch.manual_seed(0)
+    local = FASRNet(scale=4, search_window=64, **TINY).eval()  # window larger than the image: global
+    full = FASRNet(scale=4, **TINY).eval()
+    full.load_state_dict(local.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(local(lr, ref).sr, full(lr, ref).sr, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="search_window"):
+        FASRNet(scale=4, search_window=2, attention_score="softmax")

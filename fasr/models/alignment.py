@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from fasr.models.matching import (
     MatchLevel,
+    SearchWindow,
     blocked_match,
     matched_score,
     parent_index,
@@ -41,14 +42,20 @@ class AlignmentResult(NamedTuple):
 class _Scorer:
     """Matching + soft-attention value shared by both modules (cosine max or softmax max)."""
 
-    def __init__(self, attention_score: str, temperature: float, budget_mib: float) -> None:
+    def __init__(self, attention_score: str, temperature: float, budget_mib: float, search_window: int) -> None:
+        if search_window and attention_score == "softmax":
+            raise ValueError("search_window needs attention_score 'cosine' (the softmax is over all keys)")
         self.attention_score = attention_score
         self.temperature = temperature
         self.budget_mib = budget_mib
+        self.search_window = search_window
 
-    def __call__(self, levels: list[MatchLevel]) -> tuple[Tensor, Tensor]:
+    def __call__(
+        self, levels: list[MatchLevel], q_grid: tuple[int, int], k_grid: tuple[int, int]
+    ) -> tuple[Tensor, Tensor]:
         """Returns (index (B, Nq) long, score (B, Nq)) with the score differentiable."""
-        index = blocked_match(levels, self.budget_mib).index  # Eqs. 11 / 16 (argmax; softmax keeps it)
+        window = SearchWindow(q_grid, k_grid, self.search_window) if self.search_window else None
+        index = blocked_match(levels, self.budget_mib, window=window).index  # Eqs. 11 / 16 (softmax keeps argmax)
         if self.attention_score == "softmax":
             return index, softmax_score(levels, index, self.temperature, self.budget_mib)
         return index, matched_score(levels, index)
@@ -79,7 +86,7 @@ class SingleMultiAlignment(nn.Module):
         channels: feature channels per grid.
         embed_dim: width of the embedded patch vectors.
         key_stride: ``"coarse"`` or an integer stride for the finer key grids.
-        attention_score / temperature / budget_mib: see :class:`fasr.models.config.ModelConfig`.
+        attention_score / temperature / budget_mib / search_window: see :class:`fasr.models.config.ModelConfig`.
     """
 
     def __init__(
@@ -90,6 +97,7 @@ class SingleMultiAlignment(nn.Module):
         attention_score: str = "cosine",
         temperature: float = 0.05,
         budget_mib: float = 128.0,
+        search_window: int = 0,
     ) -> None:
         super().__init__()
         self.embed_q = nn.Conv2d(channels["1/4"], embed_dim, 3, padding=1)  # Eq. 7
@@ -97,7 +105,7 @@ class SingleMultiAlignment(nn.Module):
             {_key(g): nn.Conv2d(channels[g], embed_dim, 3, padding=1) for g in TRANSFER_GRIDS}
         )
         self.key_stride = key_stride
-        self.scorer = _Scorer(attention_score, temperature, budget_mib)
+        self.scorer = _Scorer(attention_score, temperature, budget_mib, search_window)
 
     def forward(self, q_feats: dict[str, Tensor], k_feats: dict[str, Tensor], v_feats: dict[str, Tensor]) -> AlignmentResult:
         b, _, hq, wq = q_feats["1/4"].shape
@@ -109,9 +117,9 @@ class SingleMultiAlignment(nn.Module):
             stride = factor if self.key_stride == "coarse" else int(self.key_stride)
             conv = self.embed_k[_key(grid)]
             k = F.conv2d(k_feats[grid], conv.weight, conv.bias, stride=stride, padding=1)  # (B, d, Hk, Wk)
-            wk = k.shape[-1]
+            hk, wk = k.shape[-2:]
             k = F.normalize(k, dim=1).flatten(2).transpose(1, 2)  # (B, Nk, d)
-            index, s = self.scorer([MatchLevel(q, k)])  # Eqs. 10-11, 18
+            index, s = self.scorer([MatchLevel(q, k)], (hq, wq), (hk, wk))  # Eqs. 10-11, 18
             ky, kx = stride * (index // wk), stride * (index % wk)  # matched key position on grid g
             disp = _displacement(ky, kx, qy, qx, factor, hq, wq)
             features[grid] = transfer_patches(v_feats[grid], disp, factor)  # Eq. 12
@@ -136,7 +144,7 @@ class MultiMultiAlignment(nn.Module):
     Args:
         levels: pyramid grids to correlate, finest first.
         pyramid: ``pooled`` or ``deep``.
-        attention_score / temperature / budget_mib: see :class:`fasr.models.config.ModelConfig`.
+        attention_score / temperature / budget_mib / search_window: see :class:`fasr.models.config.ModelConfig`.
     """
 
     def __init__(
@@ -146,11 +154,12 @@ class MultiMultiAlignment(nn.Module):
         attention_score: str = "cosine",
         temperature: float = 0.05,
         budget_mib: float = 128.0,
+        search_window: int = 0,
     ) -> None:
         super().__init__()
         self.levels = levels
         self.pyramid = pyramid
-        self.scorer = _Scorer(attention_score, temperature, budget_mib)
+        self.scorer = _Scorer(attention_score, temperature, budget_mib, search_window)
 
     def _level_features(self, feats: dict[str, Tensor], grid: str) -> Tensor:
         if grid == "1/4" or self.pyramid == "deep":
@@ -170,7 +179,7 @@ class MultiMultiAlignment(nn.Module):
                 parent = parent_index((hq, wq), tuple(ql.shape[-2:]), ratio, device=ql.device)
             # Eq. 14 per level; the 1/L weight folded into the queries makes the sum an average (Eq. 15).
             terms.append(MatchLevel(patch_vectors(ql) * weight, patch_vectors(kl), parent, parent))
-        index, s = self.scorer(terms)  # Eq. 16 index, Eq. 19 score
+        index, s = self.scorer(terms, (hq, wq), (hq, wq))  # Eq. 16 index, Eq. 19 score
         qy, qx = _query_grid(b, hq, wq, index.device)
         ky, kx = index // wq, index % wq
         features = {

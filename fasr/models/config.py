@@ -27,6 +27,9 @@ class ModelConfig:
         ma_pyramid: M-A coarse levels from pooled 1/4 features (cheap) or the backbone's 1/8, 1/16 features.
         attention_score: soft-attention value: max cosine (authors' code) or max softmax prob (Eqs. 10, 14).
         match_memory_mib: budget for one block of the blocked correlation (never a full matrix).
+        search_window: match each query only against keys within this many 1/4-grid cells (4 HR pixels
+            each) of its own position: exact within the window, much faster on large images, for registered
+            contrasts. 0 (default) = the whole image, as the paper.
         backbone_weights: torchvision-format ImageNet checkpoint for the extractor (None = random init).
     """
 
@@ -44,5 +47,6 @@ class ModelConfig:
     attention_score: Literal["cosine", "softmax"] = "cosine"
     softmax_temperature: float = 0.05
     match_memory_mib: int = 128
+    search_window: int = 0
     backbone_weights: str | None = None
     ref_degradation: Literal["bicubic", "kspace"] = "bicubic"

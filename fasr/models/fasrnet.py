@@ -40,6 +40,7 @@ class FASRNet(nn.Module):
         ma_pyramid: ``pooled`` or ``deep`` M-A pyramid.
         attention_score / softmax_temperature: soft-attention value (max cosine or max softmax probability).
         match_memory_mib: byte budget of one correlation block.
+        search_window: match only within this many 1/4-grid cells of each query (0 = whole image).
         ref_degradation: how I_Ref-down-up is made (the LR's degradation; default antialiased bicubic).
     """
 
@@ -58,6 +59,7 @@ class FASRNet(nn.Module):
         attention_score: str = "cosine",
         softmax_temperature: float = 0.05,
         match_memory_mib: float = 128.0,
+        search_window: int = 0,
         backbone_weights: str | None = None,
         ref_degradation: Degradation | None = None,
     ) -> None:
@@ -77,7 +79,12 @@ class FASRNet(nn.Module):
         self.extractor = TextureExtractor(
             backbone, feature_levels, deepest="1/16" if deep else "1/4", weights=backbone_weights
         )
-        match = dict(attention_score=attention_score, temperature=softmax_temperature, budget_mib=match_memory_mib)
+        match = dict(
+            attention_score=attention_score,
+            temperature=softmax_temperature,
+            budget_mib=match_memory_mib,
+            search_window=search_window,
+        )
         self.sa = (
             SingleMultiAlignment(CHANNELS, embed_dim, sa_key_stride, **match) if alignment in ("both", "sa") else None
         )

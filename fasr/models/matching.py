@@ -25,6 +25,7 @@ from torch.utils.checkpoint import checkpoint
 __all__ = [
     "MatchLevel",
     "MatchResult",
+    "SearchWindow",
     "patch_vectors",
     "parent_index",
     "blocked_match",
@@ -57,6 +58,48 @@ class MatchResult(NamedTuple):
     index: Tensor
     score: Tensor
     lse: Tensor | None
+
+
+class SearchWindow(NamedTuple):
+    """Restrict each query's keys to a square window around its own position (registered contrasts).
+
+    Attributes:
+        q_grid: (Hq, Wq) of the fine query grid (queries are numbered row-major on it).
+        k_grid: (Hk, Wk) of the fine key grid; key (y, x) faces query (y * Hq / Hk, x * Wq / Wk).
+        radius: half-width of the window in query-grid cells (converted to key cells by the grid ratio).
+        tile: query tiles of tile x tile cells are matched against the union of their windows.
+    """
+
+    q_grid: tuple[int, int]
+    k_grid: tuple[int, int]
+    radius: int
+    tile: int = 16
+
+    def key_radius(self) -> tuple[int, int]:
+        return (math.ceil(self.radius * self.k_grid[0] / self.q_grid[0]),
+                math.ceil(self.radius * self.k_grid[1] / self.q_grid[1]))
+
+    def mask(self, q_idx: Tensor, k_idx: Tensor) -> Tensor:
+        """(nq, nk) True where key ``k_idx[j]`` lies in the window of query ``q_idx[i]``."""
+        (hq, wq), (hk, wk) = self.q_grid, self.k_grid
+        ry, rx = self.key_radius()
+        cy = (q_idx // wq) * hk // hq  # query position on the key grid
+        cx = (q_idx % wq) * wk // wq
+        dy = (k_idx // wk)[None, :] - cy[:, None]
+        dx = (k_idx % wk)[None, :] - cx[:, None]
+        return (dy.abs() <= ry) & (dx.abs() <= rx)
+
+    def tiles(self, device=None):
+        """Yield (query indices, candidate key indices) per query tile."""
+        (hq, wq), (hk, wk) = self.q_grid, self.k_grid
+        ry, rx = self.key_radius()
+        for y0 in range(0, hq, self.tile):
+            for x0 in range(0, wq, self.tile):
+                y1, x1 = min(y0 + self.tile, hq), min(x0 + self.tile, wq)
+                qy, qx = torch.arange(y0, y1, device=device), torch.arange(x0, x1, device=device)
+                ky = torch.arange(max(0, y0 * hk // hq - ry), min(hk, (y1 - 1) * hk // hq + ry + 1), device=device)
+                kx = torch.arange(max(0, x0 * wk // wq - rx), min(wk, (x1 - 1) * wk // wq + rx + 1), device=device)
+                yield (qy[:, None] * wq + qx).reshape(-1), (ky[:, None] * wk + kx).reshape(-1)
 
 
 def patch_vectors(x: Tensor, normalize: bool = True) -> Tensor:
@@ -93,16 +136,17 @@ def _n_fine(levels: list[MatchLevel], which: str) -> int:
     return rows.shape[1] if parent is None else parent.numel()
 
 
-def _rows(x: Tensor, parent: Tensor | None, sl: slice) -> tuple[Tensor, Tensor | None]:
-    """Rows of ``x`` needed for fine indices ``sl``: a plain slice, or the distinct parents plus the inverse
-    map (on coarse levels many fine cells share a parent, so only distinct parents are multiplied)."""
+def _rows(x: Tensor, parent: Tensor | None, sl: slice | Tensor) -> tuple[Tensor, Tensor | None]:
+    """Rows of ``x`` needed for fine indices ``sl`` (a slice or an index tensor): those rows, or the distinct
+    parents plus the inverse map (on coarse levels many fine cells share a parent, so only distinct parents
+    are multiplied)."""
     if parent is None:
         return x[:, sl], None
     uniq, inv = torch.unique(parent[sl], return_inverse=True)
     return x[:, uniq], inv
 
 
-def _block_scores(levels: list[MatchLevel], qsl: slice, ksl: slice) -> Tensor:
+def _block_scores(levels: list[MatchLevel], qsl: slice | Tensor, ksl: slice | Tensor) -> Tensor:
     """C[i, j] for the query rows ``qsl`` and key columns ``ksl`` (fine-grid indices): (B, nq, nk)."""
     total: Tensor | None = None
     for lvl in levels:
@@ -129,7 +173,10 @@ def _block_sizes(n_q: int, n_k: int, n_levels: int, budget_bytes: int) -> tuple[
 
 @torch.no_grad()
 def blocked_match(
-    levels: list[MatchLevel], budget_mib: float = 128.0, temperature: float | None = None
+    levels: list[MatchLevel],
+    budget_mib: float = 128.0,
+    temperature: float | None = None,
+    window: SearchWindow | None = None,
 ) -> MatchResult:
     """argmax / max (and optionally logsumexp / T) over keys of a correlation, computed block by block.
 
@@ -137,9 +184,12 @@ def blocked_match(
         levels: the terms of the correlation (one for a plain cross-attention).
         budget_mib: upper bound for the block's score matrices, in MiB.
         temperature: when given, also accumulate the row-wise logsumexp of C / T.
+        window: only keys inside each query's window compete (exact within the window); None = all keys.
     """
     n_q, n_k = _n_fine(levels, "q"), _n_fine(levels, "k")
     batch, device = levels[0].q.shape[0], levels[0].q.device
+    if window is not None:
+        return _windowed_match(levels, window, temperature, (batch, n_q), device)
     rows, cols = _block_sizes(n_q, n_k, len(levels), int(budget_mib * 2**20))
     best = torch.full((batch, n_q), -math.inf, device=device)
     index = torch.zeros((batch, n_q), dtype=torch.long, device=device)
@@ -158,11 +208,32 @@ def blocked_match(
     return MatchResult(index, best, lse)
 
 
+def _windowed_match(
+    levels: list[MatchLevel], window: SearchWindow, temperature: float | None, shape: tuple[int, int], device
+) -> MatchResult:
+    """Tile by tile: each query tile against the keys of its windows, the rest of each row masked out."""
+    best = torch.full(shape, -math.inf, device=device)
+    index = torch.zeros(shape, dtype=torch.long, device=device)
+    lse = torch.full(shape, -math.inf, device=device) if temperature else None
+    for q_idx, k_idx in window.tiles(device):
+        s = _block_scores(levels, q_idx, k_idx).float()  # (B, nq, nk)
+        s = s.masked_fill(~window.mask(q_idx, k_idx), -math.inf)
+        best[:, q_idx], arg = s.max(dim=-1)
+        index[:, q_idx] = k_idx[arg]
+        if lse is not None:
+            lse[:, q_idx] = torch.logsumexp(s / temperature, dim=-1)
+    return MatchResult(index, best, lse)
+
+
 @torch.no_grad()
-def dense_match(levels: list[MatchLevel], temperature: float | None = None) -> MatchResult:
+def dense_match(
+    levels: list[MatchLevel], temperature: float | None = None, window: SearchWindow | None = None
+) -> MatchResult:
     """Reference: build the whole correlation matrix (what the authors' code does). Tests and benchmarks only."""
     n_q, n_k = _n_fine(levels, "q"), _n_fine(levels, "k")
     c = _block_scores(levels, slice(0, n_q), slice(0, n_k)).float()  # (B, Nq, Nk)
+    if window is not None:
+        c = c.masked_fill(~window.mask(torch.arange(n_q), torch.arange(n_k)), -math.inf)
     best, index = c.max(dim=-1)
     lse = torch.logsumexp(c / temperature, dim=-1) if temperature else None
     return MatchResult(index, best, lse)

@@ -1,22 +1,21 @@
 """Building blocks shared by the baselines: global bicubic residual, residual blocks, sub-pixel upsampling.
 
 Every baseline predicts a *residual* that is added to the bicubic upsampling of the LR input (global residual
-learning, as VDSR/MCSR do explicitly): the network only has to learn the missing high frequencies, and with a
-damped last layer an untrained model starts close to bicubic instead of at noise.
+learning, as VDSR/MCSR do explicitly): the network only has to learn the missing high frequencies. The layer that
+outputs the residual starts at zero, so every untrained baseline *is* bicubic and a short training budget
+measures what each architecture learns rather than how far its random initialisation is from the image.
 """
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from fasr.data.degrade import Bicubic
 from fasr.models.output import SROutput
 
 __all__ = [
-    "TAIL_GAIN",
     "conv3x3",
-    "damp_",
+    "zero_",
     "prime_factors",
     "ChannelAttention",
     "ResBlock",
@@ -24,29 +23,23 @@ __all__ = [
     "ResidualSR",
 ]
 
-# Initial weights of the last layer of every baseline are multiplied by this (see ``damp_``).
-TAIL_GAIN = 0.1
-
-
 def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
     """3x3 convolution with 'same' zero padding (any input size)."""
     return nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1)
 
 
-def damp_(layer: nn.Module, gain: float = TAIL_GAIN) -> nn.Module:
-    """Scale a layer's initial weights by ``gain`` and zero its bias, in place.
+def zero_(layer: nn.Module) -> nn.Module:
+    """Set a layer's weight (and bias) to zero, in place; returns the layer.
 
-    Used on the layer that outputs the residual so an untrained model is close to its bicubic base while every
-    parameter still receives gradient (a zero init would block the gradient to all earlier layers).
+    Used on the layer that outputs the residual. Its own gradient is not zero, so Adam moves it on the first
+    step and the layers before it receive gradient from the second step on.
 
     Args:
         layer: module with ``weight`` (and optional ``bias``).
-        gain: multiplier of the default initial weights.
     """
-    with torch.no_grad():
-        layer.weight.mul_(gain)
-        if getattr(layer, "bias", None) is not None:
-            layer.bias.zero_()
+    nn.init.zeros_(layer.weight)
+    if getattr(layer, "bias", None) is not None:
+        nn.init.zeros_(layer.bias)
     return layer
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from fasr.models.baselines.common import ResBlock, ResidualSR, SubPixelUpsampler, conv3x3, damp_
+from fasr.models.baselines.common import ResBlock, ResidualSR, SubPixelUpsampler, conv3x3, zero_
 from fasr.models.config import ModelConfig
 
 __all__ = ["EDSR", "from_config"]
@@ -32,7 +32,7 @@ class EDSR(ResidualSR):
             *[ResBlock(n_feats, res_scale=res_scale) for _ in range(n_blocks)], conv3x3(n_feats, n_feats)
         )
         self.upsampler = SubPixelUpsampler(n_feats, scale)
-        self.tail = damp_(conv3x3(n_feats, 1))
+        self.tail = zero_(conv3x3(n_feats, 1))
 
     def residual(self, lr: Tensor, ref: Tensor, base: Tensor) -> Tensor:
         x = self.head(lr)  # (B, C, h, w)

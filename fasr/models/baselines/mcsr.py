@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from fasr.models.baselines.common import ResidualSR, conv3x3, damp_
+from fasr.models.baselines.common import ResidualSR, conv3x3, zero_
 from fasr.models.config import ModelConfig
 
 __all__ = ["plain_cnn", "MCSR", "from_config"]
@@ -24,14 +24,14 @@ def plain_cnn(in_channels: int, n_feats: int, depth: int) -> nn.Sequential:
     Args:
         in_channels: input channels.
         n_feats: hidden channels.
-        depth: number of convolutions (>= 2); the last one is damped so the stack starts near zero.
+        depth: number of convolutions (>= 2); the last one starts at zero, so the stack starts as zero.
     """
     if depth < 2:
         raise ValueError(f"depth must be >= 2, got {depth}")
     layers: list[nn.Module] = [conv3x3(in_channels, n_feats), nn.ReLU(inplace=True)]
     for _ in range(depth - 2):
         layers += [conv3x3(n_feats, n_feats), nn.ReLU(inplace=True)]
-    layers.append(damp_(conv3x3(n_feats, 1)))
+    layers.append(zero_(conv3x3(n_feats, 1)))
     return nn.Sequential(*layers)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from fasr.models.baselines.common import ResBlock, ResidualSR, SubPixelUpsampler, conv3x3, damp_
+from fasr.models.baselines.common import ResBlock, ResidualSR, SubPixelUpsampler, conv3x3, zero_
 from fasr.models.config import ModelConfig
 
 __all__ = ["ResidualGroup", "LayerAttention", "ChannelSpatialAttention", "MINet", "from_config"]
@@ -91,7 +91,7 @@ class MINet(ResidualSR):
         self.merge_stages = conv3x3(2 * n_stages * n_feats, n_feats)
         self.spatial_attention = ChannelSpatialAttention()
         self.merge = conv3x3(2 * n_feats, n_feats)
-        self.tail = damp_(conv3x3(n_feats, 1))
+        self.tail = zero_(conv3x3(n_feats, 1))
 
     def residual(self, lr: Tensor, ref: Tensor, base: Tensor) -> Tensor:
         r = self.ref_head(ref)  # (B, C, H, W)
@@ -101,7 +101,8 @@ class MINet(ResidualSR):
             r, t = ref_stage(r), target_stage(t)
             t = t + integrate(torch.cat([r, t], dim=1))  # multi-stage integration: (B, 2C, H, W) -> (B, C, H, W)
             stages += [r, t]
-        hierarchy = self.merge_stages(self.layer_attention(torch.stack(stages, dim=1)))  # (B, 2N, C, H, W) -> (B, C, H, W)
+        stacked = torch.stack(stages, dim=1)  # (B, 2N, C, H, W)
+        hierarchy = self.merge_stages(self.layer_attention(stacked))  # (B, 2N * C, H, W) -> (B, C, H, W)
         fused = self.merge(torch.cat([self.spatial_attention(t), hierarchy], dim=1)) + head
         return self.tail(fused)
 

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fasr.errors import FasrError
-from fasr.models.baselines.common import ResidualSR, conv3x3, damp_
+from fasr.models.baselines.common import ResidualSR, conv3x3, zero_
 from fasr.models.config import ModelConfig
 
 __all__ = [
@@ -200,7 +200,7 @@ class SwinIR(ResidualSR):
                 nn.init.trunc_normal_(m.weight, std=0.02)
                 nn.init.zeros_(m.bias)
         # Lightweight SwinIR's one-step reconstruction: (B, C, h, w) -> (B, s^2, h, w) -> (B, 1, h*s, w*s).
-        self.upsampler = nn.Sequential(damp_(conv3x3(n_feats, scale * scale)), nn.PixelShuffle(scale))
+        self.upsampler = nn.Sequential(zero_(conv3x3(n_feats, scale * scale)), nn.PixelShuffle(scale))
 
     def residual(self, lr: Tensor, ref: Tensor, base: Tensor) -> Tensor:
         h, w = lr.shape[-2:]
