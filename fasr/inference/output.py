@@ -1,0 +1,101 @@
+"""Writing results: NIfTI volumes in the input's data type with provenance, a JSON sidecar, no silent overwrite."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from fasr.data.io import NIFTI_SUFFIXES
+from fasr.errors import FasrError
+
+__all__ = ["nifti_stem", "sidecar_path", "check_outputs", "require_nifti", "cast_like", "write_nifti", "write_json"]
+
+_DESCRIP_BYTES = 79  # the NIfTI-1 descrip field holds 80 bytes including the terminating NUL
+
+
+def nifti_stem(path: Path) -> str:
+    """File name without ``.nii`` / ``.nii.gz``."""
+    for suffix in NIFTI_SUFFIXES:
+        if path.name.endswith(suffix):
+            return path.name[: -len(suffix)]
+    return path.stem
+
+
+def sidecar_path(path: Path) -> Path:
+    """The JSON provenance file written beside a NIfTI output (BIDS style: ``sr.nii.gz`` -> ``sr.json``)."""
+    return path.with_name(nifti_stem(path) + ".json")
+
+
+def check_outputs(outputs: Iterable[Path], inputs: Iterable[Path], force: bool) -> None:
+    """Refuse outputs that exist (unless ``force``) or that would replace an input, before any work is done.
+
+    Args:
+        outputs: files about to be written.
+        inputs: files/folders read (never overwritten, even with ``force``).
+        force: allow replacing existing outputs.
+    """
+    sources = {Path(p).resolve() for p in inputs}
+    for out in outputs:
+        out = Path(out)
+        if out.resolve() in sources:
+            raise FasrError(f"output '{out}' is also an input; choose another output path")
+        if out.is_dir():
+            raise FasrError(f"output '{out}' is a folder; give a file name such as {out / 'sr.nii.gz'}")
+        if out.exists() and not force:
+            raise FasrError(f"output '{out}' already exists; pass --force to overwrite it or choose another path")
+
+
+def require_nifti(path: Path, option: str) -> None:
+    """Refuse an output name that is not a NIfTI file name.
+
+    Args:
+        path: the output path.
+        option: the command-line option that gave it (for the message).
+    """
+    if not path.name.endswith(NIFTI_SUFFIXES):
+        raise FasrError(f"{option} '{path}' must be a NIfTI file name ending in .nii.gz or .nii")
+
+
+def cast_like(data: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Cast float intensities to ``dtype``: rounded and clipped to its range for integer types.
+
+    Args:
+        data: float array.
+        dtype: target data type (e.g. the input's int16).
+    """
+    dtype = np.dtype(dtype)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(data), info.min, info.max).astype(dtype)
+    return data.astype(dtype)
+
+
+def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray, descrip: str) -> Path:
+    """Write a NIfTI-1 volume with both qform and sform set to ``affine`` (scanner space, mm).
+
+    Args:
+        path: ``.nii`` or ``.nii.gz`` file (its folder is created).
+        data: (X, Y, Z) array, written in its own data type without scaling.
+        affine: (4, 4) voxel -> world matrix.
+        descrip: header description; truncated to the field's 79 usable bytes.
+    """
+    img = nib.Nifti1Image(data, affine)
+    img.set_qform(affine, code="scanner")
+    img.set_sform(affine, code="scanner")
+    img.header.set_xyzt_units(xyz="mm")
+    img.header["descrip"] = descrip.encode("ascii", "replace")[:_DESCRIP_BYTES]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(img, path)
+    return path
+
+
+def write_json(path: Path, record: dict[str, Any]) -> Path:
+    """Write ``record`` as indented JSON (its folder is created)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return path

@@ -1,0 +1,258 @@
+"""One inference job from files to files, shared by ``fasr infer`` and ``fasr demo``: load the checkpoint,
+read (or simulate) the target, super-resolve, score against the ground truth when simulated, write results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from fasr import __version__
+from fasr.config import RunConfig, to_dict
+from fasr.data.config import DegradationConfig
+from fasr.data.degrade import build_degradation
+from fasr.data.types import Volume
+from fasr.errors import FasrError
+from fasr.inference.grid import voxel_sizes
+from fasr.inference.inputs import read_pair, stored_dtype
+from fasr.inference.output import cast_like, sidecar_path, write_json, write_nifti
+from fasr.inference.pipeline import InferenceResult, super_resolve_volume
+from fasr.inference.slicing import Slicer
+from fasr.inference.simulate import Simulation, bicubic_volume, score_methods, simulate_lr
+from fasr.pretrained import PRETRAINED, resolve_checkpoint
+from fasr.training.checkpoint import load_model
+
+__all__ = ["LoadedModel", "Prediction", "load_for_inference", "predict", "write_prediction", "metrics_table"]
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model ready for inference.
+
+    Attributes:
+        model: in eval mode on ``device``.
+        config: the run config stored in the checkpoint.
+        label: short name for headers: the registry name, or the checkpoint's file name.
+        path: the checkpoint file.
+        device: where it runs.
+    """
+
+    model: nn.Module
+    config: RunConfig
+    label: str
+    path: Path
+    device: torch.device
+
+    @property
+    def scale(self) -> int:
+        return int(self.config.model.scale)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Result of :func:`predict`.
+
+    Attributes:
+        result: the super-resolved volume and its grid.
+        lr: the LR target that was super-resolved (read, or simulated).
+        simulation: the ground truth and LR when simulated, else None.
+        degradation: how the LR was simulated, else None.
+        bicubic: (X', Y', Z') bicubic baseline on the SR grid when simulated, else None.
+        scores: method -> {"psnr", "ssim"} against the ground truth when simulated, else None.
+        dtype: data type of the input target on disk (outputs are written in it).
+        ref_path: the reference file.
+        seconds: wall time of reading, resampling and super-resolving.
+    """
+
+    result: InferenceResult
+    lr: Volume
+    simulation: Simulation | None
+    degradation: DegradationConfig | None
+    bicubic: np.ndarray | None
+    scores: dict[str, dict[str, float]] | None
+    dtype: np.dtype
+    ref_path: Path
+    seconds: float
+
+
+def load_for_inference(checkpoint: str, device: torch.device, scale: int | None) -> LoadedModel:
+    """Load a checkpoint file or shipped model by name, checking it was trained for ``scale``.
+
+    Args:
+        checkpoint: ``.pt`` file or a name from :mod:`fasr.pretrained` (e.g. ``brats-x4``).
+        device: where the model runs.
+        scale: required upsampling factor, or None to take the checkpoint's.
+    """
+    path = resolve_checkpoint(checkpoint)
+    model, config = load_model(path, map_location=device)
+    if scale is not None and scale != config.model.scale:
+        raise FasrError(
+            f"checkpoint '{checkpoint}' is trained for x{config.model.scale}, not x{scale}; drop --scale or "
+            f"pass a x{scale} checkpoint (shipped: {', '.join(f'{m.name} (x{m.scale})' for m in PRETRAINED.values())})"
+        )
+    label = checkpoint if checkpoint in PRETRAINED else path.name
+    return LoadedModel(model=model, config=config, label=label, path=path, device=device)
+
+
+def predict(
+    loaded: LoadedModel,
+    target_path: Path,
+    ref_path: Path,
+    *,
+    simulate: bool,
+    degradation_kind: str | None,
+    batch_size: int,
+    progress: bool,
+) -> Prediction:
+    """Super-resolve ``target_path`` with ``ref_path``; with ``simulate``, degrade the target first and score.
+
+    Args:
+        loaded: the model.
+        target_path: LR target, or the HR target to simulate the LR from.
+        ref_path: HR reference of the same patient.
+        simulate: treat the target as ground truth and make the LR with the checkpoint's degradation.
+        degradation_kind: ``bicubic`` or ``kspace`` instead of the checkpoint's (simulation only).
+        batch_size: slices per forward pass.
+        progress: show a progress bar.
+    """
+    start = time.perf_counter()
+    cfg = loaded.config
+    target, ref = read_pair(target_path, ref_path)
+    dtype = stored_dtype(target)
+    simulation = degradation_cfg = bicubic = scores = None
+    inplane_axes = None
+    lr = target
+    if simulate:
+        degradation_cfg = cfg.data.degradation
+        if degradation_kind is not None:
+            degradation_cfg = dataclasses.replace(degradation_cfg, kind=degradation_kind)
+        simulation = simulate_lr(
+            target,
+            ref.affine,
+            loaded.scale,
+            build_degradation(degradation_cfg),
+            noise=degradation_cfg.noise,
+            snr=degradation_cfg.snr,
+            norm_percentiles=cfg.data.norm_percentiles,
+            seed=cfg.seed,
+        )
+        lr, inplane_axes = simulation.lr, simulation.inplane_axes
+    result = super_resolve_volume(
+        loaded.model,
+        lr,
+        ref,
+        loaded.scale,
+        norm_percentiles=cfg.data.norm_percentiles,
+        batch_size=batch_size,
+        device=loaded.device,
+        progress=progress,
+        inplane_axes=inplane_axes,
+    )
+    if simulation is not None:
+        hr = simulation.hr.data
+        assert hr.shape == result.grid.shape and np.allclose(simulation.hr.affine, result.grid.affine, atol=1e-6)
+        slicer = Slicer.for_grid(result.grid.affine, result.grid.slice_axis)
+        bicubic = bicubic_volume(lr.data, slicer, loaded.scale)
+        scores = score_methods(hr, {"bicubic": bicubic, cfg.model.name: result.sr}, slicer)
+    return Prediction(
+        result=result,
+        lr=lr,
+        simulation=simulation,
+        degradation=degradation_cfg,
+        bicubic=bicubic,
+        scores=scores,
+        dtype=dtype,
+        ref_path=Path(ref_path),
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _descrip(loaded: LoadedModel, what: str, ref_path: Path) -> str:
+    """Short NIfTI description: tool, version, checkpoint, reference (cut to the 79-byte field)."""
+    return f"fasr {__version__} {what} ckpt={loaded.label} ref={ref_path.name}"
+
+
+def _sidecar(prediction: Prediction, loaded: LoadedModel, out: Path, confidence_out: Path | None) -> dict[str, Any]:
+    """Full provenance of one prediction (the JSON sidecar)."""
+    result, grid = prediction.result, prediction.result.grid
+    simulated = None
+    if prediction.degradation is not None:
+        simulated = {"degradation": to_dict(prediction.degradation), "lr_shape": list(prediction.lr.data.shape)}
+    return {
+        "tool": "fasr",
+        "version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(sys.argv),
+        "checkpoint": {"name": loaded.label, "path": str(loaded.path), "model": to_dict(loaded.config.model)},
+        "target": prediction.simulation.hr.path if prediction.simulation else prediction.lr.path,
+        "simulated": simulated,
+        "reference": str(prediction.ref_path),
+        "reference_coverage": result.coverage,
+        "grid": {
+            "shape": list(grid.shape),
+            "voxel_size_mm": [round(float(v), 6) for v in voxel_sizes(grid.affine)],
+            "slice_axis": grid.slice_axis,
+            "inplane_axes": list(grid.inplane_axes),
+            "scale": grid.scale,
+            "lr_over_reference_spacing": list(grid.ref_ratio),
+            "affine": grid.affine.tolist(),
+        },
+        "normalisation": {
+            "target": [result.target_stats.low, result.target_stats.high],
+            "reference": [result.ref_stats.low, result.ref_stats.high],
+        },
+        "outputs": {"sr": str(out), "sr_dtype": str(prediction.dtype), "confidence": str(confidence_out or "")},
+        "seconds": round(prediction.seconds, 3),
+        "scores": prediction.scores,
+    }
+
+
+def write_prediction(
+    prediction: Prediction,
+    loaded: LoadedModel,
+    out: Path,
+    confidence_out: Path | None,
+    extra: dict[str, Any],
+) -> list[Path]:
+    """Write the SR volume (input data type), the confidence map (float32) and the JSON sidecar.
+
+    Args:
+        prediction: output of :func:`predict`.
+        loaded: the model that made it.
+        out: SR NIfTI path.
+        confidence_out: confidence NIfTI path, or None.
+        extra: more sidecar fields (e.g. the demo subject).
+
+    Raises:
+        FasrError: a confidence map was requested from a model without reference matching.
+    """
+    result, ref_path = prediction.result, prediction.ref_path
+    if confidence_out is not None and result.confidence is None:
+        raise FasrError(
+            f"model '{loaded.config.model.name}' of '{loaded.label}' has no reference matching, so no confidence "
+            "map; drop --confidence or use a FASR-Net checkpoint"
+        )
+    sr = cast_like(result.sr, prediction.dtype)
+    written = [write_nifti(out, sr, result.grid.affine, _descrip(loaded, "SR", ref_path))]
+    if confidence_out is not None:
+        confidence = result.confidence.astype(np.float32)
+        written.append(write_nifti(confidence_out, confidence, result.grid.affine, _descrip(loaded, "conf", ref_path)))
+    record = {**_sidecar(prediction, loaded, out, confidence_out), **extra}
+    written.append(write_json(sidecar_path(out), record))
+    return written
+
+
+def metrics_table(scores: dict[str, dict[str, float]]) -> str:
+    """A small Markdown table of PSNR/SSIM per method."""
+    lines = ["| method | PSNR (dB) | SSIM |", "|---|---|---|"]
+    lines += [f"| {name} | {s['psnr']:.2f} | {s['ssim']:.4f} |" for name, s in scores.items()]
+    return "\n".join(lines)

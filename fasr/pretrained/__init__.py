@@ -1,0 +1,105 @@
+"""Trained models shipped inside the package, addressed by name (``--checkpoint brats-x4``).
+
+Each name maps to a half-precision checkpoint file in this folder, written by ``fasr train`` and exported as
+described in ``docs/model-card.md``. A name whose file is not installed is reported as such (the registry lists
+what the package is meant to ship, independent of whether this copy has the weights).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from fasr.errors import FasrError
+
+__all__ = ["PretrainedModel", "PRETRAINED", "PRETRAINED_DIR", "list_pretrained", "resolve_checkpoint"]
+
+PRETRAINED_DIR = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class PretrainedModel:
+    """One shipped model.
+
+    Attributes:
+        name: registry name given to ``--checkpoint``.
+        filename: checkpoint file inside :data:`PRETRAINED_DIR`.
+        scale: in-plane upsampling factor it was trained for.
+        target: target contrast it super-resolves.
+        references: reference contrasts seen in training.
+        description: one line for ``list_pretrained`` / help texts.
+    """
+
+    name: str
+    filename: str
+    scale: int
+    target: str
+    references: tuple[str, ...]
+    description: str
+
+    @property
+    def path(self) -> Path:
+        return PRETRAINED_DIR / self.filename
+
+    @property
+    def available(self) -> bool:
+        return self.path.is_file()
+
+
+PRETRAINED: dict[str, PretrainedModel] = {
+    m.name: m
+    for m in (
+        PretrainedModel(
+            name="brats-x4",
+            filename="brats-x4.pt",
+            scale=4,
+            target="t2",
+            references=("t1", "t1c", "flair"),
+            description="FASR-Net, x4 in-plane, T2 target from a T1/T1c/FLAIR reference, BraTS brain MRI",
+        ),
+        PretrainedModel(
+            name="brats-x2",
+            filename="brats-x2.pt",
+            scale=2,
+            target="t2",
+            references=("t1", "t1c", "flair"),
+            description="FASR-Net, x2 in-plane, T2 target from a T1/T1c/FLAIR reference, BraTS brain MRI",
+        ),
+    )
+}
+
+
+def list_pretrained() -> list[PretrainedModel]:
+    """All registered models, installed or not (see :attr:`PretrainedModel.available`)."""
+    return list(PRETRAINED.values())
+
+
+def resolve_checkpoint(name_or_path: str | Path) -> Path:
+    """Turn a ``--checkpoint`` argument into a checkpoint file.
+
+    Args:
+        name_or_path: an existing file, or a registered name such as ``brats-x4``.
+
+    Returns:
+        Path of an existing checkpoint file.
+
+    Raises:
+        FasrError: neither an existing file nor a known name, or a known name whose weights are not installed.
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    model = PRETRAINED.get(str(name_or_path))
+    if model is None:
+        if path.exists():
+            raise FasrError(f"checkpoint '{path}' is a folder; pass the .pt file inside it (e.g. best.pt)")
+        raise FasrError(
+            f"checkpoint '{name_or_path}' is neither a file nor a shipped model; "
+            f"pass a .pt file or one of: {', '.join(PRETRAINED)}"
+        )
+    if not model.available:
+        raise FasrError(
+            f"shipped model '{model.name}' is not installed in this copy of fasr ({model.path} is missing); "
+            "pass a checkpoint file from `fasr train` with --checkpoint, or install a release that ships it"
+        )
+    return model.path
