@@ -49,3 +49,27 @@ def test_errors() -> None:
     mostly_one_value[0, :2] = (0.0, 6.0)
     assert robust_stats(mostly_one_value, 0.0, 50.0) == NormStats(0.0, 5.0)
     assert robust_stats(np.array([0.0, 5.0, 5.0, 5.0, 6.0]), 0.0, 10.0) == NormStats(0.0, 5.0)
+
+
+def test_training_intensity_jitter_scales_target_about_background() -> None:
+    """With intensity_jitter the HR and LR of a training sample share one random gain about -1; Ref is untouched."""
+    import torch
+
+    from fasr.data.degrade import Bicubic
+    from fasr.data.samples import RawSlice, SampleMaker
+    from fasr.data.types import NormStats
+
+    hr = np.full((32, 32), 0.5, np.float32)
+    raw = RawSlice(hr, hr.copy(), None, "s", 0, NormStats(0.0, 1.0), NormStats(0.0, 1.0))
+    maker = SampleMaker(scale=4, degradation=Bicubic(), noise="none", snr=30.0, slice_size=0, patch_size=16,
+                        train=True, augment=False, misalign=(0.0, 0.0, 0.0), min_foreground=0.0,
+                        intensity_jitter=0.2)
+    torch.manual_seed(0)
+    gains = []
+    for i in range(20):
+        s = maker(raw, i)
+        gain = float((s.hr + 1).mean() / 1.5)
+        assert torch.allclose((s.lr + 1) / 1.5, torch.full_like(s.lr, gain), atol=1e-4)
+        assert torch.allclose(s.ref, torch.full_like(s.ref, 0.5))
+        gains.append(gain)
+    assert 0.8 <= min(gains) < 0.95 and 1.05 < max(gains) <= 1.2

@@ -42,6 +42,8 @@ class DataConfig:
         min_foreground: slices whose target (and reference) has less content than this fraction are skipped.
         slice_step: keep every n-th slice with content.
         misalign: max random reference misalignment as (shift px, rotation deg, scale fraction); 0 = off.
+        intensity_jitter: random joint gain of the training target's HR and LR, in [1 - j, 1 + j] about the
+            background (robustness to LR-only normalisation at inference; 0 = off, as the paper).
         norm_percentiles: percentile of all voxels mapped to -1 (background) and of the foreground mapped to +1
             (``fasr.data.normalize.robust_stats``).
         volume_cache: decoded subjects kept in memory per data-loader worker.
@@ -63,6 +65,7 @@ class DataConfig:
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
     augment: bool = True
     misalign: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    intensity_jitter: float = 0.0
     batch_size: int = 4
     num_workers: int = 0
     norm_percentiles: tuple[float, float] = (0.5, 99.5)

@@ -32,6 +32,10 @@ def robust_stats(volume: np.ndarray | Volume, low_pct: float = 0.5, high_pct: fl
         FasrError: bad percentiles, or no voxel above the background level.
     """
     data = volume.data if isinstance(volume, Volume) else np.asarray(volume)
+    # MR magnitudes are >= 0: negatives are interpolation/ringing undershoot (a shell around the head after
+    # bicubic or k-space downsampling). Left in, they would become the background level and the whole
+    # background would count as foreground, pulling the high percentile down (~40 % on a x4 BraTS T2).
+    data = np.maximum(data, 0.0)
     if not 0.0 <= low_pct < 100.0 or not 0.0 < high_pct <= 100.0:
         raise FasrError(f"normalisation percentiles must lie in [0, 100), (0, 100], got {low_pct}, {high_pct}")
     low = float(np.percentile(data, low_pct))

@@ -78,6 +78,9 @@ class SampleMaker:
         augment: joint flips/90-degree rotations (training only).
         misalign: max (shift px, rotation deg, scale fraction) of the reference; all 0 = off.
         min_foreground: least content fraction a training crop should have.
+        intensity_jitter: training only: the target's HR and LR are scaled together by a random factor in
+            [1 - j, 1 + j] about the background level -1, so a model tolerates the normalisation shift between
+            a volume's HR statistics (training) and its LR statistics (all that inference has).
     """
 
     def __init__(
@@ -93,6 +96,7 @@ class SampleMaker:
         augment: bool,
         misalign: tuple[float, float, float],
         min_foreground: float,
+        intensity_jitter: float = 0.0,
     ) -> None:
         if slice_size % scale:
             raise FasrError(f"data.slice_size {slice_size} is not divisible by scale {scale}; pick a multiple")
@@ -102,6 +106,7 @@ class SampleMaker:
         self.slice_size, self.patch_size, self.train, self.augment = slice_size, patch_size, train, augment
         self.misalign = tuple(misalign) if any(misalign) else None
         self.min_foreground = min_foreground
+        self.intensity_jitter = intensity_jitter
 
     @classmethod
     def from_config(cls, cfg: DataConfig, scale: int, train: bool, degradation: Degradation) -> SampleMaker:
@@ -109,7 +114,7 @@ class SampleMaker:
         return cls(
             scale=scale, degradation=degradation, noise=cfg.degradation.noise, snr=cfg.degradation.snr,
             slice_size=cfg.slice_size, patch_size=cfg.patch_size, train=train, augment=cfg.augment,
-            misalign=cfg.misalign, min_foreground=cfg.min_foreground,
+            misalign=cfg.misalign, min_foreground=cfg.min_foreground, intensity_jitter=cfg.intensity_jitter,
         )
 
     def __call__(self, raw: RawSlice, index: int) -> PairedSample:
@@ -138,6 +143,9 @@ class SampleMaker:
         ref_down_up = self.degradation.down_up(ref, s)
         if self.train:
             hr, ref, lr, ref_down_up = self._crop_and_augment(hr, ref, lr, ref_down_up)
+            if self.intensity_jitter:
+                gain = 1.0 + self.intensity_jitter * (2.0 * float(torch.rand(())) - 1.0)
+                hr, lr = (hr + 1.0) * gain - 1.0, (lr + 1.0) * gain - 1.0
         return PairedSample(
             hr=hr[0], ref=ref[0], lr=lr[0], subject=raw.subject, slice_index=raw.slice_index,
             target_stats=(raw.target_stats.low, raw.target_stats.high),

@@ -19,7 +19,7 @@ from fasr.inference.grid import SRGrid, plan_sr_grid
 from fasr.inference.slicing import Slicer
 from fasr.inference.volume import super_resolve_slices
 
-__all__ = ["InferenceResult", "magnitude_stats", "upsample_stack", "super_resolve_volume"]
+__all__ = ["InferenceResult", "upsample_stack", "super_resolve_volume"]
 
 # Smallest fraction of the SR grid the reference must cover (fasr.data.geometry.check_coverage).
 MIN_COVERAGE = 0.9
@@ -48,21 +48,6 @@ class InferenceResult:
     ref_stats: NormStats
 
 
-def magnitude_stats(data: np.ndarray, norm_percentiles: tuple[float, float]) -> NormStats:
-    """:func:`fasr.data.normalize.robust_stats` of an MR magnitude image with its negative values set to 0.
-
-    Negative values are interpolation or ringing undershoot (bicubic/k-space downsampling leaves a negative
-    shell around the head). Left in, they become the background level and the whole background then counts
-    as foreground, which pulls the high percentile down by ~40 % on a x4 T2 (BraTS); at 0 the LR's statistics
-    stay within ~5-15 % of those of the HR volume used in training.
-
-    Args:
-        data: intensities of a volume.
-        norm_percentiles: (background percentile, foreground percentile).
-    """
-    return robust_stats(np.maximum(data, 0.0), *norm_percentiles)
-
-
 def upsample_stack(stack: np.ndarray, scale: int) -> np.ndarray:
     """Bicubic upsampling of (N, h, w) slices to (N, h * scale, w * scale) (the models' LR-up, Section III-A)."""
     n, h, w = stack.shape
@@ -85,7 +70,7 @@ def super_resolve_volume(
     """Super-resolve every slice of ``lr`` with the matching slice of ``ref`` resampled onto the SR grid.
 
     Slices are taken along the grid's slice axis in display orientation (:class:`Slicer`). Both inputs are
-    scaled to [-1, 1] by :func:`magnitude_stats` and clipped, as in training.
+    scaled to [-1, 1] by :func:`fasr.data.normalize.robust_stats` and clipped, as in training.
     What clipping removes from the LR (values beyond the percentiles, e.g. the brightest CSF or negative
     background) is added back bicubically upsampled, so the output keeps the input's full intensity range.
 
@@ -108,8 +93,8 @@ def super_resolve_volume(
         ref.data.shape, ref.affine, grid.shape, grid.affine, ref.path, lr.path, min_fraction=MIN_COVERAGE
     )
     reference = resample_to_grid(ref.data, ref.affine, grid.shape, grid.affine, order=1)
-    target_stats = magnitude_stats(lr.data, norm_percentiles)
-    ref_stats = magnitude_stats(reference, norm_percentiles)
+    target_stats = robust_stats(lr.data, *norm_percentiles)
+    ref_stats = robust_stats(reference, *norm_percentiles)
 
     slicer = Slicer.for_grid(grid.affine, grid.slice_axis)  # the LR grid's axes point the same way
     lr_norm = slicer.to_stack(target_stats.normalize(lr.data))  # (N, h, w), unclipped

@@ -15,7 +15,8 @@ from fasr.data.types import Volume
 from fasr.errors import FasrError
 from fasr.evaluation.conventions import get_convention
 from fasr.inference.grid import choose_inplane_axes
-from fasr.inference.pipeline import magnitude_stats, upsample_stack
+from fasr.data.normalize import robust_stats
+from fasr.inference.pipeline import upsample_stack
 from fasr.inference.slicing import Slicer
 
 __all__ = ["Simulation", "SCORES", "simulate_lr", "bicubic_volume", "score_methods"]
@@ -74,7 +75,7 @@ def simulate_lr(
         keep[axis] = slice(0, n - n % scale)
     hr = Volume(data=np.ascontiguousarray(hr.data[tuple(keep)]), affine=hr.affine, path=hr.path)
 
-    stats = magnitude_stats(hr.data, norm_percentiles)
+    stats = robust_stats(hr.data, *norm_percentiles)
     slicer = Slicer.for_grid(hr.affine, slice_axis)
     stack = torch.from_numpy(slicer.to_stack(stats.normalize(hr.data)))[:, None]  # (N, 1, H, W)
     generator = torch.Generator().manual_seed(seed)
