@@ -71,6 +71,17 @@ def test_brats_split_by_subject_and_whole_slices(tmp_path: Path) -> None:
     np.testing.assert_allclose(restored[unclipped], t2[unclipped], atol=0.05)
 
 
+def test_brats_several_references_one_pair_each(tmp_path: Path) -> None:
+    """``reference: t1,t2`` gives one pair per subject and reference; splits stay by subject."""
+    root = _brats(tmp_path, ["s1", "s2", "s3"])
+    pairs = find_pairs(_cfg(root, reference="t1, t2"))
+    assert [(p.subject, p.reference.name) for p in pairs] == [
+        (s, f"{c}.nii.gz") for s in ("s1", "s2", "s3") for c in ("t1", "t2")
+    ]
+    val = build_dataset(_cfg(root, reference="t1,t2"), "val", 4, train=False)
+    assert {s.subject for s in val} == {"s3"} and len(val) == 2 * len(build_dataset(_cfg(root), "val", 4, False))
+
+
 def test_kspace_degradation_through_the_dataset(tmp_path: Path) -> None:
     cfg = _cfg(_brats(tmp_path, ["a", "b"]))
     cfg.degradation.kind, cfg.degradation.window = "kspace", "hamming"

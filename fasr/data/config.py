@@ -33,7 +33,8 @@ class DataConfig:
     Args:
         kind: ``brats``, ``ixi``, ``fastmri``, ``folder`` or ``cache`` (a ``fasr prepare`` output).
         root: dataset root (relative paths are relative to the working directory).
-        target: target contrast (e.g. ``t2``); reference: reference contrast (e.g. ``t1``).
+        target: target contrast (e.g. ``t2``); reference: reference contrast (e.g. ``t1``); brats layouts
+            also take a comma-separated list (``t1,t1c,flair``: one pair per subject and reference).
         val_subjects / test_subjects: subject ids held out (split by subject, never by slice).
         pairs_csv: fastMRI only: CSV whose header names the two contrasts (e.g. ``pd,pdfs``), one file pair a row.
         patch_size: HR training crop size (LR crop = patch_size / scale).

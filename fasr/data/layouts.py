@@ -84,15 +84,17 @@ def _brats_file(folder: Path, contrast: str) -> Path | None:
 
 
 def _find_brats(cfg: DataConfig, root: Path) -> list[PairSource]:
+    """One pair per subject and reference contrast (``reference: t1,t1c,flair`` trains with all three)."""
+    references = [r.strip() for r in cfg.reference.split(",") if r.strip()]
     pairs = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        files = {c: _brats_file(folder, c) for c in (cfg.target, cfg.reference)}
+        files = {c: _brats_file(folder, c) for c in (cfg.target, *references)}
         missing = [c for c, f in files.items() if f is None]
         if missing:
             role = "target" if cfg.target in missing else "reference"
             _missing(folder.name, f"{role} '{missing[0]}'", folder / f"{missing[0]}.nii.gz", cfg.skip_incomplete)
             continue
-        pairs.append(PairSource(folder.name, files[cfg.target], files[cfg.reference]))
+        pairs.extend(PairSource(folder.name, files[cfg.target], files[r]) for r in references)
     return pairs
 
 
