@@ -1,0 +1,97 @@
+"""``fasr eval``: PSNR/SSIM/NMSE of a checkpoint beside bicubic, per slice, per volume and overall.
+
+Prints a Markdown table; ``--json``, ``--csv`` and ``--markdown`` write the full result (see
+:mod:`fasr.evaluation.evaluate` for the JSON layout).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fasr.config import RunConfig, apply_overrides, from_dict, load_config
+from fasr.errors import FasrError
+
+__all__ = ["add_arguments", "run", "add_data_arguments", "data_config"]
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options that pick the data a checkpoint is scored on (shared with ``fasr figure``)."""
+    parser.add_argument("--config", type=Path, help="run config whose data section to use (default: the checkpoint's)")
+    parser.add_argument("--data", metavar="ROOT", help="dataset root (overrides data.root)")
+    parser.add_argument("--split", default="val", choices=("train", "val", "test"), help="subjects (default: val)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set data.val_subjects=[TCGA-DU-7294] (repeatable)",
+    )
+
+
+def data_config(args: argparse.Namespace, checkpoint: Path) -> RunConfig:
+    """The run config the data comes from: ``--config`` or the checkpoint's own, with ``--data``/``--set``."""
+    from fasr.training.checkpoint import load_checkpoint
+
+    overrides = list(args.overrides) + ([f"data.root={args.data}"] if args.data else [])
+    if args.config is not None:
+        return load_config(args.config, overrides)
+    return from_dict(RunConfig, apply_overrides(load_checkpoint(checkpoint)["config"], overrides))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="best.pt/last.pt of a run, or a shipped model name")
+    add_data_arguments(parser)
+    parser.add_argument(
+        "--convention",
+        default="fastmri",
+        choices=("fastmri", "paper"),
+        help="fastmri: volume-max data range, SSIM 7x7 (default); paper: 8-bit, SSIM 11x11 Gaussian",
+    )
+    parser.add_argument(
+        "--mask",
+        type=float,
+        nargs="?",
+        const=0.05,
+        default=None,
+        metavar="FRACTION",
+        help="score only the foreground: ground truth above FRACTION x volume max, holes filled (default 0.05)",
+    )
+    parser.add_argument("--max-slices", type=int, default=0, help="score at most this many evenly spaced slices")
+    parser.add_argument("--batch-size", type=int, default=4, help="slices per forward pass")
+    parser.add_argument("--json", type=Path, help="write the full result as JSON")
+    parser.add_argument("--csv", type=Path, help="write per-volume and per-slice rows as CSV")
+    parser.add_argument("--markdown", type=Path, help="write the summary table as Markdown")
+    parser.add_argument("--force", action="store_true", help="overwrite existing output files")
+
+
+def run(args: argparse.Namespace) -> int:
+    from fasr.evaluation.evaluate import evaluate_checkpoint
+    from fasr.evaluation.report import markdown_table, write_csv, write_json
+    from fasr.training.checkpoint import resolve_checkpoint_path
+
+    outputs = [p for p in (args.json, args.csv, args.markdown) if p is not None]
+    clashing = [str(p) for p in outputs if p.exists()]
+    if clashing and not args.force:
+        raise FasrError(f"output file(s) {', '.join(clashing)} already exist; pass --force to overwrite them")
+    checkpoint = resolve_checkpoint_path(args.checkpoint)
+    cfg = data_config(args, checkpoint)
+    result = evaluate_checkpoint(
+        checkpoint,
+        cfg,
+        split=args.split,
+        convention=args.convention,
+        max_slices=args.max_slices,
+        batch_size=args.batch_size,
+        mask_threshold=args.mask,
+    )
+    table = markdown_table(result)
+    print(table, end="")
+    if args.json:
+        write_json(result, args.json)
+    if args.csv:
+        write_csv(result, args.csv)
+    if args.markdown:
+        args.markdown.write_text(table)
+    return 0

@@ -1,0 +1,156 @@
+"""Checkpoints: atomic writes, loads with clear errors, and rebuilding a model from its stored config.
+
+A checkpoint is a ``torch.save`` of a plain dict (loadable with ``weights_only=True``):
+
+========== ===================================================================
+key        content
+========== ===================================================================
+model      ``state_dict`` of the bare model (no DDP ``module.`` prefix)
+config     the :class:`fasr.config.RunConfig` as a dict
+fasr_version, format   writer's package version and checkpoint layout version
+epoch/step completed epochs / optimiser steps
+optimizer/scheduler   their ``state_dict`` (None in exported weights)
+rng        :func:`fasr.training.rng.capture_rng` output
+metrics    last validation metrics (``psnr``, ``ssim``, ...) and ``perceptual`` source
+========== ===================================================================
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from fasr import __version__
+from fasr.config import RunConfig, from_dict
+from fasr.errors import FasrError
+from fasr.models import build_model
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "REQUIRED_KEYS",
+    "save_checkpoint",
+    "load_checkpoint",
+    "load_model",
+    "resolve_checkpoint_path",
+]
+
+CHECKPOINT_FORMAT = 1
+REQUIRED_KEYS = ("model", "config")
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` to ``path`` atomically (temporary file in the same folder, fsync, ``os.replace``).
+
+    A crash or interrupt mid-write leaves the previous checkpoint intact.
+
+    Args:
+        path: destination file (its folder is created).
+        state: checkpoint dict; ``fasr_version`` and ``format`` are filled in when absent.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"fasr_version": __version__, "format": CHECKPOINT_FORMAT, **state}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (tensors only, no arbitrary pickles).
+
+    Args:
+        path: checkpoint file.
+        map_location: device the tensors are loaded onto.
+
+    Raises:
+        FasrError: the file is missing, unreadable/corrupt, or lacks the keys of a fasr checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FasrError(f"checkpoint '{path}' not found; pass the .pt file written by `fasr train` (best.pt/last.pt)")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FasrError(
+            f"checkpoint '{path}' is corrupt or not a fasr checkpoint ({reason[:160]}); "
+            "use another file, e.g. last.pt of the run"
+        ) from None
+    if not isinstance(state, dict) or any(k not in state for k in REQUIRED_KEYS):
+        keys = sorted(state) if isinstance(state, dict) else type(state).__name__
+        raise FasrError(
+            f"checkpoint '{path}' is not a fasr checkpoint (needs keys {list(REQUIRED_KEYS)}, has {keys}); "
+            "use a file written by `fasr train`"
+        )
+    if int(state.get("format", CHECKPOINT_FORMAT)) > CHECKPOINT_FORMAT:
+        raise FasrError(
+            f"checkpoint '{path}' has format {state['format']} from fasr {state.get('fasr_version', '?')}, "
+            f"newer than this fasr {__version__} reads ({CHECKPOINT_FORMAT}); upgrade fasr"
+        )
+    return state
+
+
+def resolve_checkpoint_path(path_or_name: str | Path) -> Path:
+    """A checkpoint file as given, else a registered pretrained name (:func:`fasr.pretrained.resolve_checkpoint`,
+    which also explains unknown names and folders)."""
+    path = Path(path_or_name)
+    if path.is_file():
+        return path
+    from fasr.pretrained import resolve_checkpoint  # the registry is only needed for names
+
+    return resolve_checkpoint(path_or_name)
+
+
+def load_model(path_or_name: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, RunConfig]:
+    """Rebuild the model stored in a checkpoint, in eval mode, with its run config.
+
+    Half-precision (e.g. fp16-exported) weights are cast to the freshly built model's dtypes (fp32).
+
+    Args:
+        path_or_name: checkpoint file, or a registered pretrained model name.
+        map_location: device the model is placed on.
+
+    Raises:
+        FasrError: missing/corrupt file, or a config/state_dict that does not match this fasr version.
+    """
+    path = resolve_checkpoint_path(path_or_name)
+    state = load_checkpoint(path, map_location=map_location)
+    try:
+        cfg = from_dict(RunConfig, state["config"])
+    except FasrError as exc:
+        raise FasrError(f"checkpoint '{path}' has a config this fasr cannot read ({exc}); retrain or upgrade") from None
+    model = build_model(cfg.model)
+    reference = model.state_dict()
+    weights = {
+        k: v.to(reference[k].dtype) if k in reference and v.is_floating_point() else v
+        for k, v in state["model"].items()
+    }
+    missing, unexpected = sorted(set(reference) - set(weights)), sorted(set(weights) - set(reference))
+    if missing or unexpected:
+        raise FasrError(
+            f"checkpoint '{path}' does not match model '{cfg.model.name}' built from its config "
+            f"(missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
+            f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}); "
+            "it was written by an incompatible fasr version"
+        )
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise FasrError(
+            f"checkpoint '{path}' does not match model '{cfg.model.name}' ({str(exc).splitlines()[-1].strip()[:160]}); "
+            "it was written by an incompatible fasr version"
+        ) from None
+    return model.to(map_location).eval(), cfg

@@ -1,0 +1,56 @@
+"""``fasr train``: train from a YAML config (``torchrun --nproc_per_node=N -m fasr train ...`` for DDP)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from fasr.config import load_config
+from fasr.errors import FasrError
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", type=Path, help="YAML run config (see configs/); with --resume it defaults to <out>/config.yaml"
+    )
+    parser.add_argument("--out", type=Path, help="run folder (default: runs/<config name>)")
+    parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --out from last.pt")
+    parser.add_argument("--force", action="store_true", help="overwrite a run already in --out")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set schedule.epochs=20 (repeatable)",
+    )
+    parser.add_argument(
+        "--perceptual-weights",
+        type=Path,
+        metavar="FILE",
+        help="torchvision VGG19 ImageNet checkpoint for the perceptual loss (default: the model's own extractor)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from fasr.training.trainer import TrainingInterrupted, train  # torch-heavy: import after parsing
+
+    if args.config is None and not (args.resume and args.out):
+        raise FasrError("fasr train needs --config FILE (or --out DIR --resume to continue a run)")
+    out = args.out or Path("runs") / args.config.stem
+    overrides = list(args.overrides)
+    if args.perceptual_weights is not None:
+        overrides.append(f"loss.perceptual_weights={args.perceptual_weights}")
+    cfg = load_config(args.config or out / "config.yaml", overrides)
+    try:
+        best = train(cfg, out, resume=args.resume, force=args.force)
+    except TrainingInterrupted as exc:
+        print(f"fasr train: {exc}", file=sys.stderr)
+        return 130
+    if int(os.environ.get("RANK", "0")) == 0:  # torchrun: one line, from rank 0
+        print(best)
+    return 0

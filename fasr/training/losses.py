@@ -1,0 +1,151 @@
+"""Training losses (Section III-E): L1 (Eq. 22), perceptual (Eq. 23), Fourier (Eq. 24), and their weighted
+sum with the two-phase schedule (Eq. 25, Section IV-B: L1 alone for the warm-up epochs, then all terms)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from fasr.errors import FasrError
+from fasr.models.extractor import TextureExtractor
+from fasr.training.config import LossConfig
+
+__all__ = [
+    "L1Loss",
+    "PerceptualLoss",
+    "FourierLoss",
+    "TotalLoss",
+    "LossTerms",
+    "PERCEPTUAL_GRID",
+    "build_loss",
+]
+
+# Grid of the ImageNet VGG19 features used by Eq. 23: 1/8 of the image, i.e. the relu4 block -- each
+# feature pixel summarises an 8x8 neighbourhood, as Section III-E-2 describes.
+PERCEPTUAL_GRID = "1/8"
+
+
+class L1Loss(nn.Module):
+    """Eq. 22: mean absolute pixel difference."""
+
+    def forward(self, sr: Tensor, hr: Tensor) -> Tensor:
+        return (sr - hr).abs().mean()
+
+
+class PerceptualLoss(nn.Module):
+    """Eq. 23: mean squared difference of VGG19 features of SR and HR.
+
+    Features are taken with the network's weights detached: gradient reaches the SR image only, so the term
+    never trains the network it measures with (for the model's own extractor, it cannot teach it to make all
+    features alike).
+
+    Args:
+        net: a :class:`TextureExtractor` (a frozen ImageNet VGG19, or the model's fine-tuned extractor).
+        grid: which of its grids to compare (e.g. ``"1/8"``).
+    """
+
+    def __init__(self, net: TextureExtractor, grid: str) -> None:
+        super().__init__()
+        self.net, self.grid = net, grid
+
+    def features(self, x: Tensor) -> Tensor:
+        """(B, 1, H, W) on [-1, 1] -> (B, C, H / f, W / f) features at ``grid``."""
+        state = {**{k: v.detach() for k, v in self.net.named_parameters()}, **dict(self.net.named_buffers())}
+        return functional_call(self.net, state, (x, (self.grid,)))[self.grid]
+
+    def forward(self, sr: Tensor, hr: Tensor) -> Tensor:
+        with torch.no_grad():
+            target = self.features(hr)
+        return (self.features(sr) - target).pow(2).mean()
+
+
+class FourierLoss(nn.Module):
+    """Eq. 24: ``||F(SR) - F(HR)||_1`` averaged over frequencies (2-D FFT of each image).
+
+    Args:
+        mode: ``complex`` compares the complex spectra (modulus of the difference, the equation as written);
+            ``magnitude`` compares only the amplitude spectra (phase ignored).
+        norm: ``ortho`` keeps the spectrum on the pixel scale; ``backward`` is the unnormalised FFT.
+    """
+
+    def __init__(self, mode: Literal["complex", "magnitude"], norm: Literal["ortho", "backward"]) -> None:
+        super().__init__()
+        self.mode, self.norm = mode, norm
+
+    def forward(self, sr: Tensor, hr: Tensor) -> Tensor:
+        # (B, 1, H, W) real -> (B, 1, H, W) complex; FFTs in fp32 even under autocast.
+        f_sr = torch.fft.fft2(sr.float(), norm=self.norm)
+        f_hr = torch.fft.fft2(hr.float(), norm=self.norm)
+        if self.mode == "magnitude":
+            return (f_sr.abs() - f_hr.abs()).abs().mean()
+        return (f_sr - f_hr).abs().mean()
+
+
+@dataclass(frozen=True)
+class LossTerms:
+    """One evaluation of the total loss: ``total`` for backward, detached ``parts`` by name for logging."""
+
+    total: Tensor
+    parts: dict[str, float]
+
+
+class TotalLoss(nn.Module):
+    """Eq. 25: ``w1 L1 + wp L_P + wf L_FR``, with L1 alone before ``warmup_epochs`` (Section IV-B).
+
+    Terms with weight 0 are never computed.
+
+    Args:
+        cfg: a resolved :class:`LossConfig` (no unset weights).
+        perceptual: the perceptual term, or None when its weight is 0.
+    """
+
+    def __init__(self, cfg: LossConfig, perceptual: PerceptualLoss | None) -> None:
+        super().__init__()
+        self.warmup_epochs = cfg.warmup_epochs
+        self.l1 = L1Loss()
+        self.perceptual = perceptual
+        self.fourier = FourierLoss(cfg.fourier_mode, cfg.fourier_norm)
+        self.weights = {"l1": cfg.l1, "perceptual": cfg.perceptual, "fourier": cfg.fourier}
+
+    def active(self, epoch: int) -> dict[str, float]:
+        """Weights of the terms used in ``epoch`` (0-based): only L1 during the warm-up."""
+        if epoch < self.warmup_epochs:
+            return {"l1": self.weights["l1"]}
+        return {name: w for name, w in self.weights.items() if w > 0}
+
+    def forward(self, sr: Tensor, hr: Tensor, epoch: int) -> LossTerms:
+        terms = {"l1": self.l1, "perceptual": self.perceptual, "fourier": self.fourier}
+        values = {name: terms[name](sr, hr) for name in self.active(epoch)}
+        total = sum(self.weights[name] * v for name, v in values.items())
+        return LossTerms(total=total, parts={name: float(v.detach()) for name, v in values.items()})
+
+
+def build_loss(cfg: LossConfig, model: nn.Module, feature_levels: Literal["paper", "public"]) -> tuple[TotalLoss, str]:
+    """The total loss for ``model`` and a note of which perceptual features it uses (for log and checkpoint).
+
+    Args:
+        cfg: resolved loss config.
+        model: the bare (un-wrapped) model being trained.
+        feature_levels: the model config's ``feature_levels``: ``paper`` taps relu4_2, ``public`` relu4_1 of the
+            ImageNet VGG19.
+
+    Returns:
+        ``(loss, source)`` with ``source`` one of ``"off"``, ``"imagenet-vgg19:<file>"``, ``"extractor"``.
+    """
+    if cfg.perceptual == 0:
+        return TotalLoss(cfg, None), "off"
+    if cfg.perceptual_weights:
+        vgg = TextureExtractor("vgg19", feature_levels, deepest=PERCEPTUAL_GRID, weights=cfg.perceptual_weights)
+        vgg.requires_grad_(False)
+        return TotalLoss(cfg, PerceptualLoss(vgg.eval(), PERCEPTUAL_GRID)), f"imagenet-vgg19:{cfg.perceptual_weights}"
+    extractor = getattr(model, "extractor", None)
+    if not isinstance(extractor, TextureExtractor):
+        raise FasrError(
+            f"loss.perceptual is {cfg.perceptual} but the model has no texture extractor to take features from; "
+            "pass --perceptual-weights vgg19.pth (torchvision ImageNet VGG19) or set loss.perceptual=0"
+        )
+    return TotalLoss(cfg, PerceptualLoss(extractor, extractor.grids[-1])), "extractor"

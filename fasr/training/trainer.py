@@ -1,0 +1,372 @@
+"""The training loop (Sections III-E and IV-B): two-phase losses, Adam with two learning rates, per-epoch decay,
+validation with best/last checkpoints, exact resume, SIGINT/SIGTERM handling, DDP and mixed precision.
+
+Run folder (``out_dir``): ``config.yaml`` (resolved config), ``last.pt`` (resumable, written every epoch and on
+interrupt), ``best.pt`` (highest validation PSNR), ``metrics.jsonl``, ``train.log`` and ``tb/``.
+
+Resume is exact on CPU with ``data.num_workers: 0``: the sampler restarts at the interrupted batch and every
+rank's RNG states are restored, so the weights equal those of an uninterrupted run bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from fasr.config import RunConfig, from_dict, save_config, to_dict
+from fasr.data.datasets import build_dataset
+from fasr.data.types import PairedSample
+from fasr.errors import FasrError
+from fasr.evaluation.evaluate import BICUBIC, merge_predictions, predict_volumes, score_predictions, spread_indices
+from fasr.models import build_model
+from fasr.training.checkpoint import load_checkpoint, save_checkpoint
+from fasr.training.distributed import DistContext, init_distributed, shutdown
+from fasr.training.logger import LOG_FILE, METRICS_FILE, TB_DIR, RunLogger
+from fasr.training.losses import build_loss
+from fasr.training.optim import amp_dtype, build_optimizer, build_scheduler
+from fasr.training.rng import capture_rng, restore_rng, seed_everything
+from fasr.training.sampler import EpochSampler, epoch_seed
+
+__all__ = ["train", "Trainer", "resolve", "TrainingInterrupted", "RUN_FILES", "RESUMABLE_CHANGES"]
+
+RUN_FILES = ("config.yaml", "last.pt", "best.pt", METRICS_FILE, LOG_FILE, TB_DIR)
+# Config keys that may differ when resuming (extend or shorten the run, change logging); anything else would
+# make the resumed run a different experiment.
+RESUMABLE_CHANGES = ("schedule.epochs", "schedule.max_steps", "schedule.val_every", "data.num_workers", "log.")
+
+
+class TrainingInterrupted(FasrError):
+    """SIGINT/SIGTERM stopped training after a resumable checkpoint was written."""
+
+
+def resolve(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with the loss and optimiser presets filled in (what the run folder records)."""
+    return replace(cfg, loss=cfg.loss.resolved(), optim=cfg.optim.resolved())
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def _changed_keys(old: RunConfig, new: RunConfig) -> list[str]:
+    """Config keys whose values differ and that :data:`RESUMABLE_CHANGES` does not allow to change."""
+    a, b = _flatten(to_dict(old)), _flatten(to_dict(new))
+    changed = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    return [k for k in changed if not any(k == p or (p.endswith(".") and k.startswith(p)) for p in RESUMABLE_CHANGES)]
+
+
+def _collate(samples: list[PairedSample]) -> tuple[Tensor, Tensor, Tensor]:
+    """Stack a batch into (lr (B, 1, h, w), ref (B, 1, H, W), hr (B, 1, H, W))."""
+    return tuple(torch.stack([getattr(s, k) for s in samples]) for k in ("lr", "ref", "hr"))
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[list[bool]]:
+    """Turn the first SIGINT/SIGTERM into a request (``flag[0]``) to stop after the current step; a second
+    SIGINT aborts at once. Handlers are only installed in the main thread."""
+    flag = [False]
+
+    def request(signum: int, frame: Any) -> None:
+        if flag[0] and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        flag[0] = True
+
+    try:
+        previous = {s: signal.signal(s, request) for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread
+        previous = {}
+    try:
+        yield flag
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+class Trainer:
+    """One training run; see :func:`train`."""
+
+    def __init__(self, cfg: RunConfig, out_dir: Path, ctx: DistContext, resume: bool, force: bool) -> None:
+        self.cfg, self.out_dir, self.ctx = resolve(cfg), out_dir, ctx
+        state = self._prepare_run_dir(resume, force)
+        seed_everything(self.cfg.seed + ctx.rank)
+        data, scale = self.cfg.data, self.cfg.model.scale
+        self.train_set: Dataset = build_dataset(data, "train", scale=scale, train=True)
+        self.val_set: Dataset | None = build_dataset(data, "val", scale=scale, train=False)
+        if len(self.val_set) == 0:
+            self.val_set = None
+        self.model = build_model(self.cfg.model).to(ctx.device)
+        self.loss, self.perceptual_source = build_loss(self.cfg.loss, self.model, self.cfg.model.feature_levels)
+        self.loss.to(ctx.device)
+        self.optimizer = build_optimizer(self.model, self.cfg.optim, self.cfg.model.name)
+        self.scheduler = build_scheduler(self.optimizer, self.cfg.schedule)
+        self.amp = amp_dtype(self.cfg.schedule.amp, ctx.device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
+        per_rank = self.cfg.schedule.steps_per_epoch * data.batch_size or len(self.train_set) // ctx.world_size
+        self.steps_per_epoch = per_rank // data.batch_size
+        if self.steps_per_epoch == 0:
+            raise FasrError(
+                f"training split has {len(self.train_set)} slices, fewer than one batch of {data.batch_size} per "
+                "process; add subjects, lower data.batch_size or set schedule.steps_per_epoch"
+            )
+        self.sampler = EpochSampler(
+            len(self.train_set), self.steps_per_epoch * data.batch_size, self.cfg.seed, ctx.rank, ctx.world_size
+        )
+        self.epoch, self.batch, self.step, self.best_psnr, self.validations = 0, 0, 0, -math.inf, 0
+        self.loss_sums: dict[str, float] = {}  # this epoch's loss terms summed over its batches so far
+        if state is not None:
+            self._restore(state)
+        self.log = RunLogger(out_dir, self.cfg.log, ctx.is_main, resume_step=self.step if state else None)
+        self.net: nn.Module = self.model
+        if ctx.distributed:
+            device_ids = [ctx.local_rank] if ctx.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=device_ids)
+
+    # -- run folder and checkpoints ------------------------------------------------------------------------
+    def _prepare_run_dir(self, resume: bool, force: bool) -> dict[str, Any] | None:
+        """Check/clear the run folder and write ``config.yaml``; the checkpoint to resume from, if any."""
+        existing = [name for name in RUN_FILES if (self.out_dir / name).exists()]
+        if resume and "last.pt" not in existing:
+            raise FasrError(f"nothing to resume in '{self.out_dir}' (no last.pt); start the run without --resume")
+        state = None
+        if resume:
+            state = load_checkpoint(self.out_dir / "last.pt", map_location=self.ctx.device)
+            stored = from_dict(RunConfig, state["config"])
+            changed = _changed_keys(stored, self.cfg)
+            if changed:
+                raise FasrError(
+                    f"cannot resume '{self.out_dir}': config differs from the run's in {changed}; "
+                    f"pass the run's own config ({self.out_dir / 'config.yaml'}) or start over with --force"
+                )
+        elif existing and not force:
+            raise FasrError(
+                f"'{self.out_dir}' already holds a run ({', '.join(existing)}); "
+                "pass --resume to continue it or --force to overwrite it"
+            )
+        self.ctx.barrier()  # every rank has checked the folder before rank 0 changes it
+        if self.ctx.is_main:
+            for name in existing if state is None else ():
+                path = self.out_dir / name
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            save_config(self.cfg, self.out_dir / "config.yaml")
+        self.ctx.barrier()
+        return state
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
+        self.loss_sums = state["loss_sums"]
+        self.best_psnr, self.validations = state["metrics"]["best_psnr"], state["metrics"]["validations"]
+        rng = state["rng"]
+        if len(rng) == self.ctx.world_size:
+            restore_rng(rng[self.ctx.rank])
+        # else: a different number of processes than before -- keep the fresh seeds (not bitwise-exact).
+
+    def _save(self, names: tuple[str, ...], metrics: dict[str, Any]) -> None:
+        """Write the full training state to ``out_dir/<name>`` for each name (collective: gathers RNG states)."""
+        rng = self.ctx.gather(capture_rng())
+        if not self.ctx.is_main:
+            return
+        state = {
+            "model": self.model.state_dict(),
+            "config": to_dict(self.cfg),
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "step": self.step,
+            "loss_sums": self.loss_sums,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng,
+            "metrics": {
+                **metrics,
+                "best_psnr": self.best_psnr,
+                "validations": self.validations,
+                "perceptual": self.perceptual_source,
+            },
+        }
+        for name in names:
+            save_checkpoint(self.out_dir / name, state)
+
+    # -- training ------------------------------------------------------------------------------------------
+    def _loader(self) -> DataLoader:
+        """This epoch's batches, starting after the ``self.batch`` batches already trained on."""
+        self.sampler.set_epoch(self.epoch, start=self.batch * self.cfg.data.batch_size)
+        return DataLoader(
+            self.train_set,
+            batch_size=self.cfg.data.batch_size,
+            sampler=self.sampler,
+            num_workers=self.cfg.data.num_workers,
+            collate_fn=_collate,
+            drop_last=True,
+            pin_memory=self.ctx.device.type == "cuda",
+            generator=torch.Generator().manual_seed(epoch_seed(self.cfg.seed + 1, self.epoch)),  # worker seeds
+        )
+
+    def _train_step(self, lr: Tensor, ref: Tensor, hr: Tensor) -> dict[str, float]:
+        device = self.ctx.device
+        lr, ref, hr = (t.to(device, non_blocking=True) for t in (lr, ref, hr))
+        with torch.autocast(device.type, dtype=self.amp, enabled=self.amp is not None):
+            sr = self.net(lr, ref).sr
+        terms = self.loss(sr.float(), hr, self.epoch)  # losses in fp32
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(terms.total).backward()
+        if self.cfg.optim.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return {"total": float(terms.total.detach()), **terms.parts}
+
+    def _finished(self) -> bool:
+        s = self.cfg.schedule
+        return self.epoch >= s.epochs or (s.max_steps > 0 and self.step >= s.max_steps)
+
+    def run(self) -> Path:
+        s = self.cfg.schedule
+        self.log.info(
+            f"{'resuming at' if self.step else 'starting'} epoch {self.epoch + 1}/{s.epochs} step {self.step}; "
+            f"{self.steps_per_epoch} steps/epoch x {self.cfg.data.batch_size} x {self.ctx.world_size} process(es) "
+            f"on {self.ctx.device}; {len(self.train_set)} training slices"
+        )
+        if self.perceptual_source == "extractor":
+            self.log.info(
+                "no perceptual weights file given: the perceptual loss (Eq. 23) uses the model's own fine-tuned "
+                "texture extractor; pass --perceptual-weights vgg19.pth for ImageNet VGG19 features"
+            )
+        else:
+            self.log.info(f"perceptual loss features: {self.perceptual_source}")
+        try:
+            with _stop_on_signals() as stop:
+                while not self._finished():
+                    self._run_epoch(stop)
+        finally:
+            self.log.close()
+        return self.out_dir / "best.pt"
+
+    def _run_epoch(self, stop: list[bool]) -> None:
+        s, world, batch_size = self.cfg.schedule, self.ctx.world_size, self.cfg.data.batch_size
+        self.model.train()
+        bar = tqdm(
+            total=self.steps_per_epoch,
+            initial=self.batch,
+            desc=f"epoch {self.epoch + 1}/{s.epochs}",
+            disable=not (self.ctx.is_main and self.cfg.log.progress),
+            leave=False,
+            dynamic_ncols=True,
+        )
+        start, trained = time.perf_counter(), 0
+        for lr, ref, hr in self._loader():
+            parts = self._train_step(lr, ref, hr)
+            if not math.isfinite(parts["total"]) and not self.scaler.is_enabled():  # fp16 AMP skips such steps
+                raise FasrError(
+                    f"the loss became {parts['total']} at step {self.step + 1}; lower optim.lr_rest/lr_extractor "
+                    "or set optim.grad_clip, then --resume from last.pt or start over with --force"
+                )
+            self.batch, self.step, trained = self.batch + 1, self.step + 1, trained + 1
+            self.loss_sums = {k: self.loss_sums.get(k, 0.0) + v for k, v in parts.items()}
+            speed = trained * batch_size * world / (time.perf_counter() - start)
+            bar.set_postfix(loss=f"{parts['total']:.4f}", samples_s=f"{speed:.1f}")
+            bar.update()
+            if self.step % self.cfg.log.log_every == 0:
+                self.log.scalars("loss", self.ctx.mean(parts), self.step)
+                self.log.scalars("lr", {g["name"]: g["lr"] for g in self.optimizer.param_groups}, self.step)
+            if self.ctx.any(stop[0]):
+                bar.close()
+                self._save(("last.pt",), {})
+                self.log.info(f"interrupted at epoch {self.epoch + 1} step {self.step}; saved last.pt")
+                raise TrainingInterrupted(
+                    f"training interrupted at step {self.step}; resumable checkpoint {self.out_dir / 'last.pt'}; "
+                    f"continue with `fasr train --out {self.out_dir} --resume`"
+                )
+            if s.max_steps and self.step >= s.max_steps:
+                break
+        bar.close()
+        seconds = time.perf_counter() - start
+        completed, batches = self.batch == self.steps_per_epoch, self.batch
+        if completed:
+            self.epoch, self.batch = self.epoch + 1, 0
+            self.scheduler.step()
+        record = {
+            "epoch": self.epoch if completed else self.epoch + 1,
+            "step": self.step,
+            "loss": self.ctx.mean({k: v / max(batches, 1) for k, v in self.loss_sums.items()}),
+            "lr": {g["name"]: g["lr"] for g in self.optimizer.param_groups},
+            "samples_per_s": trained * batch_size * world / max(seconds, 1e-9),
+        }
+        self.log.scalars("loss_epoch", record["loss"], self.step)
+        if completed:
+            self.loss_sums = {}
+        validate = self.val_set is not None and (self._finished() or self.epoch % s.val_every == 0)
+        self._end_epoch(record, validate)
+
+    def _end_epoch(self, record: dict[str, Any], validate: bool) -> None:
+        """Validate (maybe), then write ``last.pt`` and, on a new best validation PSNR, ``best.pt``."""
+        if not validate:
+            self._save(("last.pt",) + (("best.pt",) if self.val_set is None else ()), {})
+            if self.val_set is None:
+                self.log.info(f"epoch {record['epoch']} step {self.step}: no validation split; best.pt = last.pt")
+            return
+        scores, volumes = self._validate()
+        key = self.cfg.model.name
+        record.update({k: scores[key][k] for k in ("psnr", "ssim", "nmse")})
+        record.update({f"{BICUBIC}_{k}": scores[BICUBIC][k] for k in ("psnr", "ssim")})
+        improved = record["psnr"] > self.best_psnr
+        self.best_psnr = max(self.best_psnr, record["psnr"])
+        self.log.validation(record, volumes, key, self.validations)
+        self.validations += 1
+        metrics = {k: record[k] for k in ("psnr", "ssim", "nmse", "bicubic_psnr", "bicubic_ssim")}
+        self._save(("last.pt", "best.pt") if improved else ("last.pt",), metrics)
+
+    def _validate(self) -> tuple[dict[str, Any], dict]:
+        """fastMRI-convention scores on (at most ``log.val_max_slices``) validation slices, shared over ranks."""
+        indices = spread_indices(len(self.val_set), self.cfg.log.val_max_slices)
+        mine = indices[self.ctx.rank :: self.ctx.world_size]
+        models = {self.cfg.model.name: self.model}
+        shard = predict_volumes(models, self.val_set, mine, self.cfg.data.batch_size, self.ctx.device)
+        volumes = merge_predictions(self.ctx.gather(shard))
+        self.model.train()
+        return score_predictions(volumes, "fastmri"), volumes
+
+
+def train(cfg: RunConfig, out_dir: Path, resume: bool = False, force: bool = False) -> Path:
+    """Train a model as ``cfg`` describes, writing the run folder ``out_dir``; returns ``out_dir/best.pt``.
+
+    Under ``torchrun`` every process calls this; rank 0 alone logs and writes files.
+
+    Args:
+        cfg: the run config (presets are resolved here).
+        out_dir: run folder; must not already hold a run unless ``resume`` or ``force``.
+        resume: continue from ``out_dir/last.pt`` (the config may only differ in :data:`RESUMABLE_CHANGES`).
+        force: delete an existing run's files in ``out_dir`` and start over.
+
+    Raises:
+        TrainingInterrupted: after SIGINT/SIGTERM, once ``last.pt`` is written.
+    """
+    ctx = init_distributed()
+    try:
+        return Trainer(cfg, Path(out_dir), ctx, resume, force).run()
+    finally:
+        shutdown(ctx)

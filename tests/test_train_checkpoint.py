@@ -1,0 +1,89 @@
+"""Checkpoints: atomic save, round trip, fp16 weights into fp32 models, clear errors for bad files."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import torch
+
+from fasr import __version__
+from fasr.config import RunConfig
+from fasr.errors import FasrError
+from fasr.models import build_model
+from fasr.models.config import ModelConfig
+from fasr.training.checkpoint import load_checkpoint, load_model, save_checkpoint
+from fasr.training.rng import capture_rng, restore_rng
+from test_train_support import register_tiny
+
+
+@pytest.fixture()
+def cfg() -> RunConfig:
+    register_tiny()
+    return RunConfig(model=ModelConfig(name="tiny", scale=2, n_feats=4))
+
+
+def _state(model: torch.nn.Module, cfg: RunConfig) -> dict:
+    return {
+        "model": model.state_dict(),
+        "config": asdict(cfg),
+        "epoch": 3,
+        "step": 30,
+        "optimizer": None,
+        "scheduler": None,
+        "rng": capture_rng(),
+        "metrics": {"psnr": 30.5},
+    }
+
+
+def test_round_trip_rebuilds_the_same_model(tmp_path: Path, cfg: RunConfig) -> None:
+    model = build_model(cfg.model)
+    path = save_checkpoint(tmp_path / "run" / "best.pt", _state(model, cfg))
+    assert sorted(p.name for p in path.parent.iterdir()) == ["best.pt"]  # no temporary file left behind
+    state = load_checkpoint(path)
+    assert state["fasr_version"] == __version__ and state["epoch"] == 3 and state["metrics"]["psnr"] == 30.5
+    loaded, loaded_cfg = load_model(path)
+    assert loaded_cfg == cfg and not loaded.training
+    lr, ref = torch.rand(1, 1, 8, 8), torch.rand(1, 1, 16, 16)
+    torch.testing.assert_close(loaded(lr, ref).sr, model.eval()(lr, ref).sr, rtol=0, atol=0)
+
+
+def test_fp16_weights_load_into_fp32_model(tmp_path: Path, cfg: RunConfig) -> None:
+    model = build_model(cfg.model)
+    half = {k: v.half() for k, v in model.state_dict().items()}
+    save_checkpoint(tmp_path / "half.pt", {**_state(model, cfg), "model": half})
+    loaded, _ = load_model(tmp_path / "half.pt")
+    for key, value in loaded.state_dict().items():
+        assert value.dtype == torch.float32
+        torch.testing.assert_close(value, half[key].float(), rtol=0, atol=0)
+
+
+def test_rng_states_survive_a_checkpoint(tmp_path: Path, cfg: RunConfig) -> None:
+    save_checkpoint(tmp_path / "c.pt", _state(build_model(cfg.model), cfg))
+    expected = torch.rand(3)
+    restore_rng(load_checkpoint(tmp_path / "c.pt")["rng"])
+    torch.testing.assert_close(torch.rand(3), expected, rtol=0, atol=0)
+
+
+def test_missing_corrupt_and_incompatible_files_are_clear_errors(tmp_path: Path, cfg: RunConfig) -> None:
+    with pytest.raises(FasrError, match="not found"):
+        load_checkpoint(tmp_path / "nope.pt")
+    good = save_checkpoint(tmp_path / "good.pt", _state(build_model(cfg.model), cfg))
+    (tmp_path / "truncated.pt").write_bytes(good.read_bytes()[:100])
+    with pytest.raises(FasrError, match="corrupt"):
+        load_checkpoint(tmp_path / "truncated.pt")
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "foreign.pt")
+    with pytest.raises(FasrError, match="not a fasr checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+    other = RunConfig(model=ModelConfig(name="tiny", scale=2, n_feats=6))  # different shapes, same keys
+    save_checkpoint(tmp_path / "mismatch.pt", _state(build_model(other.model), cfg))
+    with pytest.raises(FasrError, match="does not match model 'tiny'"):
+        load_model(tmp_path / "mismatch.pt")
+    bad_cfg = {**_state(build_model(cfg.model), cfg), "config": {"model": {"name": "tiny", "depth": 3}}}
+    save_checkpoint(tmp_path / "oldcfg.pt", bad_cfg)
+    with pytest.raises(FasrError, match="config this fasr cannot read"):
+        load_model(tmp_path / "oldcfg.pt")
+    save_checkpoint(tmp_path / "future.pt", {**_state(build_model(cfg.model), cfg), "format": 99})
+    with pytest.raises(FasrError, match="newer"):
+        load_checkpoint(tmp_path / "future.pt")

@@ -1,0 +1,153 @@
+"""The training loop on small generated BraTS-layout volumes: the loss falls, the run folder, the two-phase
+switch, learning-rate groups and decay, exact resume after SIGINT, and run-folder safety."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from fasr.cli import main
+from fasr.config import save_config
+from fasr.errors import FasrError
+from fasr.training import trainer as trainer_module
+from fasr.training.checkpoint import load_checkpoint
+from fasr.training.logger import read_history
+from fasr.training.trainer import TrainingInterrupted, train
+from test_train_support import register_tiny, tiny_config, write_brats
+
+
+@pytest.fixture(scope="module")
+def brats(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    register_tiny()
+    return write_brats(tmp_path_factory.mktemp("data") / "brats", ["s1", "s2", "s3"])
+
+
+def test_short_run_lowers_the_loss_and_fills_the_run_folder(brats: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(brats, epochs=4, steps_per_epoch=6)
+    cfg.loss.warmup_epochs = 10  # L1 throughout: the epochs' losses are comparable
+    cfg.optim.lr_extractor = cfg.optim.lr_rest = 1e-2
+    best = train(cfg, tmp_path / "run")
+    assert best == tmp_path / "run" / "best.pt" and best.is_file()
+    assert {p.name for p in (tmp_path / "run").iterdir()} >= {"config.yaml", "last.pt", "metrics.jsonl", "train.log"}
+    history = read_history(tmp_path / "run")
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4] and [h["step"] for h in history] == [6, 12, 18, 24]
+    assert history[-1]["loss"]["l1"] < 0.95 * history[0]["loss"]["l1"]
+    assert history[-1]["psnr"] > history[0]["psnr"] + 0.5
+    assert history[-1]["psnr"] > history[-1]["bicubic_psnr"] + 0.5  # it learnt to use the reference
+    assert all(h["bicubic_psnr"] == history[0]["bicubic_psnr"] for h in history)
+    best_state = load_checkpoint(best)
+    assert best_state["metrics"]["psnr"] == max(h["psnr"] for h in history)
+    assert best_state["metrics"]["perceptual"] == "off"
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["loss"]["fourier"] == 1.0 and saved["optim"]["lr_rest"] == 1e-2  # presets resolved, explicit kept
+
+
+def test_two_phase_switch_groups_and_decay(brats: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(brats, epochs=3, steps_per_epoch=2, decay="step", decay_every=2, decay_gamma=0.5)
+    cfg.loss.warmup_epochs = 2
+    cfg.optim.lr_extractor, cfg.optim.lr_rest = 4e-3, 1e-3
+    train(cfg, tmp_path / "run")
+    history = read_history(tmp_path / "run")
+    assert [sorted(h["loss"]) for h in history] == [["l1", "total"], ["l1", "total"], ["fourier", "l1", "total"]]
+    # lr after each epoch's scheduler step: halved once two epochs are done
+    assert [h["lr"] for h in history] == [
+        {"extractor": 4e-3, "rest": 1e-3},
+        {"extractor": 2e-3, "rest": 5e-4},
+        {"extractor": 2e-3, "rest": 5e-4},
+    ]
+
+
+def test_max_steps_cuts_the_last_epoch(brats: Path, tmp_path: Path) -> None:
+    train(tiny_config(brats, epochs=5, steps_per_epoch=4, max_steps=6), tmp_path / "run")
+    assert [(h["epoch"], h["step"]) for h in read_history(tmp_path / "run")] == [(1, 4), (2, 6)]
+    state = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert (state["epoch"], state["batch"], state["step"]) == (1, 2, 6)
+
+
+def test_resume_after_sigint_equals_an_uninterrupted_run(
+    brats: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tiny_config(brats, epochs=3, steps_per_epoch=4)
+    cfg.data.misalign = (2.0, 3.0, 0.02)  # more of the data pipeline's random draws to restore
+    train(cfg, tmp_path / "whole")
+
+    step = trainer_module.Trainer._train_step
+
+    def interrupted_step(self: trainer_module.Trainer, *batch: torch.Tensor) -> dict[str, float]:
+        parts = step(self, *batch)
+        if self.step == 5:  # mid-epoch 2, counted before this step's increment
+            signal.raise_signal(signal.SIGINT)
+        return parts
+
+    monkeypatch.setattr(trainer_module.Trainer, "_train_step", interrupted_step)
+    with pytest.raises(TrainingInterrupted, match="--resume"):
+        train(cfg, tmp_path / "cut")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    state = load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert (state["epoch"], state["batch"], state["step"]) == (1, 2, 6)
+    monkeypatch.setattr(trainer_module.Trainer, "_train_step", step)
+    train(cfg, tmp_path / "cut", resume=True)
+
+    whole, cut = load_checkpoint(tmp_path / "whole" / "last.pt"), load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert cut["step"] == whole["step"] == 12
+    for key, value in whole["model"].items():
+        assert torch.equal(value, cut["model"][key]), key
+    for a, b in zip(whole["optimizer"]["state"].values(), cut["optimizer"]["state"].values()):
+        assert torch.equal(a["exp_avg"], b["exp_avg"]) and torch.equal(a["exp_avg_sq"], b["exp_avg_sq"])
+
+    def scores(run: str) -> list[tuple]:
+        return [(h["epoch"], h["step"], h["loss"], h["psnr"]) for h in read_history(tmp_path / run)]
+
+    assert scores("cut") == scores("whole")  # one record per validation, no duplicates from the cut
+
+
+def test_run_folder_is_never_overwritten_without_force(brats: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(brats, epochs=1, steps_per_epoch=1)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    with pytest.raises(FasrError, match="nothing to resume"):
+        train(cfg, tmp_path / "run", resume=True)
+    train(cfg, tmp_path / "run")
+    first = (tmp_path / "run" / "last.pt").read_bytes()
+    with pytest.raises(FasrError, match="--force"):
+        train(cfg, tmp_path / "run")
+    assert (tmp_path / "run" / "last.pt").read_bytes() == first
+    other = tiny_config(brats, epochs=2, steps_per_epoch=1)
+    other.optim.lr_rest = 0.5
+    with pytest.raises(FasrError, match=r"optim\.lr_rest"):
+        train(other, tmp_path / "run", resume=True)
+    train(other, tmp_path / "run", force=True)
+    assert (tmp_path / "run" / "notes.txt").read_text() == "mine"  # only the run's own files are replaced
+    assert json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])["epoch"] == 2
+    longer = tiny_config(brats, epochs=3, steps_per_epoch=1)
+    longer.optim.lr_rest = 0.5
+    train(longer, tmp_path / "run", resume=True)  # extending the schedule is a valid resume
+    assert [h["epoch"] for h in read_history(tmp_path / "run")] == [1, 2, 3]
+
+
+def test_sigterm_through_the_cli_then_resume(
+    brats: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    save_config(tiny_config(brats, epochs=2, steps_per_epoch=2), tmp_path / "tiny.yaml")
+    step = trainer_module.Trainer._train_step
+
+    def terminated_step(self: trainer_module.Trainer, *batch: torch.Tensor) -> dict[str, float]:
+        parts = step(self, *batch)
+        if self.step == 0:
+            signal.raise_signal(signal.SIGTERM)  # as sent by a scheduler (SLURM, torchrun's agent)
+        return parts
+
+    monkeypatch.setattr(trainer_module.Trainer, "_train_step", terminated_step)
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(tmp_path / "tiny.yaml"), "--out", str(out)]) == 130
+    assert f"fasr train --out {out} --resume" in capsys.readouterr().err
+    assert load_checkpoint(out / "last.pt")["step"] == 1 and not (out / "best.pt").exists()
+    monkeypatch.setattr(trainer_module.Trainer, "_train_step", step)
+    assert main(["train", "--out", str(out), "--resume"]) == 0  # config from the run folder
+    assert capsys.readouterr().out.strip() == str(out / "best.pt")
+    assert load_checkpoint(out / "last.pt")["step"] == 4
