@@ -31,10 +31,11 @@ def transfer_patches(values: Tensor, disp: Tensor, factor: int) -> Tensor:
     b, c, h, w = values.shape
     hq, wq = disp.shape[-2:]
     assert (h, w) == (hq * factor, wq * factor), f"values {h}x{w} vs grid {hq}x{wq} x{factor}"
-    flat = values.reshape(b, c, h * w)  # (B, C, H*W)
+    # (B, C, H*W + 1): a zero column at index H*W receives every read that falls outside V.
+    flat = torch.cat([values.reshape(b, c, h * w), values.new_zeros(b, c, 1)], dim=2)
     ys = torch.arange(h, device=values.device)
     xs = torch.arange(w, device=values.device)
-    out = torch.zeros_like(values)
+    out: Tensor | None = None
     count = torch.zeros((h, w), device=values.device, dtype=values.dtype)
     for a in (-1, 0, 1):
         qy = ys // factor + a  # query row whose window covers pixel row y
@@ -48,8 +49,9 @@ def transfer_patches(values: Tensor, disp: Tensor, factor: int) -> Tensor:
             sy = ys[None, :, None] + d[:, 0]  # (B, H, W) source row
             sx = xs[None, None, :] + d[:, 1]
             inside = valid & (sy >= 0) & (sy < h) & (sx >= 0) & (sx < w)  # (B, H, W)
-            src = (sy.clamp(0, h - 1) * w + sx.clamp(0, w - 1)).reshape(b, 1, h * w)
-            taken = torch.gather(flat, 2, src.expand(b, c, h * w)).reshape(b, c, h, w)
-            out = out + taken * inside.unsqueeze(1).to(values.dtype)
-            count = count + valid.to(values.dtype)
-    return out / count
+            src = torch.where(inside, sy * w + sx, h * w).reshape(b, 1, h * w)
+            taken = torch.gather(flat, 2, src.expand(b, c, h * w))  # (B, C, H*W)
+            out = taken if out is None else out.add_(taken)
+            count += valid
+    assert out is not None
+    return out.reshape(b, c, h, w) / count
