@@ -7,6 +7,7 @@ Each layer owns its section (``fasr.models.config.ModelConfig``, ``fasr.data.con
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import types
 import typing
@@ -21,7 +22,15 @@ from fasr.errors import FasrError
 from fasr.models.config import ModelConfig
 from fasr.training.config import LogConfig, LossConfig, OptimConfig, ScheduleConfig
 
-__all__ = ["RunConfig", "load_config", "apply_overrides", "from_dict", "to_dict", "save_config"]
+__all__ = [
+    "RunConfig",
+    "load_config",
+    "apply_overrides",
+    "add_set_argument",
+    "from_dict",
+    "to_dict",
+    "save_config",
+]
 
 
 @dataclass
@@ -104,6 +113,24 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             node = node.setdefault(p, {})
         node[leaf] = yaml.safe_load(raw)
     return data
+
+
+def add_set_argument(parser: argparse.ArgumentParser, example: str, dest: str = "overrides") -> None:
+    """The repeatable ``--set KEY=VALUE`` option every command that reads a run config shares.
+
+    Args:
+        parser: the command's parser.
+        example: an override shown in the help, e.g. ``schedule.epochs=20``.
+        dest: attribute name on the parsed namespace.
+    """
+    parser.add_argument(
+        "--set",
+        dest=dest,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a config value, e.g. --set {example} (repeatable)",
+    )
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:

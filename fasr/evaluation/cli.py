@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fasr.config import RunConfig, apply_overrides, from_dict, load_config
+from fasr.config import RunConfig, add_set_argument, apply_overrides, from_dict, load_config
 from fasr.errors import FasrError
 
 __all__ = ["add_arguments", "run", "add_data_arguments", "data_config"]
@@ -20,14 +20,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="run config whose data section to use (default: the checkpoint's)")
     parser.add_argument("--data", metavar="ROOT", help="dataset root (overrides data.root)")
     parser.add_argument("--split", default="val", choices=("train", "val", "test"), help="subjects (default: val)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set data.val_subjects=[TCGA-DU-7294] (repeatable)",
-    )
+    add_set_argument(parser, "data.val_subjects=[TCGA-DU-7294]")
 
 
 def data_config(args: argparse.Namespace, checkpoint: Path) -> RunConfig:

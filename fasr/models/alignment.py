@@ -101,7 +101,7 @@ class SingleMultiAlignment(nn.Module):
     ) -> None:
         super().__init__()
         self.embed_q = nn.Conv2d(channels["1/4"], embed_dim, 3, padding=1)  # Eq. 7
-        self.embed_k = nn.ModuleDict(  # Eq. 8, one per key grid ("1/4" -> "q4", ...: ModuleDict keys can't hold "/")
+        self.embed_k = nn.ModuleDict(  # Eq. 8, one per key grid (keys "g1_4", ...: no "/" in module names)
             {_key(g): nn.Conv2d(channels[g], embed_dim, 3, padding=1) for g in TRANSFER_GRIDS}
         )
         self.key_stride = key_stride

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from fasr.config import load_config
+from fasr.config import add_set_argument, load_config
 from fasr.errors import FasrError
 
 __all__ = ["add_arguments", "run"]
@@ -20,14 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="run folder (default: runs/<config name>)")
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --out from last.pt")
     parser.add_argument("--force", action="store_true", help="overwrite a run already in --out")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set schedule.epochs=20 (repeatable)",
-    )
+    add_set_argument(parser, "schedule.epochs=20")
     parser.add_argument(
         "--perceptual-weights",
         type=Path,
