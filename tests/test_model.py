@@ -25,6 +25,12 @@ from fasr.models.transfer import transfer_patches
 TINY = dict(n_feats=8, n_blocks=(1, 1, 1), embed_dim=8)
 
 
+def _untie(model: FASRNet) -> FASRNet:
+    """Give the zero-initialised output layer weights, so the output depends on everything before it."""
+    torch.nn.init.normal_(model.tail.weight, std=0.1)
+    return model
+
+
 def _pair(b: int, h: int, w: int, scale: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     return torch.rand(b, 1, h, w, generator=g) * 2 - 1, torch.rand(b, 1, h * scale, w * scale, generator=g) * 2 - 1
@@ -32,7 +38,7 @@ def _pair(b: int, h: int, w: int, scale: int, seed: int = 0) -> tuple[torch.Tens
 
 @pytest.mark.parametrize("scale,h,w", [(4, 61, 47), (2, 33, 30), (4, 16, 16), (3, 10, 13)])
 def test_output_shapes_any_size(scale: int, h: int, w: int) -> None:
-    model = FASRNet(scale=scale, **TINY).eval()
+    model = _untie(FASRNet(scale=scale, **TINY)).eval()
     lr, ref = _pair(2, h, w, scale)
     with torch.no_grad():
         out = model(lr, ref)
@@ -41,6 +47,15 @@ def test_output_shapes_any_size(scale: int, h: int, w: int) -> None:
     assert float(out.confidence.min()) >= 0 and float(out.confidence.max()) <= 1
     assert set(out.attention) == {"1/4", "1/2", "1"}
     assert torch.isfinite(out.sr).all()
+
+
+def test_untrained_model_is_bicubic() -> None:
+    from fasr.data.degrade import resize
+
+    lr, ref = _pair(1, 10, 12, 4)
+    with torch.no_grad():
+        sr = FASRNet(scale=4, **TINY).eval()(lr, ref).sr
+    torch.testing.assert_close(sr, resize(lr, (40, 48)), atol=0, rtol=0)
 
 
 def test_default_constructor_and_wrong_reference_shape() -> None:
@@ -71,6 +86,7 @@ def test_every_configuration_trains(overrides: dict) -> None:
     word embeddings and the extractor's Q/K path must learn through the soft attention)."""
     torch.manual_seed(0)
     model = build_model(ModelConfig(name="fasr", scale=4, **{**TINY, **overrides}))
+    _untie(model)  # as after a first update (the output layer starts at zero)
     lr, ref = _pair(2, 9, 7, 4)
     out = model(lr, ref)
     F.l1_loss(out.sr, torch.zeros_like(out.sr)).backward()
@@ -159,7 +175,7 @@ def test_memory_budget_does_not_change_output() -> None:
     """Exact blocking: a 64 KiB budget gives the dense-budget output."""
     lr, ref = _pair(1, 12, 10, 4, seed=5)
     torch.manual_seed(0)
-    small = FASRNet(scale=4, match_memory_mib=1 / 16, **TINY).eval()
+    small = _untie(FASRNet(scale=4, match_memory_mib=1 / 16, **TINY)).eval()
     large = FASRNet(scale=4, match_memory_mib=1024, **TINY).eval()
     large.load_state_dict(small.state_dict())
     with torch.no_grad():
@@ -168,7 +184,7 @@ def test_memory_budget_does_not_change_output() -> None:
 
 def test_save_and_reload_gives_identical_output(tmp_path) -> None:
     torch.manual_seed(0)
-    model = FASRNet(scale=2, **TINY).eval()
+    model = _untie(FASRNet(scale=2, **TINY)).eval()
     torch.save(model.state_dict(), tmp_path / "m.pt")
     again = FASRNet(scale=2, **TINY).eval()
     again.load_state_dict(torch.load(tmp_path / "m.pt", weights_only=True))
@@ -234,7 +250,7 @@ def test_windowed_matching_equals_masked_dense(k_ratio: int) -> None:
 def test_search_window_model_runs_and_differs_only_by_window() -> None:
     lr, ref = _pair(1, 16, 16, 4, seed=9)
     torch.manual_seed(0)
-    local = FASRNet(scale=4, search_window=64, **TINY).eval()  # window larger than the image: global
+    local = _untie(FASRNet(scale=4, search_window=64, **TINY)).eval()  # window larger than the image: global
     full = FASRNet(scale=4, **TINY).eval()
     full.load_state_dict(local.state_dict())
     with torch.no_grad():

@@ -97,6 +97,10 @@ class FASRNet(nn.Module):
             n_feats, {g: n_align * CHANNELS[g] for g in TRANSFER_GRIDS}, tuple(n_blocks), fusion == "chpf"
         )
         self.tail = nn.Conv2d(n_feats, 1, 3, padding=1)
+        # Zero-initialised output: an untrained model is exactly bicubic (I_LR-up), like the baselines, so short
+        # training budgets compare fairly and early training never falls below bicubic.
+        nn.init.zeros_(self.tail.weight)
+        nn.init.zeros_(self.tail.bias)
 
     def _grids(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """Grids needed from Q/K (matching) and V (transfer)."""

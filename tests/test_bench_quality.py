@@ -1,0 +1,215 @@
+"""``fasr bench quality``: suite rows and their configs, the step budget, aggregation, outputs, end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import yaml
+
+from fasr.bench import quality
+from fasr.bench.quality import (
+    METHODS,
+    SUITES,
+    Entry,
+    RunResult,
+    deep_merge,
+    find_subjects,
+    run_config,
+    seconds_per_step,
+    steps_for_budget,
+    stretch_schedule,
+    suite_entries,
+    summarize,
+    train_and_score,
+)
+from fasr.cli import main
+from fasr.config import RunConfig, from_dict
+from fasr.errors import FasrError
+
+
+def write_brats(root: Path, subjects: int = 3, shape: tuple[int, int, int] = (48, 48, 6)) -> Path:
+    """A tiny BraTS-layout dataset: <subject>/{t1,t2}.nii.gz, a disc 'brain' with contrast-inverted texture."""
+    rng = np.random.default_rng(0)
+    x, y = np.meshgrid(np.linspace(-1, 1, shape[0]), np.linspace(-1, 1, shape[1]), indexing="ij")
+    brain = (np.hypot(x, y) < 0.8)[..., None] * np.ones(shape[2])  # (X, Y, Z)
+    for i in range(subjects):
+        texture = (np.sin(6 * x + i) * np.cos(5 * y))[..., None]
+        volumes = {"t2": brain * (300 + 200 * texture), "t1": brain * (500 - 150 * texture)}
+        (root / f"subject-{i}").mkdir(parents=True)
+        for contrast, volume in volumes.items():
+            volume = volume + rng.normal(0, 5, shape) * brain
+            nib.save(nib.Nifti1Image(volume.astype(np.int16), np.eye(4)), root / f"subject-{i}" / f"{contrast}.nii.gz")
+    return root
+
+
+BASE = {"schedule": {"epochs": 10, "steps_per_epoch": 5}}
+
+
+def result(label: str, psnr: float, ssim: float, seed: int = 0) -> RunResult:
+    return RunResult(label, "s4", seed, psnr, ssim, 20.0, 0.5, params=10, steps=5, wall_s=60.0, run_dir="r")
+
+
+def test_deep_merge_merges_sections_without_touching_inputs() -> None:
+    base = {"model": {"name": "fasr", "n_feats": 64}, "seed": 0}
+    delta = {"model": {"alignment": "ma"}, "seed": 3}
+    merged = deep_merge(base, delta)
+    assert merged == {"model": {"name": "fasr", "n_feats": 64, "alignment": "ma"}, "seed": 3}
+    assert base == {"model": {"name": "fasr", "n_feats": 64}, "seed": 0}
+
+
+@pytest.mark.parametrize(
+    "suite, field, expected",
+    [
+        ("methods", "model.name", ["bicubic", "edsr", "swinir", "mcsr", "minet", "ttsr", "fasr"]),
+        ("modules", "model.alignment", ["both", "ma", "sa", "both", "cross_attention"]),
+        ("modules", "model.fusion", ["chpf", "chpf", "chpf", "decoder", "chpf"]),
+        ("losses", "loss.l1", [1.0, 0.0, 1.0, 1.0]),
+        ("losses", "loss.perceptual", [1.0, 1.0, 0.0, 1.0]),
+        ("losses", "loss.fourier", [1.0, 1.0, 1.0, 0.0]),
+        ("backbones", "model.backbone", ["vgg19", "resnet18", "resnet34"]),
+    ],
+)
+def test_suite_rows_set_the_paper_switches(suite: str, field: str, expected: list) -> None:
+    """Every row's delta is a valid config and flips exactly the switch its table varies."""
+    section, key = field.split(".")
+    values = []
+    for entry in suite_entries(suite):
+        cfg = run_config(BASE, entry, held_out="s4", seed=0, steps=10, overrides=[])
+        values.append(getattr(getattr(cfg, section), key))
+    assert values == expected
+    assert [e.label for e in suite_entries(suite)] == list(SUITES[suite])
+
+
+def test_run_config_sets_split_seed_steps_then_overrides() -> None:
+    base = deep_merge(BASE, {"model": {"n_feats": 32}, "data": {"val_subjects": ["x"]}})
+    overrides = ["model.n_feats=16", "loss.warmup_epochs=3"]
+    cfg = run_config(base, Entry("edsr", {"model": {"name": "edsr"}}), "s2", 3, 40, overrides)
+    assert (cfg.model.name, cfg.model.n_feats, cfg.seed) == ("edsr", 16, 3)
+    assert cfg.data.val_subjects == ["s2"] and cfg.schedule.max_steps == 40
+    assert cfg.loss.warmup_epochs == 3  # an explicit override wins over the stretched schedule
+
+
+def test_stretch_schedule_keeps_the_recipe_shape() -> None:
+    """cpu-quick's recipe: 40 epochs of 20 steps, L1 warm-up for the first 10, validation every 5."""
+    recipe = {"schedule": {"epochs": 40, "steps_per_epoch": 20, "decay": "step", "decay_every": 20}}
+    cfg = from_dict(RunConfig, deep_merge(recipe, {"loss": {"warmup_epochs": 10}}))
+    assert stretch_schedule(cfg, 2000) == {
+        "schedule": {"max_steps": 2000, "epochs": 100, "decay_every": 50, "val_every": 10},
+        "loss": {"warmup_epochs": 25},
+    }
+    short = stretch_schedule(cfg, 30)  # 2 epochs, the second cut short by max_steps
+    assert short["schedule"]["epochs"] == 2 and short["loss"]["warmup_epochs"] == 0
+    with pytest.raises(FasrError, match="steps_per_epoch"):
+        stretch_schedule(from_dict(RunConfig, {}), 100)
+
+
+def test_steps_for_budget_shares_the_budget_equally() -> None:
+    # 2 rows at 0.5 s and 1.5 s per step, 2 runs each: 4 s per common step -> 600 s buys 150 steps.
+    assert steps_for_budget({"a": 0.5, "b": 1.5}, runs_per_row=2, budget_s=600) == 150
+    assert steps_for_budget({"bicubic": 0.0}, runs_per_row=1, budget_s=60) == 0
+    with pytest.raises(FasrError, match="too small"):
+        steps_for_budget({"a": 100.0}, runs_per_row=1, budget_s=60)
+
+
+def test_seconds_per_step_times_a_real_step() -> None:
+    base = deep_merge(
+        BASE, {"data": {"patch_size": 16, "batch_size": 1}, "model": {"n_feats": 8}, "loss": {"perceptual": 0.0}}
+    )
+    edsr = run_config(base, Entry("edsr", {"model": {"name": "edsr"}}), "s", 0, 1, [])
+    bicubic = run_config(base, Entry("bicubic", {"model": {"name": "bicubic"}}), "s", 0, 1, [])
+    assert 0 < seconds_per_step(edsr, repeats=1) < 5
+    assert seconds_per_step(bicubic) == 0.0
+
+
+def test_summarize_mean_and_sample_std_per_row() -> None:
+    rows = summarize([result("a", 30.0, 0.90), result("b", 20.0, 0.5), result("a", 32.0, 0.94, seed=1)])
+    assert [r.label for r in rows] == ["a", "b"]
+    a, b = rows
+    assert (a.psnr_mean, a.ssim_mean, a.runs) == (31.0, pytest.approx(0.92), 2)
+    assert a.psnr_std == pytest.approx(2**0.5)  # sample std of (30, 32)
+    assert (b.psnr_std, b.runs) == (0.0, 1)
+    assert (a.gain_mean, b.gain_mean) == (11.0, 0.0)  # bicubic scores 20 dB in every run
+
+
+def test_find_subjects_uses_the_data_layer(tmp_path: Path) -> None:
+    for name in ("s2", "s1"):
+        (tmp_path / name).mkdir()
+        for contrast in ("t1", "t2"):
+            (tmp_path / name / f"{contrast}.nii.gz").touch()
+    data = {"kind": "brats", "root": str(tmp_path), "target": "t2", "reference": "t1"}
+    assert find_subjects(data) == ["s1", "s2"]
+    (tmp_path / "s2" / "t2.nii.gz").unlink()
+    with pytest.raises(FasrError, match="s2"):  # an incomplete subject is reported, not silently dropped
+        find_subjects(data)
+    with pytest.warns(UserWarning, match="skipping subject 's2'"), pytest.raises(FasrError, match="at least 2"):
+        find_subjects({**data, "skip_incomplete": True})
+
+
+def test_finished_run_is_reused_only_for_the_same_config_and_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = write_brats(tmp_path / "brats", shape=(16, 16, 4))
+    base = deep_merge(BASE, {"data": {"root": str(data), "slice_size": 0, "min_foreground": 0.01}})
+    cfg = run_config(base, Entry("bicubic", {"model": {"name": "bicubic"}}), "subject-2", 0, 5, [])
+    run_dir = tmp_path / "run"
+    monkeypatch.setattr(quality, "source_fingerprint", lambda: "v1")
+    first = train_and_score(cfg, "bicubic", run_dir, eval_slices=0)
+    assert (first.steps, first.params) == (0, 0)  # nothing to train: scored as a weightless checkpoint
+    stored = json.loads((run_dir / "bench.json").read_text())
+    stored["result"]["psnr"] = -1.0  # a marker: is the record reused or recomputed?
+    (run_dir / "bench.json").write_text(json.dumps(stored))
+    assert train_and_score(cfg, "bicubic", run_dir, eval_slices=0).psnr == -1.0
+    assert train_and_score(cfg, "bicubic", run_dir, eval_slices=1).psnr != -1.0  # other scoring
+    (run_dir / "bench.json").write_text(json.dumps(stored))
+    monkeypatch.setattr(quality, "source_fingerprint", lambda: "v2")
+    assert train_and_score(cfg, "bicubic", run_dir, eval_slices=0).psnr == first.psnr  # other code
+
+
+def test_existing_results_are_not_overwritten(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "methods.json").write_text("{}")
+    assert main(["bench", "quality", "--suite", "methods", "--quick", "--out", str(tmp_path)]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert (tmp_path / "methods.json").read_text() == "{}"
+
+
+def test_unknown_row_is_a_user_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["bench", "quality", "--suite", "modules", "--only", "wo-xx", "--out", str(tmp_path)]) == 2
+    assert "wo-xx" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_quick_methods_suite_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every method trains 2 steps on a tiny dataset, is scored, tabulated and plotted; a re-run reuses the runs."""
+    monkeypatch.setattr(quality, "source_fingerprint", lambda: "this checkout")  # others may edit fasr/ meanwhile
+    data, out, base = write_brats(tmp_path / "brats"), tmp_path / "results", tmp_path / "base.yaml"
+    base.write_text(yaml.safe_dump(deep_merge(BASE, {"data": {"min_foreground": 0.01}})))
+    argv = ["bench", "quality", "--suite", "methods", "--quick"]
+    argv += ["--out", str(out), "--data", str(data), "--base", str(base)]
+    assert main(argv) == 0
+    report = json.loads((out / "methods.json").read_text())
+    assert [row["label"] for row in report["rows"]] == list(METHODS)
+    runs = {run["label"]: run for run in report["runs"]}
+    assert all(run["held_out"] == "subject-2" and math.isfinite(run["psnr"]) for run in runs.values())
+    assert runs["bicubic"]["steps"] == 0 and runs["bicubic"]["params"] == 0
+    assert all(runs[m]["steps"] == 2 and runs[m]["params"] > 0 for m in METHODS[1:])
+    # The bicubic row is the evaluator's own bicubic reference, on the same slices.
+    assert runs["bicubic"]["psnr"] == pytest.approx(runs["edsr"]["bicubic_psnr"])
+    # An untrained baseline is bicubic; two steps at the baselines' learning rate barely move it.
+    assert runs["edsr"]["psnr"] == pytest.approx(runs["bicubic"]["psnr"], abs=0.5)
+    assert report["command"].startswith("fasr bench quality --suite methods --quick")
+    assert report["machine"]["cpu_count"] >= 1 and report["commit"]
+    table = (out / "methods.md").read_text()
+    assert all(f"| {m} |" in table for m in METHODS) and "git commit" in table
+    for figure in ("methods.png", "methods-residuals.png", "methods-curves.png"):
+        assert (out / figure).stat().st_size > 1000
+
+    # Results are never overwritten silently; with --force they are rewritten from the finished runs, reused
+    # because neither their config nor the source changed (an interrupted suite continues where it stopped).
+    assert main(argv) == 2
+    assert main([*argv, "--force"]) == 0
+    assert json.loads((out / "methods.json").read_text())["runs"] == report["runs"]
