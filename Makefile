@@ -20,8 +20,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/fasr demo --out demo-out --force
 
+# Two workers with one thread each: the tests use tiny tensors, and two spinning OpenMP threads per process
+# on a 2-core machine slow them down many times over.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -x --durations=15 tests
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --durations=15 tests
 
 clean:
 	rm -rf $(VENV) demo-out
