@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("fasr.training.cli", "train a model from a YAML config"),
     "eval": ("fasr.evaluation.cli", "score a checkpoint (PSNR/SSIM/NMSE) beside bicubic"),
     "figure": ("fasr.evaluation.figures", "residual-map figures and validation-PSNR curves"),
+    "export": ("fasr.training.export", "reduce a training checkpoint to fp16 inference weights"),
     "prepare": ("fasr.data.prepare", "write a memory-mappable slice cache from a dataset"),
     "params": ("fasr.bench.params", "parameters and FLOPs per backbone (Table II)"),
     "bench": ("fasr.bench.cli", "speed and quality benchmarks"),

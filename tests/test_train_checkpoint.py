@@ -87,3 +87,31 @@ def test_missing_corrupt_and_incompatible_files_are_clear_errors(tmp_path: Path,
     save_checkpoint(tmp_path / "future.pt", {**_state(build_model(cfg.model), cfg), "format": 99})
     with pytest.raises(FasrError, match="newer"):
         load_checkpoint(tmp_path / "future.pt")
+
+
+def test_export_half_precision_reloads_close_to_original(tmp_path) -> None:
+    """`fasr export` keeps weights and config, drops optimiser state, halves the size, and reloads in fp32."""
+    import torch
+
+    from fasr.cli import main
+    from fasr.config import RunConfig, to_dict
+    from fasr.models import ModelConfig, build_model
+    from fasr.training.checkpoint import load_model, save_checkpoint
+
+    cfg = RunConfig(model=ModelConfig(name="fasr", n_feats=8, n_blocks=(1, 1, 1), embed_dim=8))
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    torch.nn.init.normal_(model.tail.weight, std=0.1)
+    opt = torch.optim.Adam(model.parameters())
+    src = save_checkpoint(tmp_path / "best.pt", {"model": model.state_dict(), "config": to_dict(cfg),
+                                                  "optimizer": opt.state_dict(), "step": 7})
+    assert main(["export", str(src), str(tmp_path / "small.pt")]) == 0
+    assert main(["export", str(src), str(tmp_path / "small.pt")]) == 2  # exists: needs --force
+    state = torch.load(tmp_path / "small.pt", weights_only=True)
+    assert "optimizer" not in state and state["step"] == 7
+    assert all(v.dtype == torch.float16 for v in state["model"].values() if v.is_floating_point())
+    assert (tmp_path / "small.pt").stat().st_size < 0.6 * src.stat().st_size
+    again, _ = load_model(tmp_path / "small.pt")
+    lr, ref = torch.rand(1, 1, 8, 8) * 2 - 1, torch.rand(1, 1, 32, 32) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(again(lr, ref).sr, model.eval()(lr, ref).sr, atol=2e-2, rtol=0)

@@ -1,0 +1,51 @@
+"""``fasr export``: a training checkpoint reduced to what inference needs (weights, config, provenance).
+
+Optimiser, scheduler and RNG states are dropped and floating-point weights stored in half precision by
+default (``--fp32`` keeps them); :func:`fasr.training.checkpoint.load_model` casts them back to fp32.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from fasr.errors import FasrError
+from fasr.training.checkpoint import load_checkpoint, save_checkpoint
+
+__all__ = ["add_arguments", "run", "export_checkpoint", "KEPT_KEYS"]
+
+KEPT_KEYS = ("model", "config", "fasr_version", "format", "epoch", "step", "metrics")
+
+
+def export_checkpoint(src: str | Path, dst: str | Path, half: bool = True) -> Path:
+    """Write the inference part of checkpoint ``src`` to ``dst``.
+
+    Args:
+        src: a checkpoint written by ``fasr train`` (``best.pt`` / ``last.pt``).
+        dst: output file.
+        half: store floating-point weights as fp16.
+    """
+    state = load_checkpoint(src)
+    kept = {k: state[k] for k in KEPT_KEYS if k in state}
+    if half:
+        kept["model"] = {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()}
+    kept["exported_from"] = str(src)
+    return save_checkpoint(dst, kept)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", type=Path, help="checkpoint written by fasr train")
+    parser.add_argument("out", type=Path, help="exported file")
+    parser.add_argument("--fp32", action="store_true", help="keep full-precision weights")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing output")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.out.exists() and not args.force:
+        raise FasrError(f"'{args.out}' exists; pass --force to replace it")
+    path = export_checkpoint(args.checkpoint, args.out, half=not args.fp32)
+    n = sum(v.numel() for v in torch.load(path, weights_only=True)["model"].values())
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB, {n / 1e6:.2f} M parameters)")
+    return 0
