@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import shutil
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -276,6 +277,7 @@ class Trainer:
             disable=not (self.ctx.is_main and self.cfg.log.progress),
             leave=False,
             dynamic_ncols=True,
+            mininterval=0.1 if sys.stderr.isatty() else 30.0,  # a log file gets a line every 30 s, not every step
         )
         start, trained = time.perf_counter(), 0
         for lr, ref, hr in self._loader():
