@@ -22,6 +22,8 @@ def test_bench_speed_json(tmp_path) -> None:
         assert row["size"] == 32
         assert row["seconds_per_slice"] > 0 and row["peak_mem_mib"] > 50
         assert row["gflops"] > 0
+        parts = sum(row[f"{p}_seconds_per_slice"] for p in ("extractor", "matching", "fusion"))
+        assert 0 < parts <= row["seconds_per_slice"] * 1.05  # the parts are inside the forward pass
         assert abs(row["gflops_per_s"] - row["gflops"] / row["seconds_per_slice"]) / row["gflops_per_s"] < 0.01
     assert rows["blocked"]["gflops"] == rows["dense"]["gflops"]  # same arithmetic, different blocking
     assert result["train"]["samples_per_second"] > 0

@@ -75,9 +75,11 @@ def measure(
     lr = torch.rand(batch, 1, size // scale, size // scale, device=device) * 2 - 1
     ref = torch.rand(batch, 1, size, size, device=device) * 2 - 1
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    match_time = [0.0]
+    # Where the time goes: forward time of the extractor passes, the matching (S-A + M-A) and the fusion.
+    parts = {"extractor": ("extractor",), "matching": ("ma", "sa"), "fusion": ("fusion",)}
+    spent = dict.fromkeys(parts, 0.0)
 
-    def timed(module):
+    def timed(module, part: str) -> None:
         forward = module.forward
 
         def wrapper(*a, **k):
@@ -85,26 +87,27 @@ def measure(
             t0 = time.perf_counter()
             out = forward(*a, **k)
             sync()
-            match_time[0] += time.perf_counter() - t0
+            spent[part] += time.perf_counter() - t0
             return out
 
         module.forward = wrapper
 
-    for m in (model.ma, model.sa) if hasattr(model, "ma") else ():
-        if m is not None:
-            timed(m)
+    for part, names in parts.items():
+        for name in names:
+            if getattr(model, name, None) is not None:
+                timed(getattr(model, name), part)
     autocast = torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16)
-    times, match_times = [], []
+    times, part_times = [], []
     with torch.inference_mode(), autocast:
         model(lr, ref)  # warm-up
         for _ in range(repeats):
-            match_time[0] = 0.0
+            spent.update(dict.fromkeys(parts, 0.0))
             sync()
             t0 = time.perf_counter()
             model(lr, ref)
             sync()
             times.append(time.perf_counter() - t0)
-            match_times.append(match_time[0])
+            part_times.append(dict(spent))
         peak = _peak_mib(device)
         counter = FlopCounterMode(display=False)
         with counter:
@@ -117,7 +120,8 @@ def measure(
         "batch": batch,
         "seconds_per_slice": round(seconds, 4),
         "slices_per_second": round(1.0 / seconds, 3),
-        "matching_seconds_per_slice": round(statistics.median(match_times) / batch, 4),
+        **{f"{part}_seconds_per_slice": round(statistics.median(t[part] for t in part_times) / batch, 4)
+           for part in parts},
         "peak_mem_mib": round(peak, 1),
         "gflops": round(gflops, 2),
         "gflops_per_s": round(gflops / seconds, 1),
