@@ -115,3 +115,32 @@ def test_export_half_precision_reloads_close_to_original(tmp_path) -> None:
     lr, ref = torch.rand(1, 1, 8, 8) * 2 - 1, torch.rand(1, 1, 32, 32) * 2 - 1
     with torch.no_grad():
         torch.testing.assert_close(again(lr, ref).sr, model.eval()(lr, ref).sr, atol=2e-2, rtol=0)
+
+
+def test_backbone_weights_flag_and_reload_without_the_file(tmp_path) -> None:
+    """`fasr train --backbone-weights FILE` starts the extractor from it; the checkpoint reloads after the
+    ImageNet file is gone (the stored weights replace it)."""
+    import argparse
+
+    import torch
+
+    from fasr.config import RunConfig, to_dict
+    from fasr.models import ModelConfig, build_model
+    from fasr.models.backbones import VGG19
+    from fasr.training import cli
+    from fasr.training.checkpoint import load_model, save_checkpoint
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    args = parser.parse_args(["--config", "x.yaml", "--backbone-weights", "vgg.pth"])
+    assert args.backbone_weights.name == "vgg.pth"
+
+    torch.save(VGG19().state_dict(), tmp_path / "vgg.pth")
+    cfg = RunConfig(model=ModelConfig(name="fasr", n_feats=8, n_blocks=(1, 1, 1), embed_dim=8,
+                                      backbone_weights=str(tmp_path / "vgg.pth")))
+    model = build_model(cfg.model)
+    ckpt = save_checkpoint(tmp_path / "best.pt", {"model": model.state_dict(), "config": to_dict(cfg)})
+    (tmp_path / "vgg.pth").unlink()
+    again, again_cfg = load_model(ckpt)
+    assert again_cfg.model.backbone_weights == str(tmp_path / "vgg.pth")  # provenance kept
+    torch.testing.assert_close(again.extractor.net.features[0].weight, model.extractor.net.features[0].weight)

@@ -17,6 +17,7 @@ metrics    last validation metrics (``psnr``, ``ssim``, ...) and ``perceptual`` 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import zipfile
@@ -132,7 +133,8 @@ def load_model(path_or_name: str | Path, map_location: str | torch.device = "cpu
         cfg = from_dict(RunConfig, state["config"])
     except FasrError as exc:
         raise FasrError(f"checkpoint '{path}' has a config this fasr cannot read ({exc}); retrain or upgrade") from None
-    model = build_model(cfg.model)
+    # The stored weights replace any ImageNet initialisation, whose file need not exist where the model is used.
+    model = build_model(dataclasses.replace(cfg.model, backbone_weights=None))
     reference = model.state_dict()
     weights = {
         k: v.to(reference[k].dtype) if k in reference and v.is_floating_point() else v

@@ -27,6 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="torchvision VGG19 ImageNet checkpoint for the perceptual loss (default: the model's own extractor)",
     )
+    parser.add_argument(
+        "--backbone-weights",
+        type=Path,
+        metavar="FILE",
+        help="torchvision ImageNet checkpoint (e.g. vgg19-dcbb9e9d.pth) to start the texture extractor from",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.perceptual_weights is not None:
         overrides.append(f"loss.perceptual_weights={args.perceptual_weights}")
+    if args.backbone_weights is not None:
+        overrides.append(f"model.backbone_weights={args.backbone_weights}")
     cfg = load_config(args.config or out / "config.yaml", overrides)
     try:
         best = train(cfg, out, resume=args.resume, force=args.force)
