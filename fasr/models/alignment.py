@@ -8,6 +8,7 @@ texture (the hard-attention transfer) and the soft-attention map on the 1/4 grid
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -25,7 +26,7 @@ from fasr.models.matching import (
 )
 from fasr.models.transfer import transfer_patches
 
-__all__ = ["AlignmentResult", "SingleMultiAlignment", "MultiMultiAlignment", "TRANSFER_GRIDS"]
+__all__ = ["AlignmentResult", "Matcher", "SingleMultiAlignment", "MultiMultiAlignment", "TRANSFER_GRIDS"]
 
 # Transfer grids and their size in pixels per 1/4-grid cell.
 TRANSFER_GRIDS: dict[str, int] = {"1/4": 1, "1/2": 2, "1": 4}
@@ -39,16 +40,25 @@ class AlignmentResult(NamedTuple):
     score: dict[str, Tensor]
 
 
-class _Scorer:
-    """Matching + soft-attention value shared by both modules (cosine max or softmax max)."""
+@dataclass(frozen=True)
+class Matcher:
+    """How both alignment modules match: hard index (Eqs. 11, 16) and soft-attention value (Eqs. 18-19).
 
-    def __init__(self, attention_score: str, temperature: float, budget_mib: float, search_window: int) -> None:
-        if search_window and attention_score == "softmax":
+    Attributes:
+        attention_score: ``cosine`` (max cosine, the authors' code) or ``softmax`` (max softmax probability).
+        temperature: softmax temperature.
+        budget_mib: byte budget of one correlation block.
+        search_window: match within this many 1/4-grid cells of the query (0 = the whole image).
+    """
+
+    attention_score: str = "cosine"
+    temperature: float = 0.05
+    budget_mib: float = 128.0
+    search_window: int = 0
+
+    def __post_init__(self) -> None:
+        if self.search_window and self.attention_score == "softmax":
             raise ValueError("search_window needs attention_score 'cosine' (the softmax is over all keys)")
-        self.attention_score = attention_score
-        self.temperature = temperature
-        self.budget_mib = budget_mib
-        self.search_window = search_window
 
     def __call__(
         self, levels: list[MatchLevel], q_grid: tuple[int, int], k_grid: tuple[int, int]
@@ -86,7 +96,7 @@ class SingleMultiAlignment(nn.Module):
         channels: feature channels per grid.
         embed_dim: width of the embedded patch vectors.
         key_stride: ``"coarse"`` or an integer stride for the finer key grids.
-        attention_score / temperature / budget_mib / search_window: see :class:`fasr.models.config.ModelConfig`.
+        matcher: matching settings shared with M-A.
     """
 
     def __init__(
@@ -94,10 +104,7 @@ class SingleMultiAlignment(nn.Module):
         channels: dict[str, int],
         embed_dim: int = 64,
         key_stride: str | int = "coarse",
-        attention_score: str = "cosine",
-        temperature: float = 0.05,
-        budget_mib: float = 128.0,
-        search_window: int = 0,
+        matcher: Matcher = Matcher(),
     ) -> None:
         super().__init__()
         self.embed_q = nn.Conv2d(channels["1/4"], embed_dim, 3, padding=1)  # Eq. 7
@@ -105,7 +112,7 @@ class SingleMultiAlignment(nn.Module):
             {_key(g): nn.Conv2d(channels[g], embed_dim, 3, padding=1) for g in TRANSFER_GRIDS}
         )
         self.key_stride = key_stride
-        self.scorer = _Scorer(attention_score, temperature, budget_mib, search_window)
+        self.matcher = matcher
 
     def forward(self, q_feats: dict[str, Tensor], k_feats: dict[str, Tensor], v_feats: dict[str, Tensor]) -> AlignmentResult:
         b, _, hq, wq = q_feats["1/4"].shape
@@ -119,7 +126,7 @@ class SingleMultiAlignment(nn.Module):
             k = F.conv2d(k_feats[grid], conv.weight, conv.bias, stride=stride, padding=1)  # (B, d, Hk, Wk)
             hk, wk = k.shape[-2:]
             k = F.normalize(k, dim=1).flatten(2).transpose(1, 2)  # (B, Nk, d)
-            index, s = self.scorer([MatchLevel(q, k)], (hq, wq), (hk, wk))  # Eqs. 10-11, 18
+            index, s = self.matcher([MatchLevel(q, k)], (hq, wq), (hk, wk))  # Eqs. 10-11, 18
             ky, kx = stride * (index // wk), stride * (index % wk)  # matched key position on grid g
             disp = _displacement(ky, kx, qy, qx, factor, hq, wq)
             features[grid] = transfer_patches(v_feats[grid], disp, factor)  # Eq. 12
@@ -144,22 +151,19 @@ class MultiMultiAlignment(nn.Module):
     Args:
         levels: pyramid grids to correlate, finest first.
         pyramid: ``pooled`` or ``deep``.
-        attention_score / temperature / budget_mib / search_window: see :class:`fasr.models.config.ModelConfig`.
+        matcher: matching settings shared with S-A.
     """
 
     def __init__(
         self,
         levels: tuple[str, ...] = ("1/4", "1/8", "1/16"),
         pyramid: str = "pooled",
-        attention_score: str = "cosine",
-        temperature: float = 0.05,
-        budget_mib: float = 128.0,
-        search_window: int = 0,
+        matcher: Matcher = Matcher(),
     ) -> None:
         super().__init__()
         self.levels = levels
         self.pyramid = pyramid
-        self.scorer = _Scorer(attention_score, temperature, budget_mib, search_window)
+        self.matcher = matcher
 
     def _level_features(self, feats: dict[str, Tensor], grid: str) -> Tensor:
         if grid == "1/4" or self.pyramid == "deep":
@@ -179,7 +183,7 @@ class MultiMultiAlignment(nn.Module):
                 parent = parent_index((hq, wq), tuple(ql.shape[-2:]), ratio, device=ql.device)
             # Eq. 14 per level; the 1/L weight folded into the queries makes the sum an average (Eq. 15).
             terms.append(MatchLevel(patch_vectors(ql) * weight, patch_vectors(kl), parent, parent))
-        index, s = self.scorer(terms, (hq, wq), (hq, wq))  # Eq. 16 index, Eq. 19 score
+        index, s = self.matcher(terms, (hq, wq), (hq, wq))  # Eq. 16 index, Eq. 19 score
         qy, qx = _query_grid(b, hq, wq, index.device)
         ky, kx = index // wq, index % wq
         features = {

@@ -14,7 +14,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fasr.data.degrade import Bicubic, Degradation, resize
-from fasr.models.alignment import TRANSFER_GRIDS, AlignmentResult, MultiMultiAlignment, SingleMultiAlignment
+from fasr.models.alignment import (
+    TRANSFER_GRIDS,
+    AlignmentResult,
+    Matcher,
+    MultiMultiAlignment,
+    SingleMultiAlignment,
+)
 from fasr.models.config import ModelConfig
 from fasr.models.extractor import CHANNELS, TextureExtractor
 from fasr.models.fusion import ProgressiveFusion
@@ -79,17 +85,11 @@ class FASRNet(nn.Module):
         self.extractor = TextureExtractor(
             backbone, feature_levels, deepest="1/16" if deep else "1/4", weights=backbone_weights
         )
-        match = dict(
-            attention_score=attention_score,
-            temperature=softmax_temperature,
-            budget_mib=match_memory_mib,
-            search_window=search_window,
-        )
-        self.sa = (
-            SingleMultiAlignment(CHANNELS, embed_dim, sa_key_stride, **match) if alignment in ("both", "sa") else None
-        )
+        matcher = Matcher(attention_score, softmax_temperature, match_memory_mib, search_window)
+        use_sa = alignment in ("both", "sa")
+        self.sa = SingleMultiAlignment(CHANNELS, embed_dim, sa_key_stride, matcher) if use_sa else None
         ma_levels = {"both": _MA_LEVELS, "ma": _MA_LEVELS, "cross_attention": ("1/4",)}.get(alignment)
-        self.ma = MultiMultiAlignment(ma_levels, ma_pyramid, **match) if ma_levels else None
+        self.ma = MultiMultiAlignment(ma_levels, ma_pyramid, matcher) if ma_levels else None
         n_align = (self.sa is not None) + (self.ma is not None)
         # Trunk head: LR-up folded onto the 1/4 grid without loss (pixel unshuffle), for any integer scale.
         self.head = nn.Sequential(nn.PixelUnshuffle(4), nn.Conv2d(16, n_feats, 3, padding=1), nn.ReLU(inplace=True))
