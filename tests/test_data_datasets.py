@@ -17,7 +17,9 @@ from fasr.data.datasets import build_dataset
 from fasr.data.degrade import Bicubic, KSpace
 from fasr.data.layouts import find_pairs, split_pairs
 from fasr.errors import FasrError
-from test_data_support import LPS, as_ras, phantom, write_brats_subject, write_fastmri, write_ixi, write_nifti
+from test_data_support import (
+    LPS, as_ras, one_line_error, phantom, write_brats_subject, write_fastmri, write_ixi, write_nifti,
+)
 
 SHAPE = (24, 20, 5)  # (X, Y, Z): slices of 20 rows x 24 columns after display reorientation
 
@@ -34,13 +36,6 @@ def _brats(root: Path, subjects: list[str], same_contrast: bool = False) -> Path
 def _cfg(root: Path, **kw) -> DataConfig:
     defaults = dict(kind="brats", root=str(root), slice_size=24, patch_size=8, min_foreground=0.05)
     return DataConfig(**{**defaults, **kw})
-
-
-def _one_line_error(match: str, func, *args, **kwargs) -> str:
-    with pytest.raises(FasrError, match=match) as info:
-        func(*args, **kwargs)
-    assert "\n" not in str(info.value)
-    return str(info.value)
 
 
 # --- BraTS-format ---------------------------------------------------------------------------------------
@@ -177,13 +172,13 @@ def test_missing_reference_for_a_subject(tmp_path: Path) -> None:
     write_ixi(tmp_path, IXI, ("T2",), (16, 16, 4))
     write_ixi(tmp_path, IXI[:2], ("PD",), (16, 16, 4))
     cfg = _cfg(tmp_path, kind="ixi", target="t2", reference="pd")
-    assert IXI[2] in _one_line_error("has no reference 'pd'", find_pairs, cfg)
+    assert IXI[2] in one_line_error("has no reference 'pd'", find_pairs, cfg)
     cfg.skip_incomplete = True
     with pytest.warns(UserWarning, match="skipping subject"):
         assert [p.subject for p in find_pairs(cfg)] == IXI[:2]
     brats = _brats(tmp_path / "brats", ["a"])
     (brats / "a" / "t1.nii.gz").unlink()
-    _one_line_error("subject 'a' has no reference 't1'", find_pairs, _cfg(brats))
+    one_line_error("subject 'a' has no reference 't1'", find_pairs, _cfg(brats))
 
 
 def test_split_never_shares_a_subject_and_rejects_unknown_ids(tmp_path: Path) -> None:
@@ -191,8 +186,8 @@ def test_split_never_shares_a_subject_and_rejects_unknown_ids(tmp_path: Path) ->
     pairs = find_pairs(_cfg(tmp_path, kind="ixi", target="t2", reference="pd"))
     splits = split_pairs(pairs, val=[IXI[1]], test=[IXI[0]])
     assert [[p.subject for p in splits[s]] for s in ("train", "val", "test")] == [[IXI[2]], [IXI[1]], [IXI[0]]]
-    _one_line_error("unknown subject", split_pairs, pairs, ["IXI999-Guys-0000"], [])
-    _one_line_error("both val and test", split_pairs, pairs, [IXI[0]], [IXI[0]])
+    one_line_error("unknown subject", split_pairs, pairs, ["IXI999-Guys-0000"], [])
+    one_line_error("both val and test", split_pairs, pairs, [IXI[0]], [IXI[0]])
 
 
 # --- fastMRI --------------------------------------------------------------------------------------------
@@ -229,12 +224,12 @@ def test_fastmri_pairs_from_csv_and_centre_crop(tmp_path: Path) -> None:
 
 def test_fastmri_csv_errors(tmp_path: Path) -> None:
     pairs_csv = _fastmri(tmp_path)
-    _one_line_error("give data.pairs_csv", find_pairs, _cfg(tmp_path, kind="fastmri", target="pdfs", reference="pd"))
+    one_line_error("give data.pairs_csv", find_pairs, _cfg(tmp_path, kind="fastmri", target="pdfs", reference="pd"))
     swapped = _cfg(tmp_path, kind="fastmri", target="pd", reference="pdfs", pairs_csv=str(pairs_csv))
     swapped_csv = tmp_path / "swapped.csv"
     swapped_csv.write_text(pairs_csv.read_text().replace("pd,pdfs", "pdfs,pd", 1))
     swapped.pairs_csv = str(swapped_csv)
-    _one_line_error("is a CORPDFS_FBK scan but .* lists it under 'pd'", find_pairs, swapped)
+    one_line_error("is a CORPDFS_FBK scan but .* lists it under 'pd'", find_pairs, swapped)
 
 
 # --- folders of 2-D slices ------------------------------------------------------------------------------
@@ -267,7 +262,7 @@ def test_pre_split_folder(tmp_path: Path) -> None:
     cfg = _cfg(tmp_path, kind="folder", slice_size=16)
     assert [s.subject for s in build_dataset(cfg, "train", 2, train=False)] == ["a.png", "b.png"]
     assert [s.subject for s in build_dataset(cfg, "val", 2, train=False)] == ["c.png"]
-    _one_line_error("has no 'test/'", build_dataset, cfg, "test", 2, False)
+    one_line_error("has no 'test/'", build_dataset, cfg, "test", 2, False)
 
 
 # --- bad inputs through the dataset -----------------------------------------------------------------------
@@ -276,7 +271,7 @@ def test_pre_split_folder(tmp_path: Path) -> None:
 def test_two_d_file_in_a_volume_dataset(tmp_path: Path) -> None:
     t2 = phantom((16, 16, 1), seed=0)
     write_brats_subject(tmp_path, "s", {"t2": t2[:, :, 0], "t1": t2[:, :, 0]}, LPS)
-    _one_line_error("is a 2-D image", build_dataset, _cfg(tmp_path, val_subjects=["s"]), "val", 2, False)
+    one_line_error("is a 2-D image", build_dataset, _cfg(tmp_path, val_subjects=["s"]), "val", 2, False)
 
 
 def test_nan_and_empty_volumes_in_a_dataset(tmp_path: Path) -> None:
@@ -284,10 +279,10 @@ def test_nan_and_empty_volumes_in_a_dataset(tmp_path: Path) -> None:
     bad = t2.copy()
     bad[3, 3, 3] = np.nan
     write_brats_subject(tmp_path / "nan", "s", {"t2": t2, "t1": bad}, LPS)
-    assert "t1.nii.gz" in _one_line_error("NaN/inf", build_dataset, _cfg(tmp_path / "nan", val_subjects=["s"]),
+    assert "t1.nii.gz" in one_line_error("NaN/inf", build_dataset, _cfg(tmp_path / "nan", val_subjects=["s"]),
                                           "val", 2, False)
     write_brats_subject(tmp_path / "zero", "s", {"t2": np.zeros(SHAPE, np.int16), "t1": t2}, LPS)
-    _one_line_error("is empty", build_dataset, _cfg(tmp_path / "zero", val_subjects=["s"]), "val", 2, False)
+    one_line_error("is empty", build_dataset, _cfg(tmp_path / "zero", val_subjects=["s"]), "val", 2, False)
 
 
 def test_mismatched_field_of_view_names_both_files(tmp_path: Path) -> None:
@@ -296,12 +291,12 @@ def test_mismatched_field_of_view_names_both_files(tmp_path: Path) -> None:
     far = LPS.copy()
     far[:3, 3] += [0.0, 0.0, 400.0]  # another session / broken header: 40 cm away
     write_nifti(tmp_path / "s" / "t1.nii.gz", t2, far)
-    message = _one_line_error("covers only", build_dataset, _cfg(tmp_path, val_subjects=["s"]), "val", 2, False)
+    message = one_line_error("covers only", build_dataset, _cfg(tmp_path, val_subjects=["s"]), "val", 2, False)
     assert "t1.nii.gz" in message and "t2.nii.gz" in message
 
 
 def test_empty_split_and_bad_sizes(tmp_path: Path) -> None:
     cfg = _cfg(_brats(tmp_path, ["a", "b"]))
-    _one_line_error("split 'test' .* has no subjects", build_dataset, cfg, "test", 2, False)
+    one_line_error("split 'test' .* has no subjects", build_dataset, cfg, "test", 2, False)
     cfg.slice_size = 18
-    _one_line_error("not divisible by scale 4", build_dataset, cfg, "val", 4, False)
+    one_line_error("not divisible by scale 4", build_dataset, cfg, "val", 4, False)

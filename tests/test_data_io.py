@@ -15,14 +15,9 @@ from fasr.data.io import read_slice, read_volume
 from fasr.data.orient import DISPLAY_AFFINE, display_codes, display_volume, slice_stack, stack_to_volume
 from fasr.data.types import Volume
 from fasr.errors import FasrError
-from test_data_support import LPS, as_ras, fft2c, phantom, write_dicom_series, write_fastmri, write_nifti
-
-
-def _one_line_error(match: str, func, *args, **kwargs) -> str:
-    with pytest.raises(FasrError, match=match) as info:
-        func(*args, **kwargs)
-    assert "\n" not in str(info.value)
-    return str(info.value)
+from test_data_support import (
+    LPS, as_ras, fft2c, one_line_error, phantom, write_dicom_series, write_fastmri, write_nifti,
+)
 
 
 # --- NIfTI and orientation ------------------------------------------------------------------------------
@@ -72,7 +67,7 @@ def test_four_d_nifti_with_one_volume_is_read_and_many_volumes_rejected(tmp_path
     data = phantom((8, 8, 3), seed=2)
     assert read_volume(write_nifti(tmp_path / "one.nii.gz", data[..., None], np.eye(4))).data.shape == (8, 8, 3)
     many = np.stack([data, data], axis=-1)
-    _one_line_error("extract one 3-D volume", read_volume, write_nifti(tmp_path / "two.nii.gz", many, np.eye(4)))
+    one_line_error("extract one 3-D volume", read_volume, write_nifti(tmp_path / "two.nii.gz", many, np.eye(4)))
 
 
 # --- DICOM ----------------------------------------------------------------------------------------------
@@ -105,11 +100,11 @@ def test_coronal_dicom_keeps_its_slices_in_display_orientation(tmp_path: Path) -
 def test_dicom_errors(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("not dicom")
-    _one_line_error("no DICOM images", read_volume, tmp_path / "empty")
+    one_line_error("no DICOM images", read_volume, tmp_path / "empty")
     data = phantom((6, 6, 2), seed=5).astype(np.float32)
     write_dicom_series(tmp_path / "two", data, (1, 0, 0), (0, 1, 0), (1, 1, 1), (0, 0, 0))
     write_dicom_series(tmp_path / "two", data, (1, 0, 0), (0, 1, 0), (1, 1, 1), (0, 0, 50))
-    _one_line_error("mixes 2 DICOM series", read_volume, tmp_path / "two")
+    one_line_error("mixes 2 DICOM series", read_volume, tmp_path / "two")
 
 
 # --- fastMRI --------------------------------------------------------------------------------------------
@@ -129,7 +124,7 @@ def test_fastmri_magnitude_from_reconstruction_or_kspace(tmp_path: Path, store: 
 
 def test_fastmri_without_kspace_or_reconstruction(tmp_path: Path) -> None:
     path = write_fastmri(tmp_path / "bad.h5", _knee(), "CORPD_FBK", store="none")
-    message = _one_line_error("neither 'kspace' nor a reconstruction", read_volume, path)
+    message = one_line_error("neither 'kspace' nor a reconstruction", read_volume, path)
     assert str(path) in message
 
 
@@ -165,8 +160,8 @@ def test_npy_complex_is_magnitude_and_mat_by_key(tmp_path: Path) -> None:
     image = rng.uniform(1, 2, size=(6, 5))
     scipy.io.savemat(tmp_path / "v5.mat", {"img": image, "other": image[:2]})
     np.testing.assert_allclose(read_slice(tmp_path / "v5.mat", key="img"), image, rtol=1e-6)
-    _one_line_error("holds 2 variables", read_slice, tmp_path / "v5.mat")
-    _one_line_error("no variable 'x'", read_slice, tmp_path / "v5.mat", key="x")
+    one_line_error("holds 2 variables", read_slice, tmp_path / "v5.mat")
+    one_line_error("no variable 'x'", read_slice, tmp_path / "v5.mat", key="x")
     with h5py.File(tmp_path / "v73.mat", "w") as f:  # MATLAB v7.3 is HDF5, stored column-major
         f["img"] = image.T
     np.testing.assert_allclose(read_slice(tmp_path / "v73.mat"), image, rtol=1e-6)
@@ -178,27 +173,27 @@ def test_npy_complex_is_magnitude_and_mat_by_key(tmp_path: Path) -> None:
 def test_unreadable_file_names_it(tmp_path: Path) -> None:
     path = write_nifti(tmp_path / "t2.nii.gz", phantom((8, 8, 3), seed=0), np.eye(4))
     path.write_bytes(path.read_bytes()[:200])  # truncated download
-    assert str(path) in _one_line_error("cannot read", read_volume, path)
+    assert str(path) in one_line_error("cannot read", read_volume, path)
     (tmp_path / "junk.png").write_bytes(b"not an image")
-    _one_line_error("cannot read", read_slice, tmp_path / "junk.png")
-    _one_line_error("not found", read_volume, tmp_path / "missing.nii.gz")
+    one_line_error("cannot read", read_slice, tmp_path / "junk.png")
+    one_line_error("not found", read_volume, tmp_path / "missing.nii.gz")
     (tmp_path / "notes.txt").write_text("t2")
-    _one_line_error("unknown file type", read_volume, tmp_path / "notes.txt")
+    one_line_error("unknown file type", read_volume, tmp_path / "notes.txt")
 
 
 def test_nan_inf_and_empty_volumes(tmp_path: Path) -> None:
     data = phantom((8, 8, 3), seed=0).astype(np.float32)
     data[1, 1, 1], data[2, 2, 2] = np.nan, np.inf
     path = write_nifti(tmp_path / "nan.nii.gz", data, np.eye(4))
-    assert str(path) in _one_line_error("2 NaN/inf voxels", read_volume, path)
-    _one_line_error("is empty", read_volume, write_nifti(tmp_path / "zeros.nii.gz", np.zeros((8, 8, 3)), np.eye(4)))
+    assert str(path) in one_line_error("2 NaN/inf voxels", read_volume, path)
+    one_line_error("is empty", read_volume, write_nifti(tmp_path / "zeros.nii.gz", np.zeros((8, 8, 3)), np.eye(4)))
     np.save(tmp_path / "flat.npy", np.full((4, 4), 7.0))
-    _one_line_error("is empty", read_slice, tmp_path / "flat.npy")
+    one_line_error("is empty", read_slice, tmp_path / "flat.npy")
 
 
 def test_two_d_file_where_a_volume_is_needed(tmp_path: Path) -> None:
     path = write_nifti(tmp_path / "slice.nii.gz", phantom((8, 8, 1), seed=0)[:, :, 0], np.eye(4))
     assert read_volume(path).data.shape == (8, 8, 1)
-    _one_line_error("is a 2-D image .* a 3-D volume is needed", read_volume, path, require_3d=True)
+    one_line_error("is a 2-D image .* a 3-D volume is needed", read_volume, path, require_3d=True)
     np.save(tmp_path / "vol.npy", np.ones((3, 4, 5)))
-    _one_line_error("not a 2-D slice", read_slice, tmp_path / "vol.npy")
+    one_line_error("not a 2-D slice", read_slice, tmp_path / "vol.npy")

@@ -10,8 +10,11 @@ import h5py
 import nibabel as nib
 import numpy as np
 import pydicom
+import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+from fasr.errors import FasrError
 
 __all__ = [
     "LPS",
@@ -143,3 +146,11 @@ def write_fastmri(
         if store == "kspace_singlecoil":
             f["kspace"] = fft2c(images * phase).astype(np.complex64)
     return path
+
+
+def one_line_error(match: str, func, *args, **kwargs) -> str:
+    """Call ``func``; it must raise a one-line :class:`FasrError` matching ``match``. Returns the message."""
+    with pytest.raises(FasrError, match=match) as info:
+        func(*args, **kwargs)
+    assert "\n" not in str(info.value)
+    return str(info.value)
