@@ -16,7 +16,6 @@ from fasr.data.config import DataConfig
 from fasr.data.datasets import build_dataset
 from fasr.data.degrade import Bicubic, KSpace
 from fasr.data.layouts import find_pairs, split_pairs
-from fasr.errors import FasrError
 from test_data_support import (
     LPS, as_ras, one_line_error, phantom, write_brats_subject, write_fastmri, write_ixi, write_nifti,
 )
