@@ -144,3 +144,20 @@ def test_backbone_weights_flag_and_reload_without_the_file(tmp_path) -> None:
     again, again_cfg = load_model(ckpt)
     assert again_cfg.model.backbone_weights == str(tmp_path / "vgg.pth")  # provenance kept
     torch.testing.assert_close(again.extractor.net.features[0].weight, model.extractor.net.features[0].weight)
+
+
+def test_inference_settings_can_change_after_training(tmp_path) -> None:
+    """search_window / match_memory_mib may be changed when loading; learned settings may not."""
+    import pytest
+
+    from fasr.config import RunConfig, to_dict
+    from fasr.errors import FasrError
+    from fasr.models import ModelConfig, build_model
+    from fasr.training.checkpoint import load_model, save_checkpoint
+
+    cfg = RunConfig(model=ModelConfig(name="fasr", n_feats=8, n_blocks=(1, 1, 1), embed_dim=8))
+    ckpt = save_checkpoint(tmp_path / "m.pt", {"model": build_model(cfg.model).state_dict(), "config": to_dict(cfg)})
+    model, loaded = load_model(ckpt, inference={"search_window": 4})
+    assert model.ma.matcher.search_window == 4 and loaded.model.search_window == 4
+    with pytest.raises(FasrError, match="cannot change after training"):
+        load_model(ckpt, inference={"n_feats": 16})

@@ -27,7 +27,7 @@ from fasr.data.types import NormStats, PairedSample
 from fasr.errors import FasrError
 from fasr.evaluation.conventions import get_convention
 from fasr.evaluation.metrics import foreground_mask
-from fasr.training.checkpoint import load_model
+from fasr.training.checkpoint import INFERENCE_FIELDS, load_model
 
 __all__ = [
     "VolumePrediction",
@@ -251,7 +251,9 @@ def evaluate_checkpoint(
         convention / max_slices / batch_size / mask_threshold / device: as :func:`evaluate_model`.
     """
     device = device or _default_device()
-    model, ckpt_cfg = load_model(checkpoint, map_location=device)
+    # Inference-only model settings (e.g. --set model.search_window=16) follow ``cfg``; the rest is the checkpoint's.
+    inference = {f: getattr(cfg.model, f) for f in INFERENCE_FIELDS} if cfg is not None else None
+    model, ckpt_cfg = load_model(checkpoint, map_location=device, inference=inference)
     cfg = cfg or ckpt_cfg
     dataset = build_dataset(cfg.data, split, scale=ckpt_cfg.model.scale, train=False)
     result = evaluate_model(

@@ -39,6 +39,7 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "resolve_checkpoint_path",
+    "INFERENCE_FIELDS",
 ]
 
 CHECKPOINT_FORMAT = 1
@@ -115,7 +116,13 @@ def resolve_checkpoint_path(path_or_name: str | Path) -> Path:
     return resolve_checkpoint(path_or_name)
 
 
-def load_model(path_or_name: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, RunConfig]:
+# Model settings that change how a trained model runs, not what it learned: safe to change at inference.
+INFERENCE_FIELDS = ("search_window", "match_memory_mib")
+
+
+def load_model(
+    path_or_name: str | Path, map_location: str | torch.device = "cpu", inference: dict[str, Any] | None = None
+) -> tuple[nn.Module, RunConfig]:
     """Rebuild the model stored in a checkpoint, in eval mode, with its run config.
 
     Half-precision (e.g. fp16-exported) weights are cast to the freshly built model's dtypes (fp32).
@@ -123,6 +130,7 @@ def load_model(path_or_name: str | Path, map_location: str | torch.device = "cpu
     Args:
         path_or_name: checkpoint file, or a registered pretrained model name.
         map_location: device the model is placed on.
+        inference: new values for :data:`INFERENCE_FIELDS` of the model config (e.g. ``{"search_window": 16}``).
 
     Raises:
         FasrError: missing/corrupt file, or a config/state_dict that does not match this fasr version.
@@ -133,6 +141,10 @@ def load_model(path_or_name: str | Path, map_location: str | torch.device = "cpu
         cfg = from_dict(RunConfig, state["config"])
     except FasrError as exc:
         raise FasrError(f"checkpoint '{path}' has a config this fasr cannot read ({exc}); retrain or upgrade") from None
+    unsafe = sorted(set(inference or {}) - set(INFERENCE_FIELDS))
+    if unsafe:
+        raise FasrError(f"model setting(s) {unsafe} cannot change after training; only {list(INFERENCE_FIELDS)} can")
+    cfg.model = dataclasses.replace(cfg.model, **(inference or {}))
     # The stored weights replace any ImageNet initialisation, whose file need not exist where the model is used.
     model = build_model(dataclasses.replace(cfg.model, backbone_weights=None))
     reference = model.state_dict()
