@@ -25,6 +25,7 @@ from fasr.training.config import LogConfig, LossConfig, OptimConfig, ScheduleCon
 __all__ = [
     "RunConfig",
     "load_config",
+    "read_yaml",
     "apply_overrides",
     "add_set_argument",
     "from_dict",
@@ -133,17 +134,28 @@ def add_set_argument(parser: argparse.ArgumentParser, example: str, dest: str = 
     )
 
 
+def read_yaml(path: str | Path, missing_hint: str = "see configs/ for examples") -> dict:
+    """The mapping in a YAML config file; one-line errors for a missing, malformed or non-mapping file.
+
+    Args:
+        path: YAML file.
+        missing_hint: what to tell the user when the file does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FasrError(f"config file '{path}' not found; {missing_hint}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise FasrError(f"config file '{path}' is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise FasrError(f"config file '{path}' must be a mapping of config sections")
+    return data
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """Load a YAML config (or defaults when ``path`` is None) and apply ``--set`` overrides."""
-    data: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FasrError(f"config file '{path}' not found; see configs/ for examples")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise FasrError(f"config file '{path}' is not valid YAML: {str(exc).splitlines()[0]}") from None
+    data = read_yaml(path) if path is not None else {}
     apply_overrides(data, overrides or [])
     return from_dict(RunConfig, data)
 

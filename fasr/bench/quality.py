@@ -40,9 +40,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from fasr.config import RunConfig, add_set_argument, apply_overrides, from_dict, to_dict
+from fasr.config import RunConfig, add_set_argument, apply_overrides, from_dict, read_yaml, to_dict
 from fasr.errors import FasrError
 
 __all__ = [
@@ -98,6 +96,7 @@ QUICK_DELTA = {
     "data": {"patch_size": 32, "slice_size": 64, "batch_size": 1, "augment": False},
     "log": {"val_max_slices": QUICK_EVAL_SLICES},
 }
+_MISSING = "run from a fasr source checkout or pass --base FILE"
 TIMED_STEPS = 3  # budget calibration: timed optimiser steps per row, after one untimed warm-up step
 RECORD = "bench.json"  # in each run folder: what the run was (config, scoring, source) and its result
 
@@ -177,18 +176,6 @@ def deep_merge(base: dict, delta: dict) -> dict:
     return merged
 
 
-def _read_yaml(path: Path) -> dict:
-    if not path.is_file():
-        raise FasrError(f"config '{path}' not found; run from a fasr source checkout or pass --base FILE")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise FasrError(f"config '{path}' is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise FasrError(f"config '{path}' must be a mapping of config sections")
-    return data
-
-
 def suite_entries(suite: str, ablations: Path = ABLATIONS) -> list[Entry]:
     """The rows of ``suite`` with their config deltas.
 
@@ -200,7 +187,7 @@ def suite_entries(suite: str, ablations: Path = ABLATIONS) -> list[Entry]:
         raise FasrError(f"unknown suite '{suite}'; choose one of {sorted(SUITES)}")
     if suite == "methods":
         return [Entry(name, {"model": {"name": name}}) for name in METHODS]
-    return [Entry(name, _read_yaml(ablations / f"{name}.yaml")) for name in SUITES[suite]]
+    return [Entry(name, read_yaml(ablations / f"{name}.yaml", _MISSING)) for name in SUITES[suite]]
 
 
 def find_subjects(data: dict) -> list[str]:
@@ -596,7 +583,7 @@ def run(args: argparse.Namespace) -> int:
 
     deltas = deep_merge(TASK_DELTA, SUITE_DELTAS.get(args.suite, {}))
     deltas = deep_merge(deltas, QUICK_DELTA if args.quick else {})
-    base = deep_merge(_read_yaml(args.base), deltas)
+    base = deep_merge(read_yaml(args.base, _MISSING), deltas)
     base = deep_merge(base, {"data": {"root": str(args.data.resolve())}})
     subjects = find_subjects(base["data"])
     held_out = subjects if args.folds else subjects[-1:]
