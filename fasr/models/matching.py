@@ -27,6 +27,7 @@ __all__ = [
     "MatchResult",
     "SearchWindow",
     "patch_vectors",
+    "patch_level",
     "parent_index",
     "blocked_match",
     "dense_match",
@@ -115,6 +116,26 @@ def patch_vectors(x: Tensor, normalize: bool = True) -> Tensor:
     cols = F.unfold(x, kernel_size=3, padding=1)  # (B, C*9, H*W)
     cols = cols.transpose(1, 2)  # (B, H*W, C*9)
     return F.normalize(cols, dim=-1, eps=1e-6) if normalize else cols
+
+
+def patch_level(
+    q_map: Tensor,
+    k_map: Tensor,
+    *,
+    weight: float = 1.0,
+    q_parent: Tensor | None = None,
+    k_parent: Tensor | None = None,
+) -> MatchLevel:
+    """A cosine 3x3-patch correlation term: cos(P_q(i), P_k(j)) * weight, patches as ``F.unfold(padding=1)``.
+
+    Args:
+        q_map: (B, C, Hq_l, Wq_l) query features at this level.
+        k_map: (B, C, Hk_l, Wk_l) key features at this level.
+        weight: factor on the whole term (e.g. 1/L for the level average of Eq. 15).
+        q_parent: (Nq,) long, cell of ``q_map`` for each fine-grid query (coarse levels), or None.
+        k_parent: (Nk,) long, cell of ``k_map`` for each fine-grid key, or None.
+    """
+    return MatchLevel(patch_vectors(q_map) * weight, patch_vectors(k_map), q_parent, k_parent)
 
 
 def parent_index(fine_hw: tuple[int, int], coarse_hw: tuple[int, int], ratio: int, device=None) -> Tensor:
