@@ -14,16 +14,11 @@ from torch import nn
 
 from fasr.cli import main
 from fasr.data.degrade import Bicubic
-from fasr.evaluation.evaluate import (
-    evaluate_model,
-    merge_predictions,
-    predict_volumes,
-    score_predictions,
-    spread_indices,
-)
+from fasr.evaluation.evaluate import evaluate_model
 from fasr.evaluation.figures import curve_figure, residual_figure
 from fasr.evaluation.report import markdown_table, write_csv, write_json
 from fasr.models.output import SROutput
+from fasr.scoring.volumes import merge_predictions, predict_volumes, score_predictions, spread_indices
 from fasr.training.trainer import train
 from test_train_support import PairedTensors, register_tiny, tiny_config, write_brats
 

@@ -7,8 +7,8 @@ import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from fasr.data.types import NormStats
-from fasr.evaluation.conventions import FastMRIConvention, PaperConvention
-from fasr.evaluation.metrics import NMSE, PSNR, SSIM, foreground_mask
+from fasr.scoring.conventions import FastMRIConvention, PaperConvention
+from fasr.scoring.metrics import NMSE, PSNR, SSIM, foreground_mask
 
 
 def _volume(seed: int = 0, shape: tuple[int, int, int] = (3, 40, 36)) -> tuple[np.ndarray, np.ndarray]:

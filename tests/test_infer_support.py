@@ -17,7 +17,7 @@ from fasr.data.geometry import voxel_to_world
 from fasr.models import build_model, register
 from fasr.models.config import ModelConfig
 from fasr.models.output import SROutput
-from fasr.training.checkpoint import save_checkpoint
+from fasr.checkpoint import save_checkpoint
 
 __all__ = ["ProbeSR", "build_probe", "write_checkpoint", "write_tiny_fasr", "world_field", "write_nifti", "run_cli"]
 

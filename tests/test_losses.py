@@ -11,7 +11,7 @@ from torch import nn
 from fasr.errors import FasrError
 from fasr.models.backbones import VGG19
 from fasr.models.extractor import TextureExtractor
-from fasr.training.config import LossConfig
+from fasr.config import LossConfig
 from fasr.training.losses import FourierLoss, L1Loss, PerceptualLoss, build_loss
 
 

@@ -13,7 +13,7 @@ from fasr.config import RunConfig
 from fasr.errors import FasrError
 from fasr.models import build_model
 from fasr.models.config import ModelConfig
-from fasr.training.checkpoint import load_checkpoint, load_model, save_checkpoint
+from fasr.checkpoint import load_checkpoint, load_model, save_checkpoint
 from fasr.training.rng import capture_rng, restore_rng
 from test_train_support import register_tiny
 
@@ -96,7 +96,7 @@ def test_export_half_precision_reloads_close_to_original(tmp_path) -> None:
     from fasr.cli import main
     from fasr.config import RunConfig, to_dict
     from fasr.models import ModelConfig, build_model
-    from fasr.training.checkpoint import load_model, save_checkpoint
+    from fasr.checkpoint import load_model, save_checkpoint
 
     cfg = RunConfig(model=ModelConfig(name="fasr", n_feats=8, n_blocks=(1, 1, 1), embed_dim=8))
     torch.manual_seed(0)
@@ -128,7 +128,7 @@ def test_backbone_weights_flag_and_reload_without_the_file(tmp_path) -> None:
     from fasr.models import ModelConfig, build_model
     from fasr.models.backbones import VGG19
     from fasr.training import cli
-    from fasr.training.checkpoint import load_model, save_checkpoint
+    from fasr.checkpoint import load_model, save_checkpoint
 
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)
@@ -153,7 +153,7 @@ def test_inference_settings_can_change_after_training(tmp_path) -> None:
     from fasr.config import RunConfig, to_dict
     from fasr.errors import FasrError
     from fasr.models import ModelConfig, build_model
-    from fasr.training.checkpoint import load_model, save_checkpoint
+    from fasr.checkpoint import load_model, save_checkpoint
 
     cfg = RunConfig(model=ModelConfig(name="fasr", n_feats=8, n_blocks=(1, 1, 1), embed_dim=8))
     ckpt = save_checkpoint(tmp_path / "m.pt", {"model": build_model(cfg.model).state_dict(), "config": to_dict(cfg)})

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import torch
 
-from fasr.training.checkpoint import load_checkpoint
-from fasr.training.logger import read_history
+from fasr.checkpoint import load_checkpoint, read_history
 from test_train_support import write_brats
 
 # Runs in every torchrun process: the tiny model, a short run, then each rank's weights saved for comparison.

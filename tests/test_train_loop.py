@@ -15,8 +15,7 @@ from fasr.cli import main
 from fasr.config import save_config
 from fasr.errors import FasrError
 from fasr.training import trainer as trainer_module
-from fasr.training.checkpoint import load_checkpoint
-from fasr.training.logger import read_history
+from fasr.checkpoint import load_checkpoint, read_history
 from fasr.training.trainer import TrainingInterrupted, train
 from test_train_support import register_tiny, tiny_config, write_brats
 

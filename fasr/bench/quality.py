@@ -342,8 +342,9 @@ def train_and_score(cfg: RunConfig, label: str, run_dir: Path, eval_slices: int)
         run_dir: run folder.
         eval_slices: score this many evenly spaced held-out slices (0 = all).
     """
-    from fasr.evaluation.evaluate import BICUBIC, evaluate_checkpoint
-    from fasr.training.checkpoint import load_checkpoint, save_checkpoint
+    from fasr.checkpoint import load_checkpoint, save_checkpoint
+    from fasr.evaluation.evaluate import evaluate_checkpoint
+    from fasr.scoring.volumes import BICUBIC
     from fasr.training.trainer import train
 
     record = run_dir / RECORD
@@ -492,10 +493,10 @@ def _residual_figure(runs: dict[str, RunResult], path: Path) -> Path:
     """Fig. 8-style outputs and residual maps of every row's first run on the middle held-out slice."""
     import torch
 
+    from fasr.checkpoint import load_model
     from fasr.data.datasets import build_dataset
-    from fasr.evaluation.evaluate import BICUBIC, predict_volumes
     from fasr.evaluation.figures import residual_figure
-    from fasr.training.checkpoint import load_model
+    from fasr.scoring.volumes import BICUBIC, predict_volumes
 
     cpu = torch.device("cpu")
     loaded = {label: load_model(Path(r.run_dir) / "last.pt", map_location=cpu) for label, r in runs.items()}
@@ -509,8 +510,8 @@ def _residual_figure(runs: dict[str, RunResult], path: Path) -> Path:
 
 def _curve_figure(runs: dict[str, RunResult], path: Path) -> Path | None:
     """Fig. 11-style validation PSNR during training of every trained row's first run (None if none trained)."""
+    from fasr.checkpoint import METRICS_FILE
     from fasr.evaluation.figures import curve_figure
-    from fasr.training.logger import METRICS_FILE
 
     trained = {label: Path(r.run_dir) for label, r in runs.items() if (Path(r.run_dir) / METRICS_FILE).is_file()}
     return curve_figure(trained, path) if trained else None

@@ -1,7 +1,7 @@
 """``fasr eval``: PSNR/SSIM/NMSE of a checkpoint beside bicubic, per slice, per volume and overall.
 
 Prints a Markdown table; ``--json``, ``--csv`` and ``--markdown`` write the full result (see
-:mod:`fasr.evaluation.evaluate` for the JSON layout).
+:mod:`fasr.scoring.volumes` for the JSON layout).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 def data_config(args: argparse.Namespace, checkpoint: Path) -> RunConfig:
     """The run config the data comes from: ``--config`` or the checkpoint's own, with ``--data``/``--set``."""
-    from fasr.training.checkpoint import load_checkpoint
+    from fasr.checkpoint import load_checkpoint
 
     overrides = list(args.overrides) + ([f"data.root={args.data}"] if args.data else [])
     if args.config is not None:
@@ -62,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from fasr.evaluation.evaluate import evaluate_checkpoint
     from fasr.evaluation.report import markdown_table, write_csv, write_json
-    from fasr.training.checkpoint import resolve_checkpoint_path
+    from fasr.checkpoint import resolve_checkpoint_path
 
     outputs = [p for p in (args.json, args.csv, args.markdown) if p is not None]
     clashing = [str(p) for p in outputs if p.exists()]

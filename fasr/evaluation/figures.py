@@ -18,7 +18,7 @@ from matplotlib.ticker import MaxNLocator
 
 from fasr.errors import FasrError
 from fasr.evaluation.cli import add_data_arguments, data_config
-from fasr.evaluation.evaluate import BICUBIC, VolumePrediction
+from fasr.scoring.volumes import BICUBIC, VolumePrediction
 
 __all__ = ["residual_figure", "curve_figure", "add_arguments", "run"]
 
@@ -67,8 +67,8 @@ def curve_figure(runs: dict[str, Path], path: str | Path, metric: str = "psnr") 
         path: PNG file to write.
         metric: ``psnr``, ``ssim`` or ``nmse``.
     """
+    from fasr.checkpoint import read_history
     from fasr.config import load_config
-    from fasr.training.logger import read_history
 
     fig = Figure(figsize=(6, 4), constrained_layout=True)
     ax = fig.subplots()
@@ -133,9 +133,9 @@ def _pick_indices(dataset, subject: str | None, slices: list[int] | None) -> lis
 def _residuals(args: argparse.Namespace) -> Path:
     import torch
 
+    from fasr.checkpoint import load_model, resolve_checkpoint_path
     from fasr.data.datasets import build_dataset
-    from fasr.evaluation.evaluate import predict_volumes
-    from fasr.training.checkpoint import load_model, resolve_checkpoint_path
+    from fasr.scoring.volumes import predict_volumes
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     paths = [resolve_checkpoint_path(c) for c in args.checkpoint]

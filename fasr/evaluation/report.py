@@ -1,4 +1,4 @@
-"""Write evaluation results (:func:`fasr.evaluation.evaluate.score_predictions`) as Markdown, CSV and JSON."""
+"""Write evaluation results (:func:`fasr.scoring.volumes.score_predictions`) as Markdown, CSV and JSON."""
 
 from __future__ import annotations
 

@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from fasr.data.types import NormStats
-from fasr.evaluation.evaluate import BICUBIC, VolumePrediction
 from fasr.evaluation.figures import residual_figure
 from fasr.inference.output import check_outputs, write_json
 from fasr.inference.predict import Prediction, load_for_inference, metrics_table, predict, write_prediction
 from fasr.inference.slicing import Slicer
 from fasr.inference.volume import resolve_device
+from fasr.scoring.volumes import BICUBIC, VolumePrediction
 
 __all__ = ["DEMO_DIR", "DEMO_SUBJECT", "DEFAULT_CHECKPOINT", "OUTPUTS", "add_arguments", "run", "demo_figure"]
 

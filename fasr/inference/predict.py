@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from fasr import __version__
+from fasr.checkpoint import load_model
 from fasr.config import RunConfig, to_dict
 from fasr.data.config import DegradationConfig
 from fasr.data.degrade import build_degradation
@@ -29,7 +30,6 @@ from fasr.inference.pipeline import InferenceResult, super_resolve_volume
 from fasr.inference.slicing import Slicer
 from fasr.inference.simulate import Simulation, bicubic_volume, score_methods, simulate_lr
 from fasr.pretrained import PRETRAINED, resolve_checkpoint
-from fasr.training.checkpoint import load_model
 
 __all__ = ["LoadedModel", "Prediction", "load_for_inference", "predict", "write_prediction", "metrics_table"]
 

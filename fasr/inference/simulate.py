@@ -13,7 +13,7 @@ from fasr.data.degrade import Degradation, add_noise
 from fasr.data.geometry import sr_affine
 from fasr.data.types import Volume
 from fasr.errors import FasrError
-from fasr.evaluation.conventions import get_convention
+from fasr.scoring.conventions import get_convention
 from fasr.inference.grid import choose_inplane_axes
 from fasr.data.normalize import robust_stats
 from fasr.inference.pipeline import upsample_stack

@@ -1,7 +1,7 @@
 """``fasr export``: a training checkpoint reduced to what inference needs (weights, config, provenance).
 
 Optimiser, scheduler and RNG states are dropped and floating-point weights stored in half precision by
-default (``--fp32`` keeps them); :func:`fasr.training.checkpoint.load_model` casts them back to fp32.
+default (``--fp32`` keeps them); :func:`fasr.checkpoint.load_model` casts them back to fp32.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from fasr.errors import FasrError
-from fasr.training.checkpoint import load_checkpoint, save_checkpoint
+from fasr.checkpoint import load_checkpoint, save_checkpoint
 
 __all__ = ["add_arguments", "run", "export_checkpoint", "KEPT_KEYS"]
 

@@ -13,22 +13,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fasr.evaluation.evaluate import BICUBIC, VolumePrediction
-from fasr.training.config import LogConfig
+from fasr.checkpoint import METRICS_FILE, read_history
+from fasr.config import LogConfig
+from fasr.scoring.volumes import BICUBIC, VolumePrediction
 
-__all__ = ["RunLogger", "image_grid", "read_history", "METRICS_FILE", "LOG_FILE", "TB_DIR"]
+__all__ = ["RunLogger", "image_grid", "LOG_FILE", "TB_DIR"]
 
-METRICS_FILE = "metrics.jsonl"
 LOG_FILE = "train.log"
 TB_DIR = "tb"
-
-
-def read_history(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The validation records of a run folder, in order (empty when there are none)."""
-    path = Path(run_dir) / METRICS_FILE
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def image_grid(volumes: dict[str, VolumePrediction], method: str, max_rows: int) -> torch.Tensor:

@@ -12,7 +12,7 @@ from torch.func import functional_call
 
 from fasr.errors import FasrError
 from fasr.models.extractor import TextureExtractor
-from fasr.training.config import LossConfig
+from fasr.config import LossConfig
 
 __all__ = [
     "L1Loss",

@@ -7,7 +7,7 @@ from torch import nn
 from torch.optim.lr_scheduler import ConstantLR, CosineAnnealingLR, LRScheduler, StepLR
 
 from fasr.errors import FasrError
-from fasr.training.config import OptimConfig, ScheduleConfig
+from fasr.config import OptimConfig, ScheduleConfig
 
 __all__ = ["EXTRACTOR_PREFIX", "param_groups", "build_optimizer", "build_scheduler", "amp_dtype"]
 

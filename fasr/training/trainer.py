@@ -27,15 +27,15 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from fasr.checkpoint import METRICS_FILE, load_checkpoint, save_checkpoint
 from fasr.config import RunConfig, from_dict, save_config, to_dict
 from fasr.data.datasets import build_dataset
 from fasr.data.types import PairedSample
 from fasr.errors import FasrError
-from fasr.evaluation.evaluate import BICUBIC, merge_predictions, predict_volumes, score_predictions, spread_indices
 from fasr.models import build_model
-from fasr.training.checkpoint import load_checkpoint, save_checkpoint
+from fasr.scoring.volumes import BICUBIC, merge_predictions, predict_volumes, score_predictions, spread_indices
 from fasr.training.distributed import DistContext, init_distributed, shutdown
-from fasr.training.logger import LOG_FILE, METRICS_FILE, TB_DIR, RunLogger
+from fasr.training.logger import LOG_FILE, TB_DIR, RunLogger
 from fasr.training.losses import build_loss
 from fasr.training.optim import amp_dtype, build_optimizer, build_scheduler
 from fasr.training.rng import capture_rng, restore_rng, seed_everything

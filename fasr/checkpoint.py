@@ -1,4 +1,7 @@
-"""Checkpoints: atomic writes, loads with clear errors, and rebuilding a model from its stored config.
+"""Checkpoints and run folders: what training writes and evaluation, inference and benchmarks read.
+
+Atomic checkpoint writes, loads with clear errors, rebuilding a model from its stored config, and a run
+folder's validation history (``metrics.jsonl``). No training code is needed to load a model.
 
 A checkpoint is a ``torch.save`` of a plain dict (loadable with ``weights_only=True``):
 
@@ -10,7 +13,7 @@ config     the :class:`fasr.config.RunConfig` as a dict
 fasr_version, format   writer's package version and checkpoint layout version
 epoch/step completed epochs / optimiser steps
 optimizer/scheduler   their ``state_dict`` (None in exported weights)
-rng        :func:`fasr.training.rng.capture_rng` output
+rng        :func:`fasr.training.rng.capture_rng` output (training checkpoints)
 metrics    last validation metrics (``psnr``, ``ssim``, ...) and ``perceptual`` source
 ========== ===================================================================
 """
@@ -18,6 +21,7 @@ metrics    last validation metrics (``psnr``, ``ssim``, ...) and ``perceptual`` 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import pickle
 import zipfile
@@ -40,10 +44,13 @@ __all__ = [
     "load_model",
     "resolve_checkpoint_path",
     "INFERENCE_FIELDS",
+    "METRICS_FILE",
+    "read_history",
 ]
 
 CHECKPOINT_FORMAT = 1
 REQUIRED_KEYS = ("model", "config")
+METRICS_FILE = "metrics.jsonl"  # in a run folder: one validation record per line (the Fig. 11 curve)
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
@@ -168,3 +175,11 @@ def load_model(
             "it was written by an incompatible fasr version"
         ) from None
     return model.to(map_location).eval(), cfg
+
+
+def read_history(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The validation records of a run folder (:data:`METRICS_FILE`), in order (empty when there are none)."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

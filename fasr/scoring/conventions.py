@@ -17,7 +17,7 @@ import numpy as np
 
 from fasr.data.types import NormStats
 from fasr.errors import FasrError
-from fasr.evaluation.metrics import NMSE, PSNR, SSIM, Metric
+from fasr.scoring.metrics import NMSE, PSNR, SSIM, Metric
 
 __all__ = ["Convention", "FastMRIConvention", "PaperConvention", "CONVENTIONS", "get_convention", "Scores"]
 
