@@ -39,17 +39,35 @@ __all__ = [
 class MatchLevel(NamedTuple):
     """One term of a (possibly multi-level) correlation.
 
+    A *vector* level holds one vector per cell and scores ``<q[i], k[j]>``. A *patch* level (made by
+    :func:`patch_level`; ``q_scale`` set) holds feature maps and scores the cosine of 3x3 patches, computed
+    without forming the 9C-dim patch vectors (:func:`_patch_scores`).
+
     Attributes:
-        q: (B, Nq_l, D_l) query vectors at this level.
-        k: (B, Nk_l, D_l) key vectors at this level.
-        q_parent: (Nq,) long, row of ``q`` for each fine-grid query, or None when Nq_l == Nq.
-        k_parent: (Nk,) long, row of ``k`` for each fine-grid key, or None when Nk_l == Nk.
+        q: vector level: (B, Nq_l, D_l) query vectors; patch level: (B, C, Hq_l + 2, Wq_l + 2) query features
+            zero-padded by one cell (the padding of ``F.unfold(padding=1)``).
+        k: the same for the keys: (B, Nk_l, D_l) or (B, C, Hk_l + 2, Wk_l + 2).
+        q_parent: (Nq,) long, cell of this level for each fine-grid query, or None when Nq_l == Nq.
+        k_parent: (Nk,) long, cell of this level for each fine-grid key, or None when Nk_l == Nk.
+        q_scale: patch level: (B, Nq_l) weight / |P_q(i)| per query cell; None for a vector level.
+        k_scale: patch level: (B, Nk_l) 1 / |P_k(j)| per key cell; None for a vector level.
     """
 
     q: Tensor
     k: Tensor
     q_parent: Tensor | None = None
     k_parent: Tensor | None = None
+    q_scale: Tensor | None = None
+    k_scale: Tensor | None = None
+
+    @property
+    def is_patch(self) -> bool:
+        return self.q_scale is not None
+
+    def n_cells(self, which: str) -> int:
+        """Number of cells of this level on the query (``"q"``) or key (``"k"``) side."""
+        x = self.q if which == "q" else self.k
+        return (x.shape[2] - 2) * (x.shape[3] - 2) if self.is_patch else x.shape[1]
 
 
 class MatchResult(NamedTuple):
@@ -118,6 +136,11 @@ def patch_vectors(x: Tensor, normalize: bool = True) -> Tensor:
     return F.normalize(cols, dim=-1, eps=1e-6) if normalize else cols
 
 
+def _fp32(device: torch.device) -> torch.autocast:
+    """Matching always runs in fp32, also inside ``torch.autocast`` (bf16 scores would flip argmaxes)."""
+    return torch.autocast(device.type, enabled=False)
+
+
 def patch_level(
     q_map: Tensor,
     k_map: Tensor,
@@ -128,6 +151,11 @@ def patch_level(
 ) -> MatchLevel:
     """A cosine 3x3-patch correlation term: cos(P_q(i), P_k(j)) * weight, patches as ``F.unfold(padding=1)``.
 
+    Equals ``MatchLevel(patch_vectors(q_map) * weight, patch_vectors(k_map), q_parent, k_parent)`` but is
+    never unfolded: the patch norms come from a 3x3 box filter of the squared feature norms (same zero
+    padding), and the patch dot products are sums of 9 shifted pixel dot products (:func:`_patch_scores`).
+    The maps are cast to fp32 (matching runs in fp32 also under autocast).
+
     Args:
         q_map: (B, C, Hq_l, Wq_l) query features at this level.
         k_map: (B, C, Hk_l, Wk_l) key features at this level.
@@ -135,7 +163,19 @@ def patch_level(
         q_parent: (Nq,) long, cell of ``q_map`` for each fine-grid query (coarse levels), or None.
         k_parent: (Nk,) long, cell of ``k_map`` for each fine-grid key, or None.
     """
-    return MatchLevel(patch_vectors(q_map) * weight, patch_vectors(k_map), q_parent, k_parent)
+    with _fp32(q_map.device):
+        q_map, k_map = q_map.float(), k_map.float()
+        q_scale = _inverse_patch_norm(q_map) * weight
+        k_scale = _inverse_patch_norm(k_map)
+        q_pad, k_pad = F.pad(q_map, (1, 1, 1, 1)), F.pad(k_map, (1, 1, 1, 1))  # (B, C, H_l + 2, W_l + 2)
+    return MatchLevel(q_pad, k_pad, q_parent, k_parent, q_scale, k_scale)
+
+
+def _inverse_patch_norm(x: Tensor, eps: float = 1e-6) -> Tensor:
+    """(B, H*W) 1 / max(|P(i)|, eps) of the zero-padded 3x3 patches of ``x`` (B, C, H, W), as F.normalize."""
+    sq = x.square().sum(1, keepdim=True)  # (B, 1, H, W)
+    patch_sq = F.avg_pool2d(sq, 3, stride=1, padding=1, count_include_pad=True) * 9  # box filter, zero pad
+    return patch_sq.clamp_min(eps * eps).rsqrt().flatten(1)  # (B, H*W); clamp before the root: finite grads
 
 
 def parent_index(fine_hw: tuple[int, int], coarse_hw: tuple[int, int], ratio: int, device=None) -> Tensor:
@@ -153,43 +193,131 @@ def parent_index(fine_hw: tuple[int, int], coarse_hw: tuple[int, int], ratio: in
 
 def _n_fine(levels: list[MatchLevel], which: str) -> int:
     first = levels[0]
-    parent, rows = (first.q_parent, first.q) if which == "q" else (first.k_parent, first.k)
-    return rows.shape[1] if parent is None else parent.numel()
+    parent = first.q_parent if which == "q" else first.k_parent
+    return first.n_cells(which) if parent is None else parent.numel()
 
 
-def _rows(x: Tensor, parent: Tensor | None, sl: slice | Tensor) -> tuple[Tensor, Tensor | None]:
-    """Rows of ``x`` needed for fine indices ``sl`` (a slice or an index tensor): those rows, or the distinct
-    parents plus the inverse map (on coarse levels many fine cells share a parent, so only distinct parents
-    are multiplied)."""
+def _cells(parent: Tensor | None, sl: slice | Tensor) -> tuple[Tensor | slice, Tensor | None]:
+    """Cells of a level needed for fine indices ``sl`` (a slice or an index tensor): ``sl`` itself, or the
+    distinct parents plus the inverse map (on coarse levels many fine cells share a parent, so only distinct
+    parents are multiplied)."""
     if parent is None:
-        return x[:, sl], None
+        return sl, None
     uniq, inv = torch.unique(parent[sl], return_inverse=True)
-    return x[:, uniq], inv
+    return uniq, inv
+
+
+def _rect(cells: Tensor | slice, width: int, n: int) -> tuple[int, int, int, int]:
+    """Bounding rectangle (y0, y1, x0, x1), end-exclusive, of row-major cell indices on a grid ``width`` wide."""
+    if isinstance(cells, slice):
+        a, b = cells.start or 0, min(n, cells.stop)
+        y0, y1 = a // width, (b - 1) // width + 1
+        if y1 - y0 == 1:
+            return y0, y1, a % width, (b - 1) % width + 1
+        return y0, y1, 0, width
+    ys, xs = cells // width, cells % width
+    return int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+
+
+def _in_rect(cells: Tensor | slice, width: int, rect: tuple[int, int, int, int], n: int, device) -> Tensor | None:
+    """Positions of ``cells`` in their bounding rectangle (row-major), or None when they are the whole of it."""
+    y0, y1, x0, x1 = rect
+    if isinstance(cells, slice):
+        a, b = cells.start or 0, min(n, cells.stop)
+        if b - a == (y1 - y0) * (x1 - x0):
+            return None
+        cells = torch.arange(a, b, device=device)
+    elif cells.numel() == (y1 - y0) * (x1 - x0) and bool((cells[1:] > cells[:-1]).all()):
+        return None  # distinct, sorted and as many as the rectangle: exactly the rectangle, row-major
+    return (cells // width - y0) * (x1 - x0) + cells % width - x0
+
+
+def _patch_scores(lvl: MatchLevel, q_cells: Tensor | slice, k_cells: Tensor | slice) -> Tensor:
+    """Cosine patch correlation of a patch level for the given cells: (B, nq, nk).
+
+    Ours, exact: <P_q(i), P_k(j)> = sum over the 9 offsets o of <q(i+o), k(j+o)>. The pixel dot products of
+    the bounding rectangles grown by one cell (C-dim GEMM, 9x cheaper than the 9C-dim patch GEMM) are summed
+    over the 9 diagonal shifts, separably (3 along x, then 3 along y), and divided by the two patch norms.
+    """
+    (qh, qw), (kh, kw) = (s - 2 for s in lvl.q.shape[2:]), (s - 2 for s in lvl.k.shape[2:])
+    device = lvl.q.device
+    qr, kr = _rect(q_cells, qw, qh * qw), _rect(k_cells, kw, kh * kw)
+    (y0, y1, x0, x1), (v0, v1, u0, u1) = qr, kr
+    b, c = lvl.q.shape[:2]
+    hy, hx, ky, kx = y1 - y0, x1 - x0, v1 - v0, u1 - u0
+    qf = lvl.q[:, :, y0 : y1 + 2, x0 : x1 + 2].reshape(b, c, -1)  # (B, C, (hy+2)(hx+2)) padded rectangle
+    kf = lvl.k[:, :, v0 : v1 + 2, u0 : u1 + 2].reshape(b, c, -1)  # (B, C, (ky+2)(kx+2))
+    pix = torch.bmm(qf.transpose(1, 2), kf).view(b, hy + 2, hx + 2, ky + 2, kx + 2)  # pixel correlations
+    sx = pix[:, :, 0:hx, :, 0:kx] + pix[:, :, 1 : hx + 1, :, 1 : kx + 1]  # (B, hy+2, hx, ky+2, kx)
+    sx = sx + pix[:, :, 2 : hx + 2, :, 2 : kx + 2]
+    del pix
+    s = sx[:, 0:hy, :, 0:ky] + sx[:, 1 : hy + 1, :, 1 : ky + 1]  # (B, hy, hx, ky, kx)
+    s = s + sx[:, 2 : hy + 2, :, 2 : ky + 2]
+    del sx
+    q_sc = lvl.q_scale.view(b, qh, qw)[:, y0:y1, x0:x1].reshape(b, hy * hx, 1)  # (B, nq_rect, 1)
+    k_sc = lvl.k_scale.view(b, kh, kw)[:, v0:v1, u0:u1].reshape(b, 1, ky * kx)  # (B, 1, nk_rect)
+    s = s.reshape(b, hy * hx, ky * kx) * q_sc * k_sc  # (B, nq_rect, nk_rect) cosines times weight
+    qi, ki = _in_rect(q_cells, qw, qr, qh * qw, device), _in_rect(k_cells, kw, kr, kh * kw, device)
+    if qi is not None:
+        s = s.index_select(1, qi)
+    if ki is not None:
+        s = s.index_select(2, ki)
+    return s
+
+
+def _level_scores(lvl: MatchLevel, qsl: slice | Tensor, ksl: slice | Tensor) -> Tensor:
+    """One level's term of C[i, j] for fine query indices ``qsl`` and key indices ``ksl``: (B, nq, nk)."""
+    q_cells, q_inv = _cells(lvl.q_parent, qsl)
+    k_cells, k_inv = _cells(lvl.k_parent, ksl)
+    if lvl.is_patch:
+        s = _patch_scores(lvl, q_cells, k_cells)
+    else:
+        s = lvl.q[:, q_cells].float() @ lvl.k[:, k_cells].float().transpose(1, 2)  # (B, nq', nk')
+    # Columns first, on the small matrix (a gather per element); then whole rows (contiguous copies).
+    if k_inv is not None:
+        s = s.index_select(2, k_inv)  # (B, nq', nk)
+    if q_inv is not None:
+        s = s.index_select(1, q_inv)  # (B, nq, nk)
+    return s
 
 
 def _block_scores(levels: list[MatchLevel], qsl: slice | Tensor, ksl: slice | Tensor) -> Tensor:
-    """C[i, j] for the query rows ``qsl`` and key columns ``ksl`` (fine-grid indices): (B, nq, nk)."""
-    total: Tensor | None = None
-    for lvl in levels:
-        q, q_inv = _rows(lvl.q, lvl.q_parent, qsl)
-        k, k_inv = _rows(lvl.k, lvl.k_parent, ksl)
-        s = q @ k.transpose(1, 2)  # (B, nq', nk') over distinct parents
-        if q_inv is not None:
-            s = s[:, q_inv]
-        if k_inv is not None:
-            s = s[:, :, k_inv]  # (B, nq, nk)
-        total = s if total is None else total + s
-    assert total is not None
+    """C[i, j] for the query rows ``qsl`` and key columns ``ksl`` (fine-grid indices): (B, nq, nk), fp32."""
+    with _fp32(levels[0].q.device):
+        total = _level_scores(levels[0], qsl, ksl)
+        for lvl in levels[1:]:
+            total = total + _level_scores(lvl, qsl, ksl)
     return total
 
 
-def _block_sizes(n_q: int, n_k: int, n_levels: int, budget_bytes: int) -> tuple[int, int]:
-    """Rows and columns per block so that the block's score matrices stay within ``budget_bytes``."""
-    elems = max(1, budget_bytes // (4 * (n_levels + 1)))  # one fp32 matrix per level plus the running sum
+def _fine_width(levels: list[MatchLevel], which: str) -> int:
+    """Width of the fine grid when a patch level lives on it (blocks then cover whole rows), else 1."""
+    for lvl in levels:
+        parent = lvl.q_parent if which == "q" else lvl.k_parent
+        if lvl.is_patch and parent is None:
+            return (lvl.q if which == "q" else lvl.k).shape[3] - 2
+    return 1
+
+
+def _block_sizes(levels: list[MatchLevel], budget_bytes: int) -> tuple[int, int]:
+    """Rows and columns per block so that the block's score matrices stay within ``budget_bytes``.
+
+    A patch level holds about three block-sized matrices (pixel correlations and two partial sums), a vector
+    level one, plus the running sum. On grids with patch levels, blocks are whole grid rows where they fit
+    (the pixel rectangles then carry no waste).
+    """
+    n_q, n_k = _n_fine(levels, "q"), _n_fine(levels, "k")
+    per_elem = 4 * (1 + sum(3 if lvl.is_patch else 1 for lvl in levels))
+    elems = max(1, budget_bytes // per_elem)
+    wq, wk = _fine_width(levels, "q"), _fine_width(levels, "k")
     if n_k <= elems:
-        return max(1, min(n_q, elems // n_k)), n_k
-    rows = min(n_q, 64)
-    return rows, max(1, elems // rows)
+        rows, cols = max(1, min(n_q, elems // n_k)), n_k
+    else:
+        rows = min(n_q, 64, max(1, elems // wk) if wk > 1 else 64)
+        cols = max(1, elems // rows)
+        cols = max(wk, cols // wk * wk) if cols >= wk else cols
+    rows = max(wq, rows // wq * wq) if rows >= wq else rows
+    return rows, cols
 
 
 @torch.no_grad()
@@ -211,7 +339,7 @@ def blocked_match(
     batch, device = levels[0].q.shape[0], levels[0].q.device
     if window is not None:
         return _windowed_match(levels, window, temperature, (batch, n_q), device)
-    rows, cols = _block_sizes(n_q, n_k, len(levels), int(budget_mib * 2**20))
+    rows, cols = _block_sizes(levels, int(budget_mib * 2**20))
     best = torch.full((batch, n_q), -math.inf, device=device)
     index = torch.zeros((batch, n_q), dtype=torch.long, device=device)
     lse = torch.full((batch, n_q), -math.inf, device=device) if temperature else None
@@ -219,7 +347,7 @@ def blocked_match(
         qsl = slice(q0, min(q0 + rows, n_q))
         for k0 in range(0, n_k, cols):
             ksl = slice(k0, min(k0 + cols, n_k))
-            s = _block_scores(levels, qsl, ksl).float()  # (B, nq, nk)
+            s = _block_scores(levels, qsl, ksl)  # (B, nq, nk)
             blk_best, blk_arg = s.max(dim=-1)
             better = blk_best > best[:, qsl]  # strict: ties keep the earlier key, like a dense argmax
             best[:, qsl] = torch.where(better, blk_best, best[:, qsl])
@@ -237,7 +365,7 @@ def _windowed_match(
     index = torch.zeros(shape, dtype=torch.long, device=device)
     lse = torch.full(shape, -math.inf, device=device) if temperature else None
     for q_idx, k_idx in window.tiles(device):
-        s = _block_scores(levels, q_idx, k_idx).float()  # (B, nq, nk)
+        s = _block_scores(levels, q_idx, k_idx)  # (B, nq, nk)
         s = s.masked_fill(~window.mask(q_idx, k_idx), -math.inf)
         best[:, q_idx], arg = s.max(dim=-1)
         index[:, q_idx] = k_idx[arg]
@@ -252,7 +380,7 @@ def dense_match(
 ) -> MatchResult:
     """Reference: build the whole correlation matrix (what the authors' code does). Tests and benchmarks only."""
     n_q, n_k = _n_fine(levels, "q"), _n_fine(levels, "k")
-    c = _block_scores(levels, slice(0, n_q), slice(0, n_k)).float()  # (B, Nq, Nk)
+    c = _block_scores(levels, slice(0, n_q), slice(0, n_k))  # (B, Nq, Nk)
     if window is not None:
         c = c.masked_fill(~window.mask(torch.arange(n_q), torch.arange(n_k)), -math.inf)
     best, index = c.max(dim=-1)
@@ -260,8 +388,27 @@ def dense_match(
     return MatchResult(index, best, lse)
 
 
+def _patch_pair_dot(lvl: MatchLevel, qi: Tensor, ki: Tensor) -> Tensor:
+    """<P_q(qi[b, n]), P_k(ki[b, n])> of a patch level for cell pairs (B, N): 9 gathers of pixel features."""
+    b, c = lvl.q.shape[:2]
+    qw, kw = lvl.q.shape[3], lvl.k.shape[3]  # padded widths
+    qf, kf = lvl.q.reshape(b, c, -1), lvl.k.reshape(b, c, -1)  # (B, C, (H_l+2)(W_l+2))
+    # Top-left of each 3x3 patch on the padded grid: cell (y, x) sits at (y + 1, x + 1).
+    q_tl = (qi // (qw - 2)) * qw + qi % (qw - 2)
+    k_tl = (ki // (kw - 2)) * kw + ki % (kw - 2)
+    total: Tensor | None = None
+    for dy in range(3):
+        for dx in range(3):
+            qg = torch.gather(qf, 2, (q_tl + dy * qw + dx).unsqueeze(1).expand(b, c, -1))  # (B, C, N)
+            kg = torch.gather(kf, 2, (k_tl + dy * kw + dx).unsqueeze(1).expand(b, c, -1))
+            d = (qg * kg).sum(1)  # (B, N)
+            total = d if total is None else total + d
+    assert total is not None
+    return total * torch.gather(lvl.q_scale, 1, qi) * torch.gather(lvl.k_scale, 1, ki)
+
+
 def matched_score(levels: list[MatchLevel], index: Tensor) -> Tensor:
-    """C(i, M(i)) recomputed differentiably from the vectors (equals ``MatchResult.score``).
+    """C(i, M(i)) recomputed differentiably from the vectors or maps (equals ``MatchResult.score``).
 
     The argmax is not differentiable; the soft-attention value is, and this is how gradients reach the
     extractor and the word embeddings through Eqs. 18-19 without keeping any correlation block for backward.
@@ -271,20 +418,27 @@ def matched_score(levels: list[MatchLevel], index: Tensor) -> Tensor:
         index: (B, Nq) fine-grid key index per query.
 
     Returns:
-        (B, Nq) correlation of each query with its matched key.
+        (B, Nq) fp32 correlation of each query with its matched key.
     """
-    n_q = index.shape[1]
+    b, n_q = index.shape
     total: Tensor | None = None
-    for lvl in levels:
-        qi = torch.arange(n_q, device=index.device)
-        qi = qi if lvl.q_parent is None else lvl.q_parent[qi]
-        ki = index if lvl.k_parent is None else lvl.k_parent[index]  # (B, Nq)
-        q = lvl.q[:, qi]  # (B, Nq, D)
-        k = torch.gather(lvl.k, 1, ki.unsqueeze(-1).expand(-1, -1, lvl.k.shape[-1]))  # (B, Nq, D)
-        s = (q * k).sum(-1)
-        total = s if total is None else total + s
+    with _fp32(index.device):
+        for lvl in levels:
+            qi = torch.arange(n_q, device=index.device)
+            qi = (qi if lvl.q_parent is None else lvl.q_parent[qi]).expand(b, -1)  # (B, Nq)
+            ki = index if lvl.k_parent is None else lvl.k_parent[index]  # (B, Nq)
+            if lvl.is_patch:
+                s = _patch_pair_dot(lvl, qi, ki)
+            else:
+                q = torch.gather(lvl.q, 1, qi.unsqueeze(-1).expand(-1, -1, lvl.q.shape[-1]))  # (B, Nq, D)
+                k = torch.gather(lvl.k, 1, ki.unsqueeze(-1).expand(-1, -1, lvl.k.shape[-1]))  # (B, Nq, D)
+                s = (q.float() * k.float()).sum(-1)
+            total = s if total is None else total + s
     assert total is not None
     return total
+
+
+_TENSOR_FIELDS = ("q", "k", "q_scale", "k_scale")
 
 
 def softmax_score(
@@ -293,7 +447,14 @@ def softmax_score(
     """max_j Softmax(C / T)(i, j) (Eqs. 10, 14 then 18-19), differentiable, memory-bounded.
 
     The row logsumexp is accumulated over key blocks; each block is recomputed in backward (activation
-    checkpointing) so no block is kept alive.
+    checkpointing) so no block is kept alive. ``-log softmax_score(levels, true_index, T)`` is the
+    cross-entropy of a known correspondence.
+
+    Args:
+        levels: the correlation terms.
+        index: (B, Nq) fine-grid key index per query whose probability is returned.
+        temperature: softmax temperature T.
+        budget_mib: upper bound for one block's score matrices.
 
     Returns:
         (B, Nq) probabilities in (0, 1].
@@ -302,13 +463,15 @@ def softmax_score(
     if not torch.is_grad_enabled():
         return torch.exp(top - blocked_match(levels, budget_mib, temperature).lse)
     n_q, n_k = _n_fine(levels, "q"), _n_fine(levels, "k")
-    rows, cols = _block_sizes(n_q, n_k, len(levels), int(budget_mib * 2**20))
+    rows, cols = _block_sizes(levels, int(budget_mib * 2**20))
+    present = [[f for f in _TENSOR_FIELDS if getattr(lvl, f) is not None] for lvl in levels]
+    flat = [getattr(lvl, f) for lvl, fields in zip(levels, present) for f in fields]
 
     def block_lse(qsl: slice, ksl: slice, *tensors: Tensor) -> Tensor:
-        lv = [MatchLevel(q, k, lvl.q_parent, lvl.k_parent) for lvl, q, k in zip(levels, tensors[::2], tensors[1::2])]
+        it = iter(tensors)
+        lv = [lvl._replace(**{f: next(it) for f in fields}) for lvl, fields in zip(levels, present)]
         return torch.logsumexp(_block_scores(lv, qsl, ksl) / temperature, dim=-1)
 
-    flat = [t for lvl in levels for t in (lvl.q, lvl.k)]
     row_lse = []
     for q0 in range(0, n_q, rows):
         qsl = slice(q0, min(q0 + rows, n_q))

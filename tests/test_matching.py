@@ -1,0 +1,114 @@
+"""Factorised 3x3-patch correlation (``patch_level``) against the unfold path (``patch_vectors``)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fasr.models.matching import (
+    MatchLevel,
+    SearchWindow,
+    blocked_match,
+    dense_match,
+    matched_score,
+    parent_index,
+    patch_level,
+    patch_vectors,
+    softmax_score,
+)
+
+
+def _maps(seed: int, q_hw: tuple[int, int], k_hw: tuple[int, int], b: int = 2, c: int = 5):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, c, *q_hw, generator=g), torch.randn(b, c, *k_hw, generator=g)
+
+
+def _pyramid(q: torch.Tensor, k: torch.Tensor, factorised: bool) -> list[MatchLevel]:
+    """A fine level plus a 2x-pooled level with parent maps, both weighted 1/2 (M-A style, Eq. 15)."""
+    levels = []
+    for ratio in (1, 2):
+        ql, kl = (q, k) if ratio == 1 else (F.avg_pool2d(q, 2, ceil_mode=True), F.avg_pool2d(k, 2, ceil_mode=True))
+        qp = None if ratio == 1 else parent_index(tuple(q.shape[-2:]), tuple(ql.shape[-2:]), 2)
+        kp = None if ratio == 1 else parent_index(tuple(k.shape[-2:]), tuple(kl.shape[-2:]), 2)
+        if factorised:
+            levels.append(patch_level(ql, kl, weight=0.5, q_parent=qp, k_parent=kp))
+        else:
+            levels.append(MatchLevel(patch_vectors(ql) * 0.5, patch_vectors(kl), qp, kp))
+    return levels
+
+
+def _assert_same_match(got, ref, ref_levels: list[MatchLevel]) -> None:
+    """Indices equal except near-ties (top two within 1e-5), maxima and logsumexp to 1e-4."""
+    torch.testing.assert_close(got.score, ref.score, atol=1e-4, rtol=0)
+    differ = got.index != ref.index
+    if differ.any():  # a different index must score as high as the reference's (a tie)
+        torch.testing.assert_close(matched_score(ref_levels, got.index)[differ], ref.score[differ], atol=1e-5, rtol=0)
+    assert differ.float().mean() < 0.05
+    if ref.lse is not None:
+        torch.testing.assert_close(got.lse, ref.lse, atol=1e-4, rtol=0)
+
+
+# 1e-4 MiB: blocks of 1 query x 3 keys (split inside grid rows); 3e-3: 2 queries, not aligned to grid rows;
+# 0.05: whole grid rows of queries, all keys; 64: one block.
+@pytest.mark.parametrize("budget_mib", [1e-4, 3e-3, 0.05, 64.0])
+@pytest.mark.parametrize("shapes", [((7, 5), (9, 6)), ((6, 8), (6, 8))])
+def test_factorised_equals_unfold(budget_mib: float, shapes) -> None:
+    q, k = _maps(1, *shapes)
+    ref_levels = _pyramid(q, k, factorised=False)
+    ref = dense_match(ref_levels, temperature=0.1)
+    new = _pyramid(q, k, factorised=True)
+    _assert_same_match(blocked_match(new, budget_mib=budget_mib, temperature=0.1), ref, ref_levels)
+    _assert_same_match(dense_match(new, temperature=0.1), ref, ref_levels)
+    torch.testing.assert_close(matched_score(new, ref.index), ref.score, atol=1e-5, rtol=0)
+
+
+def test_factorised_zero_features_stay_finite() -> None:
+    """An all-zero patch (e.g. background) has cosine 0 with everything, as F.normalize's eps makes it."""
+    q, k = _maps(2, (5, 5), (5, 5))
+    q[:, :, :3] = 0
+    ref_levels = [MatchLevel(patch_vectors(q), patch_vectors(k))]
+    ref = dense_match(ref_levels)
+    _assert_same_match(blocked_match([patch_level(q, k)], budget_mib=1e-3), ref, ref_levels)
+
+
+def test_factorised_window_equals_unfold_window() -> None:
+    q, k = _maps(3, (11, 9), (22, 18))
+    window = SearchWindow((11, 9), (22, 18), radius=2, tile=4)
+    ref_levels = [MatchLevel(patch_vectors(q), patch_vectors(k))]
+    ref = dense_match(ref_levels, temperature=0.1, window=window)
+    got = blocked_match([patch_level(q, k)], temperature=0.1, window=window)
+    _assert_same_match(got, ref, ref_levels)
+
+
+@pytest.mark.parametrize("budget_mib", [1e-3, 64.0])
+def test_factorised_gradients_equal_unfold(budget_mib: float) -> None:
+    """softmax_score (the correspondence loss) and matched_score: same values and gradients on both paths."""
+    q0, k0 = _maps(4, (5, 7), (6, 5), c=3)
+    results = []
+    for factorised in (False, True):
+        q, k = q0.clone().requires_grad_(), k0.clone().requires_grad_()
+        levels = _pyramid(q, k, factorised)
+        index = torch.randint(0, 30, (2, 35), generator=torch.Generator().manual_seed(5))
+        p = softmax_score(levels, index, temperature=0.2, budget_mib=budget_mib)
+        m = matched_score(levels, index)
+        gq, gk = torch.autograd.grad(-(p.log().sum()) + m.square().sum(), (q, k))
+        results.append((p, m, gq, gk))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_matching_stays_fp32_under_bf16_autocast() -> None:
+    """bf16 autocast (the --precision bf16 convolutions) leaves matching in fp32: same indices and scores."""
+    q, k = _maps(6, (9, 9), (9, 9), c=16)
+    vq, vk = F.normalize(torch.randn(2, 40, 8), dim=-1), F.normalize(torch.randn(2, 60, 8), dim=-1)
+    fp32 = (blocked_match(_pyramid(q, k, True), budget_mib=0.01), blocked_match([MatchLevel(vq, vk)]))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = (blocked_match(_pyramid(q, k, True), budget_mib=0.01), blocked_match([MatchLevel(vq, vk)]))
+        score = matched_score(_pyramid(q, k, True), fp32[0].index)
+    for a, b in zip(fp32, bf16):
+        assert torch.equal(a.index, b.index)
+        assert b.score.dtype == torch.float32
+        torch.testing.assert_close(a.score, b.score, atol=1e-6, rtol=0)
+    assert score.dtype == torch.float32
+    torch.testing.assert_close(score, fp32[0].score, atol=1e-6, rtol=0)
