@@ -25,6 +25,7 @@ import json
 import os
 import pickle
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ import torch
 from torch import nn
 
 from fasr import __version__
-from fasr.config import RunConfig, from_dict
+from fasr.config import RunConfig, apply_overrides, from_dict, to_dict
 from fasr.errors import FasrError
 from fasr.models import build_model
 
@@ -44,6 +45,7 @@ __all__ = [
     "load_model",
     "resolve_checkpoint_path",
     "INFERENCE_FIELDS",
+    "resolve_device",
     "METRICS_FILE",
     "read_history",
 ]
@@ -112,6 +114,26 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
+def resolve_device(name: str = "auto") -> torch.device:
+    """The one device picker: ``auto`` -> CUDA when available, else CPU; otherwise the named torch device.
+
+    Args:
+        name: ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ...
+
+    Raises:
+        FasrError: an unknown device name, or CUDA asked for where there is none.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise FasrError(f"unknown --device '{name}'; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise FasrError(f"--device {name}: no CUDA GPU is available to PyTorch here; use --device cpu")
+    return device
+
+
 def resolve_checkpoint_path(path_or_name: str | Path) -> Path:
     """A checkpoint file as given, else a registered pretrained name (:func:`fasr.pretrained.resolve_checkpoint`,
     which also explains unknown names and folders)."""
@@ -128,7 +150,7 @@ INFERENCE_FIELDS = ("search_window", "match_memory_mib")
 
 
 def load_model(
-    path_or_name: str | Path, map_location: str | torch.device = "cpu", inference: dict[str, Any] | None = None
+    path_or_name: str | Path, map_location: str | torch.device = "cpu", overrides: Sequence[str] = ()
 ) -> tuple[nn.Module, RunConfig]:
     """Rebuild the model stored in a checkpoint, in eval mode, with its run config.
 
@@ -137,21 +159,26 @@ def load_model(
     Args:
         path_or_name: checkpoint file, or a registered pretrained model name.
         map_location: device the model is placed on.
-        inference: new values for :data:`INFERENCE_FIELDS` of the model config (e.g. ``{"search_window": 16}``).
+        overrides: ``--set key=value`` strings applied to the stored config (e.g. ``model.search_window=16``);
+            of the model section only :data:`INFERENCE_FIELDS` may change.
 
     Raises:
-        FasrError: missing/corrupt file, or a config/state_dict that does not match this fasr version.
+        FasrError: missing/corrupt file, a config/state_dict that does not match this fasr version, or an
+            override of a learned model setting.
     """
     path = resolve_checkpoint_path(path_or_name)
     state = load_checkpoint(path, map_location=map_location)
     try:
-        cfg = from_dict(RunConfig, state["config"])
+        stored = from_dict(RunConfig, state["config"])
     except FasrError as exc:
         raise FasrError(f"checkpoint '{path}' has a config this fasr cannot read ({exc}); retrain or upgrade") from None
-    unsafe = sorted(set(inference or {}) - set(INFERENCE_FIELDS))
+    cfg = from_dict(RunConfig, apply_overrides(to_dict(stored), list(overrides))) if overrides else stored
+    before, after = dataclasses.asdict(stored.model), dataclasses.asdict(cfg.model)
+    changed = {name for name in after if after[name] != before[name]}
+    unsafe = sorted(f"model.{name}" for name in changed - set(INFERENCE_FIELDS))
     if unsafe:
-        raise FasrError(f"model setting(s) {unsafe} cannot change after training; only {list(INFERENCE_FIELDS)} can")
-    cfg.model = dataclasses.replace(cfg.model, **(inference or {}))
+        allowed = [f"model.{name}" for name in INFERENCE_FIELDS]
+        raise FasrError(f"model setting(s) {unsafe} cannot change after training; only {allowed} can")
     # The stored weights replace any ImageNet initialisation, whose file need not exist where the model is used.
     model = build_model(dataclasses.replace(cfg.model, backbone_weights=None))
     reference = model.state_dict()

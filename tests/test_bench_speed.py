@@ -12,7 +12,7 @@ from fasr.bench.params import PAPER_TABLE_II, backbone_rows
 def test_bench_speed_json(tmp_path) -> None:
     out = tmp_path / "speed.json"
     cmd = [sys.executable, "-m", "fasr", "bench", "speed", "--sizes", "32", "--repeats", "1",
-           "--set", "n_feats=8", "--set", "n_blocks=[1,1,1]", "--patch-size", "32", "--json", str(out)]
+           "--set", "model.n_feats=8", "--set", "model.n_blocks=[1,1,1]", "--patch-size", "32", "--json", str(out)]
     subprocess.run(cmd, check=True, capture_output=True, timeout=300)
     result = json.loads(out.read_text())
     assert result["device"] == "cpu" and result["threads"] >= 1

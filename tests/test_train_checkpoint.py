@@ -157,7 +157,10 @@ def test_inference_settings_can_change_after_training(tmp_path) -> None:
 
     cfg = RunConfig(model=ModelConfig(name="fasr", n_feats=8, n_blocks=(1, 1, 1), embed_dim=8))
     ckpt = save_checkpoint(tmp_path / "m.pt", {"model": build_model(cfg.model).state_dict(), "config": to_dict(cfg)})
-    model, loaded = load_model(ckpt, inference={"search_window": 4})
+    model, loaded = load_model(ckpt, overrides=["model.search_window=4", "data.root=elsewhere"])
     assert model.ma.matcher.search_window == 4 and loaded.model.search_window == 4
-    with pytest.raises(FasrError, match="cannot change after training"):
-        load_model(ckpt, inference={"n_feats": 16})
+    assert loaded.data.root == "elsewhere"  # other sections follow the overrides too
+    with pytest.raises(FasrError, match=r"\['model.n_feats'\] cannot change after training"):
+        load_model(ckpt, overrides=["model.n_feats=16"])
+    with pytest.raises(FasrError, match="unknown key"):  # keys are dotted: model.search_window
+        load_model(ckpt, overrides=["search_window=4"])

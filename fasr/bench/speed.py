@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from fasr.config import add_set_argument, load_config
+
 __all__ = ["add_arguments", "run", "measure"]
 
 DENSE_MAX_SIZE = 320  # a full 1/4-grid correlation at 640x640 alone is 2.4 GiB per pyramid level
@@ -32,18 +34,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-dense", action="store_true", help="skip the dense-matching reference rows")
     parser.add_argument("--no-train", action="store_true", help="skip the training-throughput measurement")
     parser.add_argument("--patch-size", type=int, default=96, help="HR patch for the training throughput")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model config override")
+    add_set_argument(parser, "model.search_window=16")
     parser.add_argument("--json", type=Path, help="write the results here")
 
 
-def _model(scale: int, overrides: list[str], device: str, budget_mib: float | None = None):
+def _model(scale: int, overrides: list[str], device: str, match_memory_mib: float | None = None):
     from fasr.config import load_config
     from fasr.models import build_model
 
-    cfg = load_config(None, [f"model.{o}" for o in overrides])
+    cfg = load_config(None, overrides)
     cfg.model.scale = scale
-    if budget_mib is not None:
-        cfg.model.match_memory_mib = budget_mib
+    if match_memory_mib is not None:
+        cfg.model.match_memory_mib = match_memory_mib
     return build_model(cfg.model).to(device)
 
 
@@ -71,7 +73,7 @@ def measure(
 
     overrides = overrides or []
     # Dense: a block budget large enough to hold every correlation matrix whole.
-    model = _model(scale, overrides, device, budget_mib=1e9 if dense else None).eval()
+    model = _model(scale, overrides, device, match_memory_mib=1e9 if dense else None).eval()
     lr = torch.rand(batch, 1, size // scale, size // scale, device=device) * 2 - 1
     ref = torch.rand(batch, 1, size, size, device=device) * 2 - 1
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
@@ -174,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     sizes = [int(s) for s in str(args.sizes).split(",") if s]
+    load_config(None, args.overrides)  # a bad --set fails here, not in every worker
     rows = []
     for size in sizes:
         for dense in (False, True):
@@ -181,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
                 continue
             spec = {"kind": "infer", "args": dict(size=size, scale=args.scale, batch=args.batch, device=args.device,
                                                    repeats=args.repeats, dense=dense, bf16=args.bf16,
-                                                   overrides=args.set)}
+                                                   overrides=args.overrides)}
             row = _spawn(spec)
             rows.append(row)
             print(json.dumps(row), flush=True)
@@ -191,12 +194,12 @@ def run(args: argparse.Namespace) -> int:
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "scale": args.scale,
-        "overrides": args.set,
+        "overrides": args.overrides,
         "rows": rows,
     }
     if not args.no_train:
         result["train"] = _spawn({"kind": "train", "args": dict(scale=args.scale, patch=args.patch_size, batch=4,
-                                                                 device=args.device, steps=3, overrides=args.set)})
+                                                                 device=args.device, steps=3, overrides=args.overrides)})
         print(json.dumps(result["train"]), flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

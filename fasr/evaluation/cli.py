@@ -9,28 +9,29 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fasr.config import RunConfig, add_set_argument, apply_overrides, from_dict, load_config
+from fasr.config import RunConfig, add_set_argument, load_config
 from fasr.errors import FasrError
 
-__all__ = ["add_arguments", "run", "add_data_arguments", "data_config"]
+__all__ = ["add_arguments", "run", "add_data_arguments", "config_overrides", "data_config"]
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options that pick the data a checkpoint is scored on (shared with ``fasr figure``)."""
+    """Options that pick the data a checkpoint is scored on and its inference settings (shared with ``fasr figure``)."""
     parser.add_argument("--config", type=Path, help="run config whose data section to use (default: the checkpoint's)")
     parser.add_argument("--data", metavar="ROOT", help="dataset root (overrides data.root)")
     parser.add_argument("--split", default="val", choices=("train", "val", "test"), help="subjects (default: val)")
-    add_set_argument(parser, "data.val_subjects=[TCGA-DU-7294]")
+    add_set_argument(parser, "model.search_window=16 or data.val_subjects=[TCGA-DU-7294]")
 
 
-def data_config(args: argparse.Namespace, checkpoint: Path) -> RunConfig:
-    """The run config the data comes from: ``--config`` or the checkpoint's own, with ``--data``/``--set``."""
-    from fasr.checkpoint import load_checkpoint
+def config_overrides(args: argparse.Namespace) -> list[str]:
+    """The ``--set`` values, with ``--data`` as ``data.root``."""
+    return list(args.overrides) + ([f"data.root={args.data}"] if args.data else [])
 
-    overrides = list(args.overrides) + ([f"data.root={args.data}"] if args.data else [])
-    if args.config is not None:
-        return load_config(args.config, overrides)
-    return from_dict(RunConfig, apply_overrides(load_checkpoint(checkpoint)["config"], overrides))
+
+def data_config(args: argparse.Namespace) -> RunConfig | None:
+    """The ``--config`` file with :func:`config_overrides`, or None: the data then come from the checkpoint's own
+    config, which :func:`fasr.checkpoint.load_model` returns with the same overrides."""
+    return load_config(args.config, config_overrides(args)) if args.config is not None else None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,10 +70,10 @@ def run(args: argparse.Namespace) -> int:
     if clashing and not args.force:
         raise FasrError(f"output file(s) {', '.join(clashing)} already exist; pass --force to overwrite them")
     checkpoint = resolve_checkpoint_path(args.checkpoint)
-    cfg = data_config(args, checkpoint)
     result = evaluate_checkpoint(
         checkpoint,
-        cfg,
+        data_config(args),
+        overrides=config_overrides(args),
         split=args.split,
         convention=args.convention,
         max_slices=args.max_slices,

@@ -3,6 +3,7 @@ convention (the result's layout: :mod:`fasr.scoring.volumes`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,17 +11,13 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from fasr.checkpoint import INFERENCE_FIELDS, load_model
+from fasr.checkpoint import load_model, resolve_device
 from fasr.config import RunConfig
 from fasr.data.datasets import build_dataset
 from fasr.errors import FasrError
 from fasr.scoring.volumes import predict_volumes, score_predictions, spread_indices
 
 __all__ = ["evaluate_model", "evaluate_checkpoint"]
-
-
-def _default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def evaluate_model(
@@ -48,7 +45,7 @@ def evaluate_model(
     """
     if len(dataset) == 0:
         raise FasrError("the evaluation split holds no slices; check data.root and the val/test subjects")
-    device = device or _default_device()
+    device = device or resolve_device()
     volumes = predict_volumes(
         {name: model.to(device)}, dataset, spread_indices(len(dataset), max_slices), batch_size, device
     )
@@ -65,22 +62,23 @@ def evaluate_checkpoint(
     batch_size: int = 4,
     mask_threshold: float | None = None,
     device: torch.device | None = None,
+    overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Score a checkpoint (file or pretrained name) on a split of the data described by ``cfg``.
 
-    The model and its scale always come from the checkpoint; ``cfg`` (default: the checkpoint's own config)
-    supplies the data section.
+    The model and its scale always come from the checkpoint (with ``overrides``); ``cfg`` (default: the
+    checkpoint's own config with ``overrides``) supplies the data section.
 
     Args:
         checkpoint: ``best.pt``/``last.pt`` of a run, or a registered pretrained name.
         cfg: run config whose ``data`` section picks the dataset and held-out subjects.
         split: ``train``, ``val`` or ``test``.
         convention / max_slices / batch_size / mask_threshold / device: as :func:`evaluate_model`.
+        overrides: ``--set key=value`` strings for the checkpoint's config (:func:`fasr.checkpoint.load_model`;
+            e.g. ``model.search_window=16``).
     """
-    device = device or _default_device()
-    # Inference-only model settings (e.g. --set model.search_window=16) follow ``cfg``; the rest is the checkpoint's.
-    inference = {f: getattr(cfg.model, f) for f in INFERENCE_FIELDS} if cfg is not None else None
-    model, ckpt_cfg = load_model(checkpoint, map_location=device, inference=inference)
+    device = device or resolve_device()
+    model, ckpt_cfg = load_model(checkpoint, map_location=device, overrides=overrides)
     cfg = cfg or ckpt_cfg
     dataset = build_dataset(cfg.data, split, scale=ckpt_cfg.model.scale, train=False)
     result = evaluate_model(

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from fasr.errors import FasrError
-from fasr.evaluation.cli import add_data_arguments, data_config
+from fasr.evaluation.cli import add_data_arguments, config_overrides, data_config
 from fasr.scoring.volumes import BICUBIC, VolumePrediction
 
 __all__ = ["residual_figure", "curve_figure", "add_arguments", "run"]
@@ -133,13 +133,13 @@ def _pick_indices(dataset, subject: str | None, slices: list[int] | None) -> lis
 def _residuals(args: argparse.Namespace) -> Path:
     import torch
 
-    from fasr.checkpoint import load_model, resolve_checkpoint_path
+    from fasr.checkpoint import load_model, resolve_checkpoint_path, resolve_device
     from fasr.data.datasets import build_dataset
     from fasr.scoring.volumes import predict_volumes
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device()
     paths = [resolve_checkpoint_path(c) for c in args.checkpoint]
-    loaded = [load_model(p, map_location=device) for p in paths]
+    loaded = [load_model(p, map_location=device, overrides=config_overrides(args)) for p in paths]
     scales = {cfg.model.scale for _, cfg in loaded}
     if len(scales) > 1:
         raise FasrError(f"the checkpoints have different scales {sorted(scales)}; compare models of one scale")
@@ -147,7 +147,7 @@ def _residuals(args: argparse.Namespace) -> Path:
     for path, (model, cfg) in zip(paths, loaded):
         name = cfg.model.name if cfg.model.name not in models else f"{cfg.model.name} ({path.parent.name})"
         models[name] = model
-    cfg = data_config(args, paths[0])
+    cfg = data_config(args) or loaded[0][1]
     dataset = build_dataset(cfg.data, args.split, scale=scales.pop(), train=False)
     slices = [int(z) for z in args.slices.split(",")] if args.slices else None
     indices = _pick_indices(dataset, args.subject, slices)

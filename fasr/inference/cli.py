@@ -14,10 +14,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from fasr.checkpoint import resolve_device
+from fasr.config import add_set_argument
 from fasr.errors import FasrError
 from fasr.inference.output import check_outputs, require_nifti, sidecar_path
 from fasr.inference.predict import load_for_inference, metrics_table, predict, write_prediction
-from fasr.inference.volume import resolve_device
 
 __all__ = ["add_arguments", "run", "RATIO_WARNING"]
 
@@ -52,6 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_set_argument(parser, "model.search_window=16")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         raise FasrError("--confidence and --out name the same file; give two different paths")
     check_outputs(outputs, [target, args.ref], args.force)
 
-    loaded = load_for_inference(args.checkpoint, resolve_device(args.device), args.scale)
+    loaded = load_for_inference(args.checkpoint, resolve_device(args.device), args.scale, args.overrides)
     prediction = predict(
         loaded,
         target,

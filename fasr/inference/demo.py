@@ -13,12 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
+from fasr.checkpoint import resolve_device
+from fasr.config import add_set_argument
 from fasr.data.types import NormStats
 from fasr.evaluation.figures import residual_figure
 from fasr.inference.output import check_outputs, write_json
 from fasr.inference.predict import Prediction, load_for_inference, metrics_table, predict, write_prediction
 from fasr.inference.slicing import Slicer
-from fasr.inference.volume import resolve_device
 from fasr.scoring.volumes import BICUBIC, VolumePrediction
 
 __all__ = ["DEMO_DIR", "DEMO_SUBJECT", "DEFAULT_CHECKPOINT", "OUTPUTS", "add_arguments", "run", "demo_figure"]
@@ -41,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, ...")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_set_argument(parser, "model.search_window=16")
 
 
 def demo_figure(prediction: Prediction, path: Path) -> Path:
@@ -78,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     outputs = {name: args.out / name for name in OUTPUTS}
     check_outputs(outputs.values(), [DEMO_DIR / "t1.nii.gz", DEMO_DIR / "t2.nii.gz"], args.force)
-    loaded = load_for_inference(args.checkpoint, resolve_device(args.device), None)
+    loaded = load_for_inference(args.checkpoint, resolve_device(args.device), None, args.overrides)
     prediction = predict(
         loaded,
         DEMO_DIR / "t2.nii.gz",

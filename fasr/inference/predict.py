@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -84,16 +85,19 @@ class Prediction:
     seconds: float
 
 
-def load_for_inference(checkpoint: str, device: torch.device, scale: int | None) -> LoadedModel:
+def load_for_inference(
+    checkpoint: str, device: torch.device, scale: int | None, overrides: Sequence[str] = ()
+) -> LoadedModel:
     """Load a checkpoint file or shipped model by name, checking it was trained for ``scale``.
 
     Args:
         checkpoint: ``.pt`` file or a name from :mod:`fasr.pretrained` (e.g. ``brats-x4``).
         device: where the model runs.
         scale: required upsampling factor, or None to take the checkpoint's.
+        overrides: ``--set key=value`` strings for its config (e.g. ``model.search_window=16``).
     """
     path = resolve_checkpoint(checkpoint)
-    model, config = load_model(path, map_location=device)
+    model, config = load_model(path, map_location=device, overrides=overrides)
     if scale is not None and scale != config.model.scale:
         raise FasrError(
             f"checkpoint '{checkpoint}' is trained for x{config.model.scale}, not x{scale}; drop --scale or "

@@ -9,9 +9,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from fasr.errors import FasrError
 
-__all__ = ["SliceResult", "resolve_device", "super_resolve_slices"]
+__all__ = ["SliceResult", "super_resolve_slices"]
 
 
 class SliceResult(NamedTuple):
@@ -24,26 +23,6 @@ class SliceResult(NamedTuple):
 
     sr: np.ndarray
     confidence: np.ndarray | None
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; otherwise the named torch device.
-
-    Args:
-        name: ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ...
-
-    Raises:
-        FasrError: an unknown device name, or CUDA asked for where there is none.
-    """
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise FasrError(f"unknown --device '{name}'; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise FasrError(f"--device {name}: no CUDA GPU is available to PyTorch here; use --device cpu")
-    return device
 
 
 def super_resolve_slices(

@@ -1,0 +1,36 @@
+"""One override path: every command that builds a model takes ``--set key=value`` with dotted config keys."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+import pytest
+
+# command -> (module with add_arguments, the other arguments it requires)
+COMMANDS = {
+    "train": ("fasr.training.cli", ["--config", "x.yaml"]),
+    "eval": ("fasr.evaluation.cli", ["--checkpoint", "brats-x4"]),
+    "infer": ("fasr.inference.cli", ["--lr", "a.nii.gz", "--ref", "b.nii.gz", "--checkpoint", "c", "--out", "d.nii"]),
+    "demo": ("fasr.inference.demo", []),
+    "figure residuals": ("fasr.evaluation.figures", ["residuals", "--checkpoint", "c", "--out", "f.png"]),
+    "bench speed": ("fasr.bench.speed", []),
+    "bench quality": ("fasr.bench.quality", ["--suite", "methods"]),
+}
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_model_command_takes_dotted_set(command: str) -> None:
+    module, required = COMMANDS[command]
+    parser = argparse.ArgumentParser()
+    importlib.import_module(module).add_arguments(parser)
+    args = parser.parse_args([*required, "--set", "model.search_window=16", "--set", "model.match_memory_mib=64"])
+    assert args.overrides == ["model.search_window=16", "model.match_memory_mib=64"]
+
+
+def test_bench_speed_refuses_a_bare_key_before_measuring(capsys) -> None:
+    from fasr.cli import main
+
+    assert main(["bench", "speed", "--sizes", "32", "--set", "search_window=16"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key(s) ['search_window']" in err and len(err.strip().splitlines()) == 1
