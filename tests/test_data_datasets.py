@@ -50,10 +50,9 @@ def test_brats_split_by_subject_and_whole_slices(tmp_path: Path) -> None:
     assert [s.slice_index for s in val] == [1, 2, 3]  # the empty end slices are skipped, order is by slice
     sample = val[0]
     assert sample.hr.shape == (1, 24, 24) and sample.ref.shape == (1, 24, 24) and sample.lr.shape == (1, 6, 6)
-    assert sample.ref_down_up.shape == (1, 24, 24)
+    assert sample.hr_coords is None and sample.ref_coords is None  # correspondence only for training samples
     assert sample.hr.min() >= -1 and sample.hr.max() <= 1
     torch.testing.assert_close(sample.lr, Bicubic().down(sample.hr[None], 4)[0])  # the paper's degradation
-    torch.testing.assert_close(sample.ref_down_up, Bicubic().down_up(sample.ref[None], 4)[0])
     # 20 -> 24 rows: padded at the bottom (a centred offset of 2 is not a multiple of the scale); the stats
     # map the slice back to the file's intensities.
     assert torch.all(sample.hr[0, 20:] == -1)

@@ -96,7 +96,8 @@ def test_every_configuration_trains(overrides: dict) -> None:
 
 def test_ttsr_is_cross_attention() -> None:
     model = build_model(ModelConfig(name="ttsr", **TINY))
-    assert model.alignment == "cross_attention" and model.sa is None and model.ma.levels == ("1/4",)
+    assert model.alignment == "cross_attention" and list(model.align) == ["cross_attention"]
+    assert model.align["cross_attention"].levels == ("1/4",)
 
 
 def _random_levels(b: int, hq: int, wq: int, seed: int) -> list[MatchLevel]:
@@ -166,7 +167,7 @@ def test_identity_reference_transfers_itself() -> None:
     model = FASRNet(scale=4, **TINY).eval()
     x = torch.rand(1, 1, 32, 32) * 2 - 1
     feats = model.extractor(x, ("1/4", "1/2", "1"))
-    res = model.ma(feats, feats, feats)
+    res = model.align["ma"](feats, feats, feats)
     torch.testing.assert_close(res.score["1"], torch.ones_like(res.score["1"]), atol=1e-4, rtol=0)
     torch.testing.assert_close(res.features["1/4"], feats["1/4"], atol=1e-5, rtol=0)
 

@@ -32,7 +32,8 @@ class DataConfig:
 
     Args:
         kind: ``brats``, ``ixi``, ``fastmri``, ``folder`` or ``cache`` (a ``fasr prepare`` output).
-        root: dataset root (relative paths are relative to the working directory).
+        root: dataset root, or a list of roots of the same layout whose subjects are pooled (relative paths are
+            relative to the working directory).
         target: target contrast (e.g. ``t2``); reference: reference contrast (e.g. ``t1``); brats layouts
             also take a comma-separated list (``t1,t1c,flair``: one pair per subject and reference).
         val_subjects / test_subjects: subject ids held out (split by subject, never by slice).
@@ -53,7 +54,7 @@ class DataConfig:
     """
 
     kind: str = "brats"
-    root: str = "../shared/data/brats"
+    root: str | list[str] = "../shared/data/brats"
     target: str = "t2"
     reference: str = "t1"
     val_subjects: list[str] = field(default_factory=list)

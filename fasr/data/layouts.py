@@ -26,7 +26,7 @@ from fasr.data.fastmri import ACQUISITIONS, read_acquisition
 from fasr.data.io import NIFTI_SUFFIXES, SLICE_SUFFIXES
 from fasr.errors import FasrError
 
-__all__ = ["SPLITS", "BRATS_ALIASES", "PairSource", "find_pairs", "split_pairs", "split_sources", "pairs_for_split"]
+__all__ = ["data_roots", "SPLITS", "BRATS_ALIASES", "PairSource", "find_pairs", "split_pairs", "split_sources", "pairs_for_split"]
 
 SPLITS = ("train", "val", "test")
 # Contrast name -> file-name stems used for it by BraTS releases.
@@ -193,21 +193,33 @@ def _find_folder(cfg: DataConfig, root: Path) -> list[PairSource]:
 _FINDERS = {"brats": _find_brats, "ixi": _find_ixi, "fastmri": _find_fastmri, "folder": _find_folder}
 
 
+def data_roots(cfg: DataConfig) -> list[Path]:
+    """The dataset root(s) of ``cfg.root`` (one path or a list)."""
+    return [Path(r) for r in ([cfg.root] if isinstance(cfg.root, str) else cfg.root)]
+
+
 def find_pairs(cfg: DataConfig, root: Path | None = None) -> list[PairSource]:
-    """Every subject's pair in a dataset, sorted by subject id.
+    """Every subject's pair in a dataset (all of its roots), sorted by root then subject id.
 
     Args:
         cfg: ``kind``, ``root``, contrasts, ``pairs_csv``, ``skip_incomplete``.
         root: folder to search instead of ``cfg.root``.
     """
-    root = Path(cfg.root if root is None else root)
     if cfg.kind not in _FINDERS:
         raise FasrError(f"unknown data.kind '{cfg.kind}'; choose one of {', '.join(_FINDERS)} or cache")
-    if not root.is_dir():
-        raise FasrError(f"dataset folder '{root}' not found; check the path (data.root, or SRC of fasr prepare)")
-    pairs = _FINDERS[cfg.kind](cfg, root)
-    if not pairs:
-        raise FasrError(f"no {cfg.kind} subjects with '{cfg.target}' and '{cfg.reference}' found in '{root}'")
+    pairs: list[PairSource] = []
+    for folder in data_roots(cfg) if root is None else [Path(root)]:
+        if not folder.is_dir():
+            raise FasrError(
+                f"dataset folder '{folder}' not found; check the path (data.root, --data, or SRC of fasr prepare)"
+            )
+        found = _FINDERS[cfg.kind](cfg, folder)
+        if not found:
+            raise FasrError(f"no {cfg.kind} subjects with '{cfg.target}' and '{cfg.reference}' found in '{folder}'")
+        clash = sorted({p.subject for p in found} & {p.subject for p in pairs})
+        if clash:
+            raise FasrError(f"subject id(s) {clash[:3]} occur in several data.root folders; rename them in one")
+        pairs += found
     return pairs
 
 
@@ -236,7 +248,7 @@ def split_pairs(pairs: list[PairSource], val: list[str], test: list[str]) -> dic
 
 def _pre_split(cfg: DataConfig) -> bool:
     """A folder dataset already split into ``<root>/train/``, ``<root>/val/``, ..."""
-    return cfg.kind == "folder" and (Path(cfg.root) / "train").is_dir()
+    return cfg.kind == "folder" and (data_roots(cfg)[0] / "train").is_dir()
 
 
 def split_sources(cfg: DataConfig) -> dict[str, list[PairSource]]:
@@ -245,7 +257,7 @@ def split_sources(cfg: DataConfig) -> dict[str, list[PairSource]]:
     Args:
         cfg: data config.
     """
-    root = Path(cfg.root)
+    root = data_roots(cfg)[0]
     if _pre_split(cfg):
         return {split: find_pairs(cfg, root / split) if (root / split).is_dir() else [] for split in SPLITS}
     return split_pairs(find_pairs(cfg), cfg.val_subjects, cfg.test_subjects)

@@ -2,9 +2,15 @@
 configured degradation, and (training) an aligned random crop with joint flips/rotations.
 
 Order of operations: pad/crop the whole slice to the canvas -> LR = noise(down(HR)) of the whole slice ->
-(optional) misalign the whole reference -> Ref-down-up = up(down(Ref)) -> crop HR/Ref/Ref-down-up at a
-random corner that is a multiple of the scale and LR at that corner / scale -> the same flip/rotation for all.
-Degrading whole slices before cropping keeps k-space truncation free of wrap-around at crop borders.
+(optional) misalign the whole reference -> crop HR/Ref at a random corner that is a multiple of the scale and LR
+at that corner / scale -> the same flip/rotation for all. Degrading whole slices before cropping keeps k-space
+truncation free of wrap-around at crop borders. The model makes I_Ref-down-up itself from the reference it is
+given (``model.ref_degradation``, by default the LR's degradation).
+
+Training samples also carry the true correspondence: for every HR pixel of the target and of the reference, the
+canvas coordinates (y, x) of the anatomy it shows (``hr_coords`` / ``ref_coords``), carried through the same
+misalignment, crop and flips as the images; reference pixels warped in from outside the slice hold
+:data:`INVALID_COORD`, far from every canvas position.
 """
 
 from __future__ import annotations
@@ -22,10 +28,18 @@ from fasr.data.normalize import FOREGROUND_LEVEL
 from fasr.data.types import NormStats, PairedSample
 from fasr.errors import FasrError
 
-__all__ = ["RawSlice", "SampleMaker", "degrade_lr"]
+__all__ = ["RawSlice", "SampleMaker", "degrade_lr", "INVALID_COORD", "canvas_coords"]
 
 # Random crops tried before accepting one with less content than ``min_foreground``.
 _CROP_TRIES = 10
+# Coordinate of a reference pixel that shows no target anatomy (far from every canvas position).
+INVALID_COORD = 1.0e4
+
+
+def canvas_coords(size: tuple[int, int]) -> Tensor:
+    """(1, 2, H, W) float32 (y, x) pixel coordinates of a canvas."""
+    ys, xs = torch.meshgrid(torch.arange(size[0]), torch.arange(size[1]), indexing="ij")
+    return torch.stack([ys, xs]).float()[None]
 
 
 def degrade_lr(
@@ -138,28 +152,41 @@ class SampleMaker:
                 )
             lr_size, lr_offset = (size[0] // s, size[1] // s), (offset[0] // s, offset[1] // s)
             lr = place(torch.from_numpy(raw.lr)[None, None], lr_size, lr_offset)
+        coords = canvas_coords(size) if self.train else None  # (1, 2, H, W)
+        ref_coords = coords
         if self.misalign is not None:
-            ref = misalign(ref, *self.misalign, generator=generator)
-        ref_down_up = self.degradation.down_up(ref, s)
+            # One draw of the generator warps the reference, its coordinates and a validity channel alike.
+            extra = [] if coords is None else [coords, torch.ones_like(ref)]
+            warped = misalign(torch.cat([ref, *extra], dim=1), *self.misalign, generator=generator)
+            ref = warped[:, :1]
+            if coords is not None:
+                inside = warped[:, 3:] > 0.999  # bilinear weights all from inside the slice
+                ref_coords = torch.where(inside, warped[:, 1:3], torch.full_like(coords, INVALID_COORD))
+        extras = {}
         if self.train:
-            hr, ref, lr, ref_down_up = self._crop_and_augment(hr, ref, lr, ref_down_up)
+            hr, ref, lr, hr_coords, ref_coords = self._crop_and_augment(hr, ref, lr, coords, ref_coords)
+            extras = {"hr_coords": hr_coords[0], "ref_coords": ref_coords[0]}
             if self.intensity_jitter:
                 gain = 1.0 + self.intensity_jitter * (2.0 * float(torch.rand(())) - 1.0)
                 hr, lr = (hr + 1.0) * gain - 1.0, (lr + 1.0) * gain - 1.0
         return PairedSample(
             hr=hr[0], ref=ref[0], lr=lr[0], subject=raw.subject, slice_index=raw.slice_index,
             target_stats=(raw.target_stats.low, raw.target_stats.high),
-            ref_stats=(raw.ref_stats.low, raw.ref_stats.high), ref_down_up=ref_down_up[0],
+            ref_stats=(raw.ref_stats.low, raw.ref_stats.high), **extras,
         )
 
-    def _crop_and_augment(self, hr: Tensor, ref: Tensor, lr: Tensor, ref_down_up: Tensor) -> tuple[Tensor, ...]:
-        """Aligned random crop (HR corner a multiple of the scale), preferring crops with content."""
+    def _crop_and_augment(
+        self, hr: Tensor, ref: Tensor, lr: Tensor, hr_coords: Tensor, ref_coords: Tensor
+    ) -> tuple[Tensor, ...]:
+        """Aligned random crop (HR corner a multiple of the scale), preferring crops with content; returns
+        (hr, ref, lr, hr_coords, ref_coords). Coordinates are values: flips and rotations move them, never
+        change them."""
         s, p = self.scale, self.patch_size
         for _ in range(_CROP_TRIES):
             y, x = random_crop_offset(tuple(hr.shape[-2:]), p, s, None)
             if (hr[..., y : y + p, x : x + p] > FOREGROUND_LEVEL).float().mean() >= self.min_foreground:
                 break
-        crops = [t[..., y : y + p, x : x + p] for t in (hr, ref, ref_down_up)]
+        crops = [t[..., y : y + p, x : x + p] for t in (hr, ref, hr_coords, ref_coords)]
         crops.insert(2, lr[..., y // s : (y + p) // s, x // s : (x + p) // s])  # (1, 1, p/s, p/s)
         if not self.augment:
             return tuple(crops)

@@ -62,8 +62,9 @@ class PairedSample(NamedTuple):
         slice_index: index of the slice in its volume.
         target_stats: normalisation of the target volume (to map outputs back).
         ref_stats: normalisation of the reference volume.
-        ref_down_up: (1, H, W) the reference degraded like the LR target and brought back to the HR grid
-            (the paper's I_{Ref down-up}, Section III-A), or None where a producer does not make it.
+        hr_coords / ref_coords: training samples only: (2, H, W) canvas coordinates (y, x) of the anatomy each
+            target / reference pixel shows (the true correspondence under the synthetic misalignment;
+            reference pixels showing nothing hold a far-away value), else None.
     """
 
     hr: Tensor
@@ -73,4 +74,5 @@ class PairedSample(NamedTuple):
     slice_index: int
     target_stats: tuple[float, float]
     ref_stats: tuple[float, float]
-    ref_down_up: Tensor | None = None
+    hr_coords: Tensor | None = None
+    ref_coords: Tensor | None = None

@@ -20,7 +20,11 @@ from torch import Tensor, nn
 
 from fasr.errors import FasrError
 
-__all__ = ["VGG19", "VGG19_LAYERS", "ResNet", "BasicBlock", "load_torchvision_weights"]
+__all__ = ["VGG19", "VGG19_LAYERS", "ResNet", "BasicBlock", "load_torchvision_weights", "SHIPPED_WEIGHTS"]
+
+# Backbone weights shipped inside the package, by name: ``mri`` is a VGG19 through relu3_1 trained on MRI by
+# ``fasr pretrain-extractor`` (cross-contrast contrastive objective; ``docs/model-card.md``), torchvision key names.
+SHIPPED_WEIGHTS: dict[str, Path] = {"mri": Path(__file__).resolve().parents[1] / "pretrained" / "mri-vgg19.pth"}
 
 # torchvision vgg19 "E" configuration: channel counts, "M" = max-pool.
 _VGG19_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
@@ -147,8 +151,10 @@ def load_torchvision_weights(module: nn.Module, path: str | Path) -> list[str]:
         module: the backbone to fill.
         path: a ``.pth`` file as published by torchvision (e.g. ``vgg19-dcbb9e9d.pth``).
     """
-    path = Path(path)
     hint = "download it on a machine with internet (torchvision's model zoo) and pass its path"
+    if str(path) in SHIPPED_WEIGHTS:
+        path, hint = SHIPPED_WEIGHTS[str(path)], "reinstall fasr, or write the file with `fasr pretrain-extractor`"
+    path = Path(path)
     if not path.is_file():
         raise FasrError(f"backbone weights file '{path}' not found; {hint}")
     try:

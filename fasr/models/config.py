@@ -30,7 +30,11 @@ class ModelConfig:
         search_window: match each query only against keys within this many 1/4-grid cells (4 HR pixels
             each) of its own position: exact within the window, much faster on large images, for registered
             contrasts. 0 (default) = the whole image, as the paper.
-        backbone_weights: torchvision-format ImageNet checkpoint for the extractor (None = random init).
+        backbone_weights: torchvision-format checkpoint for the extractor: ``mri`` (default) = the shipped MRI
+            VGG19 (``fasr pretrain-extractor``; VGG19 through relu3_1 only, others start random), a file (e.g.
+            ImageNet), or None = random init.
+        ref_degradation: how the model makes I_Ref-down-up: ``auto`` (default) = the LR's degradation
+            (``data.degradation.kind``, Section III-A's domain consistency), or ``bicubic`` / ``kspace``.
     """
 
     name: str = "fasr"
@@ -48,5 +52,5 @@ class ModelConfig:
     softmax_temperature: float = 0.05
     match_memory_mib: int = 128
     search_window: int = 0
-    backbone_weights: str | None = None
-    ref_degradation: Literal["bicubic", "kspace"] = "bicubic"
+    backbone_weights: str | None = "mri"
+    ref_degradation: Literal["auto", "bicubic", "kspace"] = "auto"

@@ -20,12 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fasr.models.backbones import VGG19, ResNet, load_torchvision_weights
+from fasr.models.backbones import SHIPPED_WEIGHTS, VGG19, ResNet, load_torchvision_weights
+from fasr.models.grids import GRIDS
 
-__all__ = ["TextureExtractor", "GRIDS", "GRID_FACTOR"]
+__all__ = ["TextureExtractor", "GRIDS", "CHANNELS"]
 
-GRIDS = ("1", "1/2", "1/4", "1/8", "1/16")
-GRID_FACTOR = {"1": 1, "1/2": 2, "1/4": 4, "1/8": 8, "1/16": 16}
 CHANNELS = {"1": 64, "1/2": 128, "1/4": 256, "1/8": 512, "1/16": 512}
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -41,7 +40,9 @@ class TextureExtractor(nn.Module):
             tap the end of each stage either way.
         deepest: the coarsest grid that will ever be requested (``"1/4"`` unless the M-A pyramid uses deep
             features); layers below it are not built.
-        weights: optional torchvision ImageNet checkpoint for the backbone.
+        weights: torchvision-format checkpoint for the backbone (an ImageNet file, or ``mri``: the shipped MRI
+            VGG19 through relu3_1, used by VGG19 extractors that stop at the 1/4 grid; other backbones and
+            deeper extractors start from random weights with ``mri``); None = random init.
     """
 
     def __init__(
@@ -65,10 +66,15 @@ class TextureExtractor(nn.Module):
         else:
             raise ValueError(f"unknown backbone '{backbone}'; choose vgg19, resnet18 or resnet34")
         self.grids = grids
-        if weights:
-            load_torchvision_weights(self.net, weights)
+        self.weights = weights if weights not in SHIPPED_WEIGHTS or self._takes_shipped() else None
+        if self.weights:
+            load_torchvision_weights(self.net, self.weights)
         self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def _takes_shipped(self) -> bool:
+        """The shipped MRI VGG19 stops at relu3_1: it fits VGG19 extractors that go no deeper than 1/4."""
+        return self.backbone_name == "vgg19" and self.grids[-1] in ("1", "1/2", "1/4") and "relu3_2" not in self.taps.values()
 
     def forward(self, x: Tensor, grids: tuple[str, ...]) -> dict[str, Tensor]:
         """Features of ``x`` (B, 1, H, W) on [-1, 1] for each requested grid; H, W divisible by 4.

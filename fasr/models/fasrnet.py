@@ -13,24 +13,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fasr.data.degrade import Bicubic, Degradation, resize
-from fasr.models.alignment import (
-    TRANSFER_GRIDS,
-    AlignmentResult,
-    Matcher,
-    MultiMultiAlignment,
-    SingleMultiAlignment,
-)
+from fasr.data.degrade import Bicubic, Degradation, KSpace, resize
+from fasr.models.alignment import ALIGNMENT_CHOICES, ALIGNMENTS, AlignmentResult, AlignmentSettings, Matcher
 from fasr.models.config import ModelConfig
+from fasr.models.correspondence import MatchTarget
 from fasr.models.extractor import CHANNELS, TextureExtractor
 from fasr.models.fusion import ProgressiveFusion
+from fasr.models.grids import GRIDS, QUERY_GRID, TRANSFER_GRIDS
 from fasr.models.output import SROutput
 
 __all__ = ["FASRNet", "FASROutput", "from_config", "ttsr_from_config"]
 
 FASROutput = SROutput  # the public name in the README; same record as every model returns
-
-_MA_LEVELS = ("1/4", "1/8", "1/16")
 
 
 class FASRNet(nn.Module):
@@ -72,25 +66,23 @@ class FASRNet(nn.Module):
         super().__init__()
         if scale < 2:
             raise ValueError(f"scale must be >= 2, got {scale}")
-        if alignment not in ("both", "sa", "ma", "cross_attention"):
-            raise ValueError(f"unknown alignment '{alignment}'")
+        if alignment not in ALIGNMENT_CHOICES:
+            raise ValueError(f"unknown alignment '{alignment}'; choose one of {sorted(ALIGNMENT_CHOICES)}")
         if fusion not in ("chpf", "decoder"):
             raise ValueError(f"unknown fusion '{fusion}'")
         self.scale = scale
         self.alignment = alignment
         self.ref_degradation = ref_degradation or Bicubic()
-        deep = ma_pyramid == "deep" and alignment in ("both", "ma")
-        # Padding multiple: the 1/4 grid, or 1/16 when the deep pyramid pools the backbone three more times.
-        self.multiple = 16 if deep else 4
-        self.extractor = TextureExtractor(
-            backbone, feature_levels, deepest="1/16" if deep else "1/4", weights=backbone_weights
-        )
         matcher = Matcher(attention_score, softmax_temperature, match_memory_mib, search_window)
-        use_sa = alignment in ("both", "sa")
-        self.sa = SingleMultiAlignment(CHANNELS, embed_dim, sa_key_stride, matcher) if use_sa else None
-        ma_levels = {"both": _MA_LEVELS, "ma": _MA_LEVELS, "cross_attention": ("1/4",)}.get(alignment)
-        self.ma = MultiMultiAlignment(ma_levels, ma_pyramid, matcher) if ma_levels else None
-        n_align = (self.sa is not None) + (self.ma is not None)
+        settings = AlignmentSettings(CHANNELS, embed_dim, str(sa_key_stride), ma_pyramid, matcher)
+        self.align = nn.ModuleDict({n: ALIGNMENTS[n].from_settings(settings) for n in ALIGNMENT_CHOICES[alignment]})
+        qk = {g for m in self.align.values() for g in m.qk_grids}
+        self.qk_grids = tuple(g for g in GRIDS if g in qk)  # grids of Q/K (matching), finest first
+        deepest = max(GRIDS.index(g) for g in (*self.qk_grids, *TRANSFER_GRIDS))
+        # Padding multiple: the coarsest grid used (1/4, or 1/16 when the deep pyramid pools three more times).
+        self.multiple = GRIDS[deepest].factor
+        self.extractor = TextureExtractor(backbone, feature_levels, deepest=GRIDS[deepest], weights=backbone_weights)
+        n_align = len(self.align)
         # Trunk head: LR-up folded onto the 1/4 grid without loss (pixel unshuffle), for any integer scale.
         self.head = nn.Sequential(nn.PixelUnshuffle(4), nn.Conv2d(16, n_feats, 3, padding=1), nn.ReLU(inplace=True))
         self.fusion = ProgressiveFusion(
@@ -102,25 +94,21 @@ class FASRNet(nn.Module):
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
 
-    def _grids(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """Grids needed from Q/K (matching) and V (transfer)."""
-        qk = {"1/4"}
-        if self.sa is not None:
-            qk |= set(TRANSFER_GRIDS)
-        if self.ma is not None and self.ma.pyramid == "deep":
-            qk |= set(self.ma.levels)
-        return tuple(sorted(qk)), tuple(TRANSFER_GRIDS)
-
-    def forward(self, lr: Tensor, ref: Tensor) -> SROutput:
+    def forward(
+        self, lr: Tensor, ref: Tensor, match: MatchTarget | None = None, match_temperature: float = 0.07
+    ) -> SROutput:
         """Super-resolve.
 
         Args:
             lr: (B, 1, h, w) low-resolution target on [-1, 1].
             ref: (B, 1, h * scale, w * scale) high-resolution reference on [-1, 1], on the target's grid.
+            match: training only: the true key of every query on the (padded) 1/4 grid; when given, the output
+                carries the correspondence loss of every alignment module (ours, ``loss.match_weight``).
+            match_temperature: temperature of that loss.
 
         Returns:
             :class:`SROutput` with ``sr`` (B, 1, h * scale, w * scale), ``attention`` (the soft-attention maps
-            S per grid, Eq. 20) and ``confidence`` (S on the SR grid, clamped to [0, 1]).
+            S per grid, Eq. 20), ``confidence`` (S on the SR grid, clamped to [0, 1]) and ``match_loss``.
         """
         b, _, h, w = lr.shape
         H, W = h * self.scale, w * self.scale
@@ -134,11 +122,10 @@ class FASRNet(nn.Module):
         pad = (0, -W % self.multiple, 0, -H % self.multiple)  # (left, right, top, bottom)
         lr_up_p, ref_p, ref_du_p = (F.pad(x, pad, mode="replicate") for x in (lr_up, ref, ref_du))
 
-        qk_grids, v_grids = self._grids()
-        q = self.extractor(lr_up_p, qk_grids)  # Eq. 4
-        k = self.extractor(ref_du_p, qk_grids)  # Eq. 5
-        v = self.extractor(ref_p, v_grids)  # Eq. 6
-        results: list[AlignmentResult] = [m(q, k, v) for m in (self.ma, self.sa) if m is not None]  # Eqs. 1-2
+        q = self.extractor(lr_up_p, self.qk_grids)  # Eq. 4
+        k = self.extractor(ref_du_p, self.qk_grids)  # Eq. 5
+        v = self.extractor(ref_p, TRANSFER_GRIDS)  # Eq. 6
+        results: list[AlignmentResult] = [m(q, k, v) for m in self.align.values()]  # Eqs. 1-2
         tex = {g: torch.cat([r.features[g] for r in results], dim=1) for g in TRANSFER_GRIDS}  # Eq. 17
         # Eq. 20 (averaged rather than summed: a constant factor the injection convolution absorbs).
         score = {g: torch.stack([r.score[g] for r in results]).mean(0) for g in TRANSFER_GRIDS}
@@ -147,7 +134,14 @@ class FASRNet(nn.Module):
         feats = self.fusion(self.head(lr_up_p), tex, s)  # Eq. 3 / 21
         sr = (lr_up_p + self.tail(feats))[..., :H, :W]  # global residual over LR-up
         confidence = s["1"][..., :H, :W].clamp(0.0, 1.0)
-        return SROutput(sr=sr, attention=score, confidence=confidence)
+        match_loss = None
+        if match is not None:
+            n_q = q[QUERY_GRID].shape[-2] * q[QUERY_GRID].shape[-1]
+            if match.index.shape[1] != n_q:
+                raise ValueError(f"match target has {match.index.shape[1]} queries, the padded 1/4 grid {n_q}")
+            losses = [m.correspondence_loss(q, k, match, match_temperature) for m in self.align.values()]
+            match_loss = torch.stack(losses).mean()
+        return SROutput(sr=sr, attention=score, confidence=confidence, match_loss=match_loss)
 
 
 def _kwargs(cfg: ModelConfig) -> dict:
@@ -156,16 +150,13 @@ def _kwargs(cfg: ModelConfig) -> dict:
     for key in ("name", "ref_degradation"):
         kw.pop(key)
     kw["ref_degradation"] = _degradation(cfg.ref_degradation)
-    kw["sa_key_stride"] = cfg.sa_key_stride if cfg.sa_key_stride == "coarse" else int(cfg.sa_key_stride)
+    kw["sa_key_stride"] = str(cfg.sa_key_stride)
     return kw
 
 
 def _degradation(name: str) -> Degradation:
-    if name == "bicubic":
-        return Bicubic()
-    from fasr.data import degrade  # k-space truncation lives with the data layer
-
-    return degrade.KSpace()
+    """I_Ref-down-up's degradation by name (``auto`` is resolved from the data config before a model is built)."""
+    return KSpace() if name == "kspace" else Bicubic()
 
 
 def from_config(cfg: ModelConfig) -> FASRNet:

@@ -18,8 +18,11 @@ class SROutput(NamedTuple):
             (B, 1, h, w); empty for models without reference matching.
         confidence: (B, 1, H, W) per-pixel map in [0, 1] of how strongly the reference drove the output
             (the soft attention on the SR grid), or None for single-image models.
+        match_loss: scalar correspondence loss of the matching branches when the model was given the true
+            matches (training, ``fasr.models.correspondence``), else None.
     """
 
     sr: Tensor
     attention: dict[str, Tensor]
     confidence: Tensor | None
+    match_loss: Tensor | None = None
