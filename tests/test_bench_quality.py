@@ -9,23 +9,23 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 import yaml
 
-from fasr.bench import quality
-from fasr.bench.quality import (
+from fasr.bench.quality import runs as run_cache
+from fasr.bench.quality.budget import seconds_per_step, steps_for_budget
+from fasr.bench.quality.report import summarize
+from fasr.bench.quality.runs import RunResult, train_and_score, train_reference
+from fasr.bench.quality.suites import (
     METHODS,
     SUITES,
     Entry,
-    RunResult,
     deep_merge,
     find_subjects,
+    named_entry,
     run_config,
-    seconds_per_step,
-    steps_for_budget,
     stretch_schedule,
     suite_entries,
-    summarize,
-    train_and_score,
 )
 from fasr.cli import main
 from fasr.config import RunConfig, from_dict
@@ -157,7 +157,7 @@ def test_finished_run_is_reused_only_for_the_same_config_and_source(
     base = deep_merge(BASE, {"data": {"root": str(data), "slice_size": 0, "min_foreground": 0.01}})
     cfg = run_config(base, Entry("bicubic", {"model": {"name": "bicubic"}}), "subject-2", 0, 5, [])
     run_dir = tmp_path / "run"
-    monkeypatch.setattr(quality, "source_fingerprint", lambda: "v1")
+    monkeypatch.setattr(run_cache, "source_fingerprint", lambda: "v1")
     first = train_and_score(cfg, "bicubic", run_dir, eval_slices=0)
     assert (first.steps, first.params) == (0, 0)  # nothing to train: scored as a weightless checkpoint
     stored = json.loads((run_dir / "bench.json").read_text())
@@ -166,7 +166,7 @@ def test_finished_run_is_reused_only_for_the_same_config_and_source(
     assert train_and_score(cfg, "bicubic", run_dir, eval_slices=0).psnr == -1.0
     assert train_and_score(cfg, "bicubic", run_dir, eval_slices=1).psnr != -1.0  # other scoring
     (run_dir / "bench.json").write_text(json.dumps(stored))
-    monkeypatch.setattr(quality, "source_fingerprint", lambda: "v2")
+    monkeypatch.setattr(run_cache, "source_fingerprint", lambda: "v2")
     assert train_and_score(cfg, "bicubic", run_dir, eval_slices=0).psnr == first.psnr  # other code
 
 
@@ -185,7 +185,7 @@ def test_unknown_row_is_a_user_error(tmp_path: Path, capsys: pytest.CaptureFixtu
 @pytest.mark.slow
 def test_quick_methods_suite_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every method trains 2 steps on a tiny dataset, is scored, tabulated and plotted; a re-run reuses the runs."""
-    monkeypatch.setattr(quality, "source_fingerprint", lambda: "this checkout")  # others may edit fasr/ meanwhile
+    monkeypatch.setattr(run_cache, "source_fingerprint", lambda: "this checkout")  # others may edit fasr/ meanwhile
     data, out, base = write_brats(tmp_path / "brats"), tmp_path / "results", tmp_path / "base.yaml"
     base.write_text(yaml.safe_dump(deep_merge(BASE, {"data": {"min_foreground": 0.01}})))
     argv = ["bench", "quality", "--suite", "methods", "--quick"]
@@ -213,3 +213,34 @@ def test_quick_methods_suite_end_to_end(tmp_path: Path, monkeypatch: pytest.Monk
     assert main(argv) == 2
     assert main([*argv, "--force"]) == 0
     assert json.loads((out / "methods.json").read_text())["runs"] == report["runs"]
+
+
+def test_missing_data_names_the_option(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    argv = ["bench", "quality", "--suite", "methods", "--quick", "--out", str(tmp_path), "--data", str(tmp_path / "x")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--data" in err and len(err.strip().splitlines()) == 1
+
+
+def test_named_entry_finds_the_row_and_its_suite() -> None:
+    assert named_entry("edsr") == ("methods", Entry("edsr", {"model": {"name": "edsr"}}))
+    suite, entry = named_entry("wo-sa")
+    assert suite == "modules" and entry.delta["model"]["alignment"] == "ma"
+    with pytest.raises(FasrError, match="unknown benchmark row 'nope'"):
+        named_entry("nope")
+
+
+def test_train_reference_trains_once_for_a_step_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(run_cache, "source_fingerprint", lambda: "v1")
+    data, base = write_brats(tmp_path / "brats", shape=(32, 32, 4)), tmp_path / "base.yaml"
+    small = {"data": {"patch_size": 16, "slice_size": 32, "batch_size": 1, "augment": False, "min_foreground": 0.01},
+             "model": {"n_feats": 8}}
+    base.write_text(yaml.safe_dump(deep_merge(BASE, small)))
+    checkpoint = train_reference("edsr", 2, data, tmp_path / "out", base=base)
+    assert checkpoint == tmp_path / "out" / "edsr" / "subject-2-seed0" / "last.pt"
+    state = torch.load(checkpoint, weights_only=True)
+    assert state["step"] == 2 and state["config"]["model"]["name"] == "edsr"
+    assert state["config"]["loss"]["perceptual"] == 0.0  # the methods suite's delta
+    written = checkpoint.stat().st_mtime_ns
+    assert train_reference("edsr", 2, data, tmp_path / "out", base=base) == checkpoint
+    assert checkpoint.stat().st_mtime_ns == written  # the finished run is reused

@@ -15,7 +15,7 @@ COMMANDS = {
     "demo": ("fasr.inference.demo", []),
     "figure residuals": ("fasr.evaluation.figures", ["residuals", "--checkpoint", "c", "--out", "f.png"]),
     "bench speed": ("fasr.bench.speed", []),
-    "bench quality": ("fasr.bench.quality", ["--suite", "methods"]),
+    "bench quality": ("fasr.bench.quality.cli", ["--suite", "methods"]),
 }
 
 

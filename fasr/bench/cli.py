@@ -10,7 +10,7 @@ __all__ = ["add_arguments", "run"]
 
 _SUITES = {
     "speed": ("fasr.bench.speed", "inference time, peak memory and FLOPs per image size"),
-    "quality": ("fasr.bench.quality", "train and score every method of a suite on the same data and budget"),
+    "quality": ("fasr.bench.quality.cli", "train and score every method of a suite on the same data and budget"),
 }
 
 

@@ -131,27 +131,15 @@ def measure(
 
 
 def train_throughput(scale: int, patch: int, batch: int, device: str, steps: int, overrides: list[str]) -> dict:
-    """Training samples per second (forward, L1 backward, Adam step) on random patches."""
+    """Training samples per second (forward, L1 backward, Adam step) on random patches, from the median step
+    (:func:`fasr.bench.timing.train_step_seconds`)."""
     import torch
 
+    from fasr.bench.timing import train_step_seconds
+
     model = _model(scale, overrides, device).train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-5)
-    lr = torch.rand(batch, 1, patch // scale, patch // scale, device=device) * 2 - 1
-    ref = torch.rand(batch, 1, patch, patch, device=device) * 2 - 1
-    hr = torch.rand(batch, 1, patch, patch, device=device) * 2 - 1
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        torch.nn.functional.l1_loss(model(lr, ref).sr, hr).backward()
-        opt.step()
-
-    step()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    per_step = (time.perf_counter() - t0) / steps
+    l1 = torch.nn.functional.l1_loss
+    per_step = train_step_seconds(model, l1, batch=batch, patch=patch, scale=scale, device=device, repeats=steps)
     return {"patch_size": patch, "batch": batch, "samples_per_second": round(batch / per_step, 2)}
 
 

@@ -1,0 +1,211 @@
+"""Suite rows and the config of each run: base config, benchmark task, row delta, split, seed, stretched schedule."""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from fasr.config import RunConfig, apply_overrides, from_dict, read_yaml
+from fasr.errors import FasrError
+
+__all__ = [
+    "REPO_ROOT",
+    "ABLATIONS",
+    "DEFAULT_BASE",
+    "METHODS",
+    "SUITES",
+    "TASK_DELTA",
+    "SUITE_DELTAS",
+    "QUICK_STEPS",
+    "QUICK_EVAL_SLICES",
+    "QUICK_DELTA",
+    "MISSING_HINT",
+    "Entry",
+    "deep_merge",
+    "suite_entries",
+    "named_entry",
+    "find_subjects",
+    "stretch_schedule",
+    "run_config",
+    "check_data_root",
+    "task_base",
+]
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+ABLATIONS = REPO_ROOT / "configs" / "ablations"
+DEFAULT_BASE = REPO_ROOT / "configs" / "cpu-quick.yaml"
+
+METHODS = ("bicubic", "edsr", "swinir", "mcsr", "minet", "ttsr", "fasr")
+# Row names: ``model.name`` for ``methods``, ablation file stems for the others.
+SUITES: dict[str, tuple[str, ...]] = {
+    "methods": METHODS,
+    "modules": ("complete", "wo-sa", "wo-ma", "wo-chpf", "wo-fa"),
+    "losses": ("all-losses", "wo-l1", "wo-perceptual", "wo-fourier"),
+    "backbones": ("vgg19", "resnet18", "resnet34"),
+}
+# The benchmark task: x4, T2 target from a T1 reference, BraTS subjects, one held out for validation; quiet
+# logs and a short in-training validation (it only feeds the curves: the final weights are scored apart).
+TASK_DELTA = {
+    "model": {"scale": 4},
+    "data": {"kind": "brats", "target": "t2", "reference": "t1", "test_subjects": []},
+    "log": {"tensorboard": False, "progress": False, "image_every": 0, "val_max_slices": 8},
+}
+VALIDATIONS = 10  # in-training validations per run (at most, plus one at the end)
+# Applied to every run of a suite before the row's delta. The perceptual loss must use one VGG19 for every method
+# and the baselines have no texture extractor to borrow, so ``methods`` trains without it unless ImageNet
+# weights are given (``--set loss.perceptual=1 --set loss.perceptual_weights=vgg19.pth``).
+SUITE_DELTAS: dict[str, dict] = {"methods": {"loss": {"perceptual": 0.0}}}
+# --quick: proves the pipeline end to end in a minute or two; the numbers mean nothing.
+QUICK_STEPS = 2
+QUICK_EVAL_SLICES = 2
+QUICK_DELTA = {
+    "data": {"patch_size": 32, "slice_size": 64, "batch_size": 1, "augment": False},
+    "log": {"val_max_slices": QUICK_EVAL_SLICES},
+}
+MISSING_HINT = "run from a fasr source checkout or pass --base FILE"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One row of a suite.
+
+    Attributes:
+        label: row name (method or ablation file stem).
+        delta: nested config mapping merged over the suite's base config.
+    """
+
+    label: str
+    delta: dict
+
+
+def deep_merge(base: dict, delta: dict) -> dict:
+    """A copy of ``base`` with ``delta`` merged in (nested mappings merged, other values replaced)."""
+    merged = copy.deepcopy(base)
+    for key, value in delta.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def suite_entries(suite: str, ablations: Path = ABLATIONS) -> list[Entry]:
+    """The rows of ``suite`` with their config deltas.
+
+    Args:
+        suite: a key of :data:`SUITES`.
+        ablations: folder of the ablation deltas (``<row>.yaml``).
+    """
+    if suite not in SUITES:
+        raise FasrError(f"unknown suite '{suite}'; choose one of {sorted(SUITES)}")
+    if suite == "methods":
+        return [Entry(name, {"model": {"name": name}}) for name in METHODS]
+    return [Entry(name, read_yaml(ablations / f"{name}.yaml", MISSING_HINT)) for name in SUITES[suite]]
+
+
+def named_entry(name: str, ablations: Path = ABLATIONS) -> tuple[str, Entry]:
+    """The suite holding the row called ``name`` (the first, in :data:`SUITES` order) and the row.
+
+    Args:
+        name: a method (``fasr``, ``edsr``, ...) or an ablation file stem (``wo-sa``, ...).
+        ablations: folder of the ablation deltas.
+    """
+    for suite, rows in SUITES.items():
+        if name in rows:
+            return suite, next(e for e in suite_entries(suite, ablations) if e.label == name)
+    every = sorted({row for rows in SUITES.values() for row in rows})
+    raise FasrError(f"unknown benchmark row '{name}'; choose one of {every}")
+
+
+def find_subjects(data: dict) -> list[str]:
+    """Sorted subject ids of the dataset that a (partial) data section describes, as the data layer finds them.
+
+    Args:
+        data: the ``data`` mapping of the base config (``kind``, ``root``, ``target``, ``reference``, ...).
+    """
+    from fasr.data.config import DataConfig
+    from fasr.data.layouts import find_pairs
+
+    cfg = from_dict(DataConfig, data, "data")
+    subjects = [p.subject for p in find_pairs(cfg)]
+    if len(subjects) < 2:
+        raise FasrError(
+            f"'{cfg.root}' has {len(subjects)} subject(s) with {cfg.target} and {cfg.reference}; "
+            "the benchmark needs at least 2 (train on the rest, validate on one)"
+        )
+    return subjects
+
+
+def stretch_schedule(cfg: RunConfig, steps: int) -> dict:
+    """Config delta that runs ``cfg``'s recipe for ``steps`` optimiser steps with the same shape.
+
+    Epochs keep their length (``schedule.steps_per_epoch``) and their number becomes ``ceil(steps / length)``;
+    the L1 warm-up and the step-decay period keep their fraction of the run (a cosine decay spans the run by
+    itself); validation runs about :data:`VALIDATIONS` times.
+
+    Args:
+        cfg: the run config before stretching (base, row delta and overrides).
+        steps: optimiser steps of the run.
+    """
+    s = cfg.schedule
+    if s.steps_per_epoch <= 0:
+        raise FasrError(
+            "the benchmark needs epochs of a fixed length: set schedule.steps_per_epoch in the base config "
+            "or pass --set schedule.steps_per_epoch=20"
+        )
+    epochs = math.ceil(steps / s.steps_per_epoch)
+    ratio = epochs / s.epochs
+    return {
+        "schedule": {
+            "max_steps": steps,
+            "epochs": epochs,
+            "decay_every": max(1, round(s.decay_every * ratio)),
+            "val_every": max(1, math.ceil(epochs / VALIDATIONS)),
+        },
+        "loss": {"warmup_epochs": round(cfg.loss.warmup_epochs * ratio)},
+    }
+
+
+def run_config(base: dict, entry: Entry, held_out: str, seed: int, steps: int, overrides: list[str]) -> RunConfig:
+    """The config of one run: base, the row's delta, split and seed, the schedule stretched to ``steps``.
+
+    ``--set`` overrides are applied before stretching (so that they shape it) and again after (so they win).
+
+    Args:
+        base: base config mapping (task and suite deltas already merged).
+        entry: the row.
+        held_out: validation subject (every other subject trains).
+        seed: training seed.
+        steps: optimiser steps of the run.
+        overrides: ``key=value`` strings.
+    """
+    data = deep_merge(base, entry.delta)
+    data = deep_merge(data, {"seed": seed, "data": {"val_subjects": [held_out]}})
+    unstretched = from_dict(RunConfig, apply_overrides(copy.deepcopy(data), overrides))
+    data = deep_merge(data, stretch_schedule(unstretched, steps))
+    return from_dict(RunConfig, apply_overrides(data, overrides))
+
+
+def check_data_root(data: Path) -> Path:
+    """``data`` resolved, or a one-line error naming ``--data`` when it is not a folder."""
+    if not Path(data).is_dir():
+        raise FasrError(f"data folder '{data}' not found; pass --data ROOT, a BraTS-layout dataset")
+    return Path(data).resolve()
+
+
+def task_base(base: Path, data: Path, suite: str | None = None, quick: bool = False) -> tuple[dict, dict]:
+    """The base config mapping of every run (base file, benchmark task, suite and ``--quick`` deltas, data root)
+    and the deltas alone (for the report).
+
+    Args:
+        base: base config file (``configs/cpu-quick.yaml``).
+        data: BraTS-layout data root.
+        suite: a key of :data:`SUITES` (its :data:`SUITE_DELTAS`), or None for none.
+        quick: apply :data:`QUICK_DELTA`.
+    """
+    deltas = deep_merge(TASK_DELTA, SUITE_DELTAS.get(suite, {}) if suite else {})
+    deltas = deep_merge(deltas, QUICK_DELTA if quick else {})
+    mapping = deep_merge(read_yaml(base, MISSING_HINT), deltas)
+    return deep_merge(mapping, {"data": {"root": str(check_data_root(data))}}), deltas
