@@ -54,15 +54,22 @@ __all__ = [
 ]
 
 
-Preset = Literal["paper", "public"]
+Preset = Literal["paper", "public", "ours"]
 
+# ``ours`` = the public recipe plus a small perceptual term on the shipped MRI feature network and the
+# correspondence loss of the matching branches (our addition: ``fasr.models.correspondence``).
 LOSS_PRESETS: dict[str, dict[str, float | str]] = {
-    "paper": {"l1": 1.0, "perceptual": 1.0, "fourier": 1.0, "fourier_mode": "complex", "fourier_norm": "ortho"},
-    "public": {"l1": 1.0, "perceptual": 0.0, "fourier": 1e-4, "fourier_mode": "magnitude", "fourier_norm": "backward"},
+    "paper": {"l1": 1.0, "perceptual": 1.0, "fourier": 1.0, "fourier_mode": "complex", "fourier_norm": "ortho",
+              "match_weight": 0.0},
+    "public": {"l1": 1.0, "perceptual": 0.0, "fourier": 1e-4, "fourier_mode": "magnitude", "fourier_norm": "backward",
+               "match_weight": 0.0},
+    "ours": {"l1": 1.0, "perceptual": 0.01, "fourier": 1e-4, "fourier_mode": "magnitude", "fourier_norm": "backward",
+             "match_weight": 0.05},
 }
 OPTIM_PRESETS: dict[str, dict[str, float]] = {
     "paper": {"lr_extractor": 1e-4, "lr_rest": 1e-5},
     "public": {"lr_extractor": 1e-6, "lr_rest": 1e-5},
+    "ours": {"lr_extractor": 2e-4, "lr_rest": 5e-4},
 }
 
 
@@ -77,12 +84,16 @@ class LossConfig:
     """Loss terms and weights (Eqs. 22-25) and the two-phase schedule (Section IV-B).
 
     Args:
-        preset: ``paper`` or ``public`` (see the module table); fills every weight left unset.
+        preset: ``paper``, ``public`` or ``ours`` (see :data:`LOSS_PRESETS`); fills every weight left unset.
         l1 / perceptual / fourier: weights of Eq. 22, 23 and 24 in the total loss (Eq. 25).
+        match_weight: weight of the correspondence loss of the matching branches (ours, not the paper's:
+            InfoNCE of the true key, ``fasr.models.correspondence``); 0 in ``paper``/``public``.
+        match_temperature: its softmax temperature.
         fourier_mode: ``complex`` (|F(SR) - F(HR)|) or ``magnitude`` (||F(SR)| - |F(HR)||).
         fourier_norm: ``ortho`` (spectrum on the pixel scale, Parseval) or ``backward`` (unnormalised FFT).
-        perceptual_weights: torchvision VGG19 ImageNet checkpoint for Eq. 23; None uses the model's own
-            fine-tuned texture extractor (features taken with its weights detached).
+        perceptual_weights: the fixed network of Eq. 23: ``mri`` (default: the shipped MRI VGG19 from
+            ``fasr pretrain-extractor``, frozen, relu3_1 at 1/4 of the image) or a torchvision VGG19 file (e.g.
+            ImageNet, relu4 at 1/8 as the paper); None = no perceptual term (said once in the log).
         warmup_epochs: epochs trained with L1 alone before all terms are switched on (10 in the paper).
     """
 
@@ -92,7 +103,9 @@ class LossConfig:
     fourier: float | None = None
     fourier_mode: Literal["complex", "magnitude"] | None = None
     fourier_norm: Literal["ortho", "backward"] | None = None
-    perceptual_weights: str | None = None
+    match_weight: float | None = None
+    match_temperature: float = 0.07
+    perceptual_weights: str | None = "mri"
     warmup_epochs: int = 10
 
     def resolved(self) -> LossConfig:
@@ -198,6 +211,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
             return None
+        if isinstance(value, (list, tuple)):  # e.g. ``str | list[str]``: a list takes the sequence member
+            args = [a for a in args if typing.get_origin(a) in (list, tuple)] or args
         return _coerce(value, args[0], where)
     if origin is typing.Literal:
         if value not in typing.get_args(tp):

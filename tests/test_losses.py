@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from fasr.errors import FasrError
-from fasr.models.backbones import VGG19
+from fasr.models.backbones import SHIPPED_WEIGHTS, VGG19
 from fasr.models.extractor import TextureExtractor
 from fasr.config import LossConfig
 from fasr.training.losses import FourierLoss, L1Loss, PerceptualLoss, build_loss
@@ -78,16 +78,10 @@ def test_perceptual_loss_does_not_train_the_extractor() -> None:
     assert all(p.grad is None for p in net.parameters())
 
 
-class _WithExtractor(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.extractor = TextureExtractor("vgg19", "public", deepest="1/4")
-
-
 def test_two_phase_switch_at_the_configured_epoch() -> None:
     cfg = LossConfig(preset="paper", warmup_epochs=3).resolved()
-    loss, source = build_loss(cfg, _WithExtractor(), "public")
-    assert source == "extractor"
+    loss, source = build_loss(cfg, "public")
+    assert source == "mri-vgg19" and not any(p.requires_grad for p in loss.perceptual.parameters())
     sr, hr = _pair()
     for epoch in range(3):
         assert set(loss(sr, hr, epoch).parts) == {"l1"}
@@ -99,7 +93,7 @@ def test_two_phase_switch_at_the_configured_epoch() -> None:
 def test_public_preset_weights_and_zero_terms_are_skipped() -> None:
     cfg = LossConfig(preset="public", warmup_epochs=0).resolved()
     assert (cfg.l1, cfg.perceptual, cfg.fourier, cfg.fourier_mode) == (1.0, 0.0, 1e-4, "magnitude")
-    loss, source = build_loss(cfg, nn.Conv2d(1, 1, 1), "public")
+    loss, source = build_loss(cfg, "public")
     sr, hr = _pair()
     terms = loss(sr, hr, 0)
     assert source == "off" and set(terms.parts) == {"l1", "fourier"}
@@ -110,9 +104,28 @@ def test_public_preset_weights_and_zero_terms_are_skipped() -> None:
 def test_perceptual_from_a_torchvision_vgg19_file(tmp_path: Path) -> None:
     torch.save(VGG19(last="relu5_4").state_dict(), tmp_path / "vgg19.pth")  # torchvision key layout
     cfg = LossConfig(preset="paper", warmup_epochs=0, perceptual_weights=str(tmp_path / "vgg19.pth")).resolved()
-    loss, source = build_loss(cfg, nn.Conv2d(1, 1, 1), "public")
-    assert source == f"imagenet-vgg19:{tmp_path / 'vgg19.pth'}"
+    loss, source = build_loss(cfg, "public")
+    assert source == f"vgg19:{tmp_path / 'vgg19.pth'}"
     sr, hr = _pair()
     assert loss(sr, hr, 0).parts["perceptual"] > 0
-    with pytest.raises(FasrError, match="no texture extractor"):
-        build_loss(LossConfig(preset="paper").resolved(), nn.Conv2d(1, 1, 1), "public")
+
+
+def test_perceptual_without_a_network_is_off_and_says_so(tmp_path: Path, monkeypatch) -> None:
+    """No fixed network: the term is off (never the model's own extractor) and the source says why."""
+    loss, source = build_loss(LossConfig(preset="paper", perceptual_weights=None).resolved(), "public")
+    assert loss.perceptual is None and source.startswith("off: loss.perceptual_weights is null")
+    monkeypatch.setitem(SHIPPED_WEIGHTS, "mri", tmp_path / "absent.pth")
+    loss, source = build_loss(LossConfig(preset="paper").resolved(), "public")
+    assert loss.perceptual is None and "not installed" in source
+    sr, hr = _pair()
+    assert set(loss(sr, hr, 20).parts) == {"l1", "fourier"}
+
+
+def test_match_term_is_weighted_and_active_from_the_first_epoch() -> None:
+    cfg = LossConfig(preset="ours", perceptual_weights=None, warmup_epochs=5).resolved()
+    assert cfg.match_weight > 0 and LossConfig(preset="paper").resolved().match_weight == 0
+    loss, _ = build_loss(cfg, "public")
+    sr, hr = _pair()
+    terms = loss(sr, hr, 0, match_loss=torch.tensor(2.0))
+    assert set(terms.parts) == {"l1", "match"}
+    assert terms.total.item() == pytest.approx(terms.parts["l1"] + cfg.match_weight * 2.0, rel=1e-5)

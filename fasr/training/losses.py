@@ -1,5 +1,6 @@
 """Training losses (Section III-E): L1 (Eq. 22), perceptual (Eq. 23), Fourier (Eq. 24), and their weighted
-sum with the two-phase schedule (Eq. 25, Section IV-B: L1 alone for the warm-up epochs, then all terms)."""
+sum with the two-phase schedule (Eq. 25, Section IV-B: L1 alone for the warm-up epochs, then all terms), plus our
+correspondence term for the matching branches (``loss.match_weight``, from the start of training)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from fasr.errors import FasrError
-from fasr.models.extractor import TextureExtractor
 from fasr.config import LossConfig
+from fasr.models.backbones import SHIPPED_WEIGHTS
+from fasr.models.extractor import TextureExtractor
 
 __all__ = [
     "L1Loss",
@@ -25,8 +26,10 @@ __all__ = [
 ]
 
 # Grid of the ImageNet VGG19 features used by Eq. 23: 1/8 of the image, i.e. the relu4 block -- each
-# feature pixel summarises an 8x8 neighbourhood, as Section III-E-2 describes.
+# feature pixel summarises an 8x8 neighbourhood, as Section III-E-2 describes. The shipped MRI network stops at
+# relu3_1, so with it the term compares 1/4-grid features (ours).
 PERCEPTUAL_GRID = "1/8"
+SHIPPED_PERCEPTUAL_GRID = "1/4"
 
 
 class L1Loss(nn.Module):
@@ -39,12 +42,11 @@ class L1Loss(nn.Module):
 class PerceptualLoss(nn.Module):
     """Eq. 23: mean squared difference of VGG19 features of SR and HR.
 
-    Features are taken with the network's weights detached: gradient reaches the SR image only, so the term
-    never trains the network it measures with (for the model's own extractor, it cannot teach it to make all
-    features alike).
+    The network is fixed (frozen, never the model's own trainable extractor); features are also taken with its
+    weights detached, so gradient reaches the SR image only.
 
     Args:
-        net: a :class:`TextureExtractor` (a frozen ImageNet VGG19, or the model's fine-tuned extractor).
+        net: a frozen :class:`TextureExtractor` (the shipped MRI VGG19 or an ImageNet VGG19).
         grid: which of its grids to compare (e.g. ``"1/8"``).
     """
 
@@ -109,43 +111,51 @@ class TotalLoss(nn.Module):
         self.l1 = L1Loss()
         self.perceptual = perceptual
         self.fourier = FourierLoss(cfg.fourier_mode, cfg.fourier_norm)
-        self.weights = {"l1": cfg.l1, "perceptual": cfg.perceptual, "fourier": cfg.fourier}
+        perceptual_weight = cfg.perceptual if perceptual is not None else 0.0
+        self.weights = {"l1": cfg.l1, "perceptual": perceptual_weight, "fourier": cfg.fourier}
+        self.match_weight = cfg.match_weight or 0.0
 
     def active(self, epoch: int) -> dict[str, float]:
-        """Weights of the terms used in ``epoch`` (0-based): only L1 during the warm-up."""
+        """Weights of the image terms used in ``epoch`` (0-based): only L1 during the warm-up."""
         if epoch < self.warmup_epochs:
             return {"l1": self.weights["l1"]}
         return {name: w for name, w in self.weights.items() if w > 0}
 
-    def forward(self, sr: Tensor, hr: Tensor, epoch: int) -> LossTerms:
+    def forward(self, sr: Tensor, hr: Tensor, epoch: int, match_loss: Tensor | None = None) -> LossTerms:
+        """Eq. 25 for ``epoch``, plus ``match_weight * match_loss`` when the model returned one."""
         terms = {"l1": self.l1, "perceptual": self.perceptual, "fourier": self.fourier}
         values = {name: terms[name](sr, hr) for name in self.active(epoch)}
-        total = sum(self.weights[name] * v for name, v in values.items())
+        weights = dict(self.weights)
+        if match_loss is not None and self.match_weight > 0:
+            values["match"], weights["match"] = match_loss, self.match_weight
+        total = sum(weights[name] * v for name, v in values.items())
         return LossTerms(total=total, parts={name: float(v.detach()) for name, v in values.items()})
 
 
-def build_loss(cfg: LossConfig, model: nn.Module, feature_levels: Literal["paper", "public"]) -> tuple[TotalLoss, str]:
-    """The total loss for ``model`` and a note of which perceptual features it uses (for log and checkpoint).
+def build_loss(cfg: LossConfig, feature_levels: Literal["paper", "public"]) -> tuple[TotalLoss, str]:
+    """The total loss and a note of which perceptual network it uses (for log and checkpoint).
 
     Args:
         cfg: resolved loss config.
-        model: the bare (un-wrapped) model being trained.
-        feature_levels: the model config's ``feature_levels``: ``paper`` taps relu4_2, ``public`` relu4_1 of the
-            ImageNet VGG19.
+        feature_levels: the model config's ``feature_levels``: with an ImageNet file, ``paper`` taps relu4_2 and
+            ``public`` relu4_1.
 
     Returns:
-        ``(loss, source)`` with ``source`` one of ``"off"``, ``"imagenet-vgg19:<file>"``, ``"extractor"``.
+        ``(loss, source)``: ``source`` is ``"off"``, ``"mri-vgg19"``, ``"vgg19:<file>"``, or, when the term has a
+        weight but no network, ``"off: ..."`` with the reason (the trainer logs it once).
     """
     if cfg.perceptual == 0:
         return TotalLoss(cfg, None), "off"
-    if cfg.perceptual_weights:
-        vgg = TextureExtractor("vgg19", feature_levels, deepest=PERCEPTUAL_GRID, weights=cfg.perceptual_weights)
-        vgg.requires_grad_(False)
-        return TotalLoss(cfg, PerceptualLoss(vgg.eval(), PERCEPTUAL_GRID)), f"imagenet-vgg19:{cfg.perceptual_weights}"
-    extractor = getattr(model, "extractor", None)
-    if not isinstance(extractor, TextureExtractor):
-        raise FasrError(
-            f"loss.perceptual is {cfg.perceptual} but the model has no texture extractor to take features from; "
-            "pass --perceptual-weights vgg19.pth (torchvision ImageNet VGG19) or set loss.perceptual=0"
-        )
-    return TotalLoss(cfg, PerceptualLoss(extractor, extractor.grids[-1])), "extractor"
+    weights = cfg.perceptual_weights
+    if weights is None:
+        return TotalLoss(cfg, None), "off: loss.perceptual_weights is null (no fixed feature network)"
+    if weights in SHIPPED_WEIGHTS:
+        if not SHIPPED_WEIGHTS[weights].is_file():
+            return TotalLoss(cfg, None), f"off: the shipped network '{SHIPPED_WEIGHTS[weights]}' is not installed"
+        grid, source = SHIPPED_PERCEPTUAL_GRID, "mri-vgg19"
+        net = TextureExtractor("vgg19", "public", deepest=grid, weights=weights)
+    else:
+        net = TextureExtractor("vgg19", feature_levels, deepest=PERCEPTUAL_GRID, weights=weights)
+        grid, source = PERCEPTUAL_GRID, f"vgg19:{weights}"
+    net.requires_grad_(False)
+    return TotalLoss(cfg, PerceptualLoss(net.eval(), grid)), source

@@ -30,9 +30,11 @@ from tqdm import tqdm
 from fasr.checkpoint import METRICS_FILE, load_checkpoint, save_checkpoint
 from fasr.config import RunConfig, from_dict, save_config, to_dict
 from fasr.data.datasets import build_dataset
+from fasr.data.normalize import FOREGROUND_LEVEL
 from fasr.data.types import PairedSample
 from fasr.errors import FasrError
 from fasr.models import build_model
+from fasr.models.correspondence import match_target
 from fasr.scoring.volumes import BICUBIC, merge_predictions, predict_volumes, score_predictions, spread_indices
 from fasr.training.distributed import DistContext, init_distributed, shutdown
 from fasr.training.logger import LOG_FILE, TB_DIR, RunLogger
@@ -72,9 +74,13 @@ def _changed_keys(old: RunConfig, new: RunConfig) -> list[str]:
     return [k for k in changed if not any(k == p or (p.endswith(".") and k.startswith(p)) for p in RESUMABLE_CHANGES)]
 
 
-def _collate(samples: list[PairedSample]) -> tuple[Tensor, Tensor, Tensor]:
-    """Stack a batch into (lr (B, 1, h, w), ref (B, 1, H, W), hr (B, 1, H, W))."""
-    return tuple(torch.stack([getattr(s, k) for s in samples]) for k in ("lr", "ref", "hr"))
+_BATCH_FIELDS = ("lr", "ref", "hr", "hr_coords", "ref_coords")
+
+
+def _collate(samples: list[PairedSample]) -> tuple[Tensor, ...]:
+    """Stack a batch into (lr (B, 1, h, w), ref (B, 1, H, W), hr (B, 1, H, W), hr_coords (B, 2, H, W),
+    ref_coords (B, 2, H, W))."""
+    return tuple(torch.stack([getattr(s, k) for s in samples]) for k in _BATCH_FIELDS)
 
 
 @contextmanager
@@ -112,7 +118,9 @@ class Trainer:
         if len(self.val_set) == 0:
             self.val_set = None
         self.model = build_model(self.cfg.model).to(ctx.device)
-        self.loss, self.perceptual_source = build_loss(self.cfg.loss, self.model, self.cfg.model.feature_levels)
+        self.loss, self.perceptual_source = build_loss(self.cfg.loss, self.cfg.model.feature_levels)
+        # Correspondence supervision (ours) for models with alignment modules, when loss.match_weight > 0.
+        self.supervise_matching = self.loss.match_weight > 0 and hasattr(self.model, "align")
         self.loss.to(ctx.device)
         self.optimizer = build_optimizer(self.model, self.cfg.optim, self.cfg.model.name)
         self.scheduler = build_scheduler(self.optimizer, self.cfg.schedule)
@@ -226,12 +234,16 @@ class Trainer:
             generator=torch.Generator().manual_seed(epoch_seed(self.cfg.seed + 1, self.epoch)),  # worker seeds
         )
 
-    def _train_step(self, lr: Tensor, ref: Tensor, hr: Tensor) -> dict[str, float]:
+    def _train_step(self, lr: Tensor, ref: Tensor, hr: Tensor, hr_coords: Tensor, ref_coords: Tensor) -> dict[str, float]:
         device = self.ctx.device
         lr, ref, hr = (t.to(device, non_blocking=True) for t in (lr, ref, hr))
+        kwargs = {}
+        if self.supervise_matching:
+            target = match_target(hr_coords.to(device), ref_coords.to(device), hr, 4, FOREGROUND_LEVEL)
+            kwargs = {"match": target, "match_temperature": self.cfg.loss.match_temperature}
         with torch.autocast(device.type, dtype=self.amp, enabled=self.amp is not None):
-            sr = self.net(lr, ref).sr
-        terms = self.loss(sr.float(), hr, self.epoch)  # losses in fp32
+            out = self.net(lr, ref, **kwargs)
+        terms = self.loss(out.sr.float(), hr, self.epoch, out.match_loss)  # losses in fp32
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(terms.total).backward()
         if self.cfg.optim.grad_clip > 0:
@@ -252,13 +264,9 @@ class Trainer:
             f"{self.steps_per_epoch} steps/epoch x {self.cfg.data.batch_size} x {self.ctx.world_size} process(es) "
             f"on {self.ctx.device}; {len(self.train_set)} training slices"
         )
-        if self.perceptual_source == "extractor":
-            self.log.info(
-                "no perceptual weights file given: the perceptual loss (Eq. 23) uses the model's own fine-tuned "
-                "texture extractor; pass --perceptual-weights vgg19.pth for ImageNet VGG19 features"
-            )
-        else:
-            self.log.info(f"perceptual loss features: {self.perceptual_source}")
+        self.log.info(f"perceptual loss (Eq. 23): {self.perceptual_source}")
+        if self.supervise_matching:
+            self.log.info(f"correspondence loss on (loss.match_weight={self.loss.match_weight})")
         try:
             with _stop_on_signals() as stop:
                 while not self._finished():
@@ -280,8 +288,8 @@ class Trainer:
             mininterval=0.1 if sys.stderr.isatty() else 30.0,  # a log file gets a line every 30 s, not every step
         )
         start, trained = time.perf_counter(), 0
-        for lr, ref, hr in self._loader():
-            parts = self._train_step(lr, ref, hr)
+        for batch in self._loader():
+            parts = self._train_step(*batch)
             if not math.isfinite(parts["total"]) and not self.scaler.is_enabled():  # fp16 AMP skips such steps
                 raise FasrError(
                     f"the loss became {parts['total']} at step {self.step + 1}; lower optim.lr_rest/lr_extractor "
