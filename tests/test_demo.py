@@ -1,8 +1,11 @@
-"""``fasr demo`` on the bundled subject (with a probe checkpoint), the bundled files, and how they were made."""
+"""``fasr demo`` (with a probe checkpoint, and once with the shipped model), the demo subject made from nilearn's
+ICBM152 template, and the rule that the package ships no scan volumes."""
 
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import nibabel as nib
@@ -10,16 +13,24 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fasr.data.geometry import voxel_to_world
-from fasr.inference.demo import DEMO_DIR, OUTPUTS
-from fasr.inference.demo_subject import brain_box, crop_subject
+from fasr.inference import demo_subject
+from fasr.inference.demo import OUTPUTS
+from fasr.inference.demo_subject import TISSUES_3T, Tissue, brain_box, demo_pair, simulate_t2w, spin_echo
 from fasr.pretrained import PRETRAINED
-from test_infer_support import run_cli, write_checkpoint, write_nifti
+from test_infer_support import run_cli, write_checkpoint
 
-BRATS = Path(__file__).resolve().parents[1].parent / "shared/data/brats"
+ROOT = Path(__file__).resolve().parents[1]
+# Volume formats that may not be in the package: NIfTI, DICOM, HDF5, MATLAB, NumPy, MGH/FreeSurfer, NRRD, MHA.
+VOLUME_SUFFIXES = (".nii", ".nii.gz", ".dcm", ".ima", ".h5", ".hdf5", ".mat", ".npy", ".npz", ".mgz", ".mgh",
+                   ".nrrd", ".mha", ".mhd")
 
 
-def test_demo_writes_every_output(tmp_path, capsys):
+@pytest.fixture(scope="module")
+def pair() -> tuple[nib.Nifti1Image, nib.Nifti1Image]:
+    return demo_pair()
+
+
+def test_demo_writes_every_output(tmp_path, capsys, pair):
     probe = write_checkpoint(tmp_path / "probe.pt")  # SR = bicubic, so FASR's row must equal bicubic's
     out = tmp_path / "demo"
     assert run_cli(["demo", "--out", out, "--checkpoint", probe, "--no-progress"]) == 0
@@ -29,17 +40,19 @@ def test_demo_writes_every_output(tmp_path, capsys):
     assert set(metrics) == {"bicubic", "fasr", "seconds"}
     assert set(metrics["bicubic"]) == set(metrics["fasr"]) == {"psnr", "ssim"}
     assert metrics["fasr"] == pytest.approx(metrics["bicubic"], rel=1e-6)
-    assert 20 < metrics["bicubic"]["psnr"] < 40 and 0.5 < metrics["bicubic"]["ssim"] < 1
-    assert 0 < metrics["seconds"] < 120
+    assert 15 < metrics["bicubic"]["psnr"] < 40 and 0.5 < metrics["bicubic"]["ssim"] < 1
+    assert metrics["seconds"] > 0
     printed = capsys.readouterr().out
-    assert "| bicubic |" in printed and "| fasr |" in printed
+    assert "| bicubic |" in printed and "| fasr |" in printed and "simulated" in printed
 
-    t2 = nib.load(DEMO_DIR / "t2.nii.gz")
+    target = pair[0]
     sr, confidence = nib.load(out / "sr.nii.gz"), nib.load(out / "confidence.nii.gz")
-    assert sr.shape == confidence.shape == t2.shape  # the HR grid of the bundled T2
-    np.testing.assert_allclose(sr.affine, t2.affine, atol=1e-6)
-    np.testing.assert_allclose(confidence.affine, t2.affine, atol=1e-6)
-    assert sr.get_data_dtype() == np.int16 and confidence.get_data_dtype() == np.float32
+    assert sr.shape == confidence.shape == target.shape  # the HR grid of the simulated T2w
+    np.testing.assert_allclose(sr.affine, target.affine, atol=1e-6)
+    np.testing.assert_allclose(confidence.affine, target.affine, atol=1e-6)
+    assert sr.get_data_dtype() == np.float32 and confidence.get_data_dtype() == np.float32
+    sidecar = json.loads((out / "sr.json").read_text())
+    assert "ICBM152" in sidecar["demo_subject"] and sidecar["scores"]["bicubic"] == metrics["bicubic"]
     with Image.open(out / "figure.png") as figure:
         assert figure.format == "PNG" and figure.width > 2 * figure.height
 
@@ -47,6 +60,14 @@ def test_demo_writes_every_output(tmp_path, capsys):
     assert run_cli(["demo", "--out", out, "--checkpoint", probe, "--no-progress"]) == 2
     assert "pass --force" in capsys.readouterr().err
     assert run_cli(["demo", "--out", out, "--checkpoint", probe, "--no-progress", "--force"]) == 0
+
+
+@pytest.mark.skipif(not PRETRAINED["brats-x4"].available, reason="the shipped model is not installed")
+def test_demo_with_the_shipped_model_beats_bicubic(tmp_path):
+    out = tmp_path / "demo"
+    assert run_cli(["demo", "--out", out, "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["fasr"]["psnr"] > metrics["bicubic"]["psnr"] and metrics["fasr"]["ssim"] > metrics["bicubic"]["ssim"]
 
 
 @pytest.mark.skipif(PRETRAINED["brats-x4"].available, reason="the shipped model is installed")
@@ -57,45 +78,54 @@ def test_demo_without_shipped_model_says_what_to_do(tmp_path, capsys):
     assert not (tmp_path / "demo").exists()
 
 
-def test_bundled_subject_is_small_int16_and_attributed():
-    t1, t2 = nib.load(DEMO_DIR / "t1.nii.gz"), nib.load(DEMO_DIR / "t2.nii.gz")
-    assert t1.shape == t2.shape and t1.shape[0] % 16 == 0 and t1.shape[1] % 16 == 0 and 8 <= t1.shape[2] <= 12
-    assert t1.get_data_dtype() == t2.get_data_dtype() == np.int16
-    np.testing.assert_array_equal(t1.affine, t2.affine)
-    assert sum((DEMO_DIR / f).stat().st_size for f in ("t1.nii.gz", "t2.nii.gz")) < 1_000_000
-    attribution = (DEMO_DIR / "ATTRIBUTION.md").read_text()
-    citations = ("10.7937/K9/TCIA.2016.L4LTD3TK", "10.1007/s10278-013-9622-7")  # TCGA-LGG, TCIA
-    for needed in ("TCGA-DU-7294", "TCGA-LGG", "CC BY 3.0", *citations):
-        assert needed in attribution
+@pytest.mark.skipif(shutil.which("git") is None or not (ROOT / ".git").exists(), reason="not a git checkout")
+def test_package_tree_ships_no_scan_volumes():
+    files = subprocess.run(["git", "ls-files", "fasr"], cwd=ROOT, capture_output=True, text=True, check=True)
+    tracked = [ROOT / name for name in files.stdout.splitlines()]
+    assert tracked, "git ls-files found nothing under fasr/"
+    volumes = [p for p in tracked if p.name.lower().endswith(VOLUME_SUFFIXES)]
+    # DICOM files often have no suffix: the "DICM" magic at byte 128 gives them away.
+    dicoms = [p for p in tracked if p.is_file() and _has_dicom_magic(p)]
+    assert volumes == [] and dicoms == []
 
 
-@pytest.mark.skipif(not (BRATS / "TCGA-DU-7294").is_dir(), reason="shared BraTS data not available")
-def test_bundled_subject_is_an_exact_crop_of_the_source():
-    for contrast in ("t1", "t2"):
-        crop = nib.load(DEMO_DIR / f"{contrast}.nii.gz")
-        source = nib.load(BRATS / "TCGA-DU-7294" / f"{contrast}.nii.gz")
-        corner = np.linalg.solve(source.affine, crop.affine[:, 3])[:3]  # the crop's voxel 0 in the source
-        start = np.rint(corner).astype(int)
-        np.testing.assert_allclose(corner, start, atol=1e-6)
-        x, y, z = (slice(s, s + n) for s, n in zip(start, crop.shape))
-        np.testing.assert_array_equal(np.asarray(crop.dataobj), np.asarray(source.dataobj)[x, y, z])
+def _has_dicom_magic(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(132)[128:132] == b"DICM"
 
 
-def test_crop_subject_keeps_world_positions_and_type(tmp_path):
-    affine = np.array([[-1.0, 0, 0, 90], [0, -1.0, 0, 120], [0, 0, 2.0, -30], [0, 0, 0, 1]])
-    data = np.zeros((60, 50, 12), np.int16)
-    data[17:41, 9:30, :] = np.arange(24 * 21 * 12, dtype=np.int16).reshape(24, 21, 12)  # the "brain"
-    for contrast in ("t1", "t2"):
-        write_nifti(tmp_path / f"{contrast}.nii.gz", data, affine)
-    written = crop_subject(tmp_path, tmp_path / "crop", ("t1", "t2"), first_slice=3, n_slices=4, multiple=8, margin=2)
-    crop = nib.load(written[1])
-    assert crop.shape == (32, 32, 4) and crop.get_data_dtype() == np.int16
-    # Every cropped voxel keeps its world position: find voxel (0, 0, 0) of the crop in the source.
-    start = np.rint(np.linalg.solve(affine, crop.affine[:, 3])[:3]).astype(int)
-    np.testing.assert_allclose(voxel_to_world(crop.affine, [0, 0, 0]), voxel_to_world(affine, start))
-    x, y, z = (slice(s, s + n) for s, n in zip(start, crop.shape))
-    np.testing.assert_array_equal(np.asarray(crop.dataobj), data[x, y, z])
-    assert np.asarray(crop.dataobj).astype(bool).sum() == data[:, :, 3:7].astype(bool).sum()  # whole brain kept
+def test_spin_echo_signal_equation():
+    tissue = Tissue(pd=0.8, t1_ms=1000.0, t2_ms=100.0)
+    assert spin_echo(tissue, 1000.0, 100.0) == pytest.approx(0.8 * (1 - np.exp(-1)) * np.exp(-1))
+    assert spin_echo(tissue, 1e9, 0.0) == pytest.approx(0.8)  # full recovery, no decay: proton density
+
+
+def test_simulated_t2w_is_bright_in_csf_and_mixes_linearly():
+    gm = np.array([1.0, 0.0, 0.0, 0.5, 0.3])
+    wm = np.array([0.0, 1.0, 0.0, 0.5, 0.3])
+    brain = np.array([True, True, True, True, False])
+    signal = simulate_t2w(gm, wm, brain)
+    pure = {name: spin_echo(TISSUES_3T[name], demo_subject.TR_MS, demo_subject.TE_MS) for name in TISSUES_3T}
+    np.testing.assert_allclose(signal[:3], [pure["gm"], pure["wm"], pure["csf"]])  # third voxel: CSF = 1 - 0 - 0
+    assert pure["csf"] > pure["gm"] > pure["wm"] > 0  # T2-weighted contrast
+    assert signal[3] == pytest.approx((pure["gm"] + pure["wm"]) / 2) and signal[4] == 0.0  # outside the brain
+
+
+def test_demo_pair_is_an_exact_crop_of_the_template(pair):
+    target, reference = pair
+    assert target.shape == reference.shape and target.shape[2] == demo_subject.N_SLICES
+    assert target.shape[0] % 16 == 0 and target.shape[1] % 16 == 0
+    assert target.get_data_dtype() == np.float32 and reference.get_data_dtype() == np.uint8
+    np.testing.assert_array_equal(target.affine, reference.affine)
+    template = nib.load(demo_subject.template_dir() / demo_subject.TEMPLATE["t1"])
+    corner = np.linalg.solve(template.affine, reference.affine[:, 3])[:3]  # the crop's voxel 0 in the template
+    start = np.rint(corner).astype(int)
+    np.testing.assert_allclose(corner, start, atol=1e-9)
+    assert start[2] == demo_subject.FIRST_SLICE
+    x, y, z = (slice(s, s + n) for s, n in zip(start, reference.shape))
+    np.testing.assert_array_equal(np.asarray(reference.dataobj), np.asarray(template.dataobj)[x, y, z])
+    t2w = np.asarray(target.dataobj)
+    assert t2w[np.asarray(reference.dataobj) == 0].max() == 0 and t2w.max() > 0  # nothing outside the brain
 
 
 def test_brain_box_is_a_centred_multiple_within_bounds():

@@ -23,7 +23,16 @@ from fasr.data.orient import DISPLAY_AFFINE, stack_to_volume
 from fasr.data.types import Volume
 from fasr.errors import FasrError
 
-__all__ = ["NIFTI_SUFFIXES", "SLICE_SUFFIXES", "HDF5_SUFFIXES", "read_volume", "read_slice", "check_image"]
+__all__ = [
+    "NIFTI_SUFFIXES",
+    "SLICE_SUFFIXES",
+    "HDF5_SUFFIXES",
+    "read_volume",
+    "read_slice",
+    "slice_array",
+    "array_volume",
+    "check_image",
+]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 HDF5_SUFFIXES = (".h5", ".hdf5")
@@ -65,19 +74,30 @@ def _as_real(data: np.ndarray) -> np.ndarray:
     return (np.abs(data) if np.iscomplexobj(data) else data).astype(np.float32, copy=False)
 
 
-def _read_nifti(path: Path) -> Volume:
-    try:
-        image = nib.load(str(path))
-        data = np.asanyarray(image.dataobj)
-    except _READ_ERRORS as exc:
-        raise _unreadable(path, "NIfTI", exc) from None
+def array_volume(data: np.ndarray, affine: np.ndarray, path: str) -> Volume:
+    """A voxel array with its affine as a float32 volume: trailing singleton axes dropped, 2-D as one slice.
+
+    Args:
+        data: (X, Y[, Z[, 1...]]) voxels as stored (e.g. a NIfTI image's ``dataobj``).
+        affine: (4, 4) voxel -> world matrix.
+        path: file name or label for messages.
+    """
     while data.ndim > 3 and data.shape[-1] == 1:
         data = data[..., 0]
     if data.ndim > 3:
         raise FasrError(f"'{path}' is {data.ndim}-D {data.shape}; extract one 3-D volume (e.g. fslroi) and retry")
     if data.ndim == 2:
         data = data[:, :, None]
-    return Volume(data=_as_real(data), affine=np.asarray(image.affine, dtype=np.float64), path=str(path))
+    return Volume(data=_as_real(data), affine=np.asarray(affine, dtype=np.float64), path=str(path))
+
+
+def _read_nifti(path: Path) -> Volume:
+    try:
+        image = nib.load(str(path))
+        data = np.asanyarray(image.dataobj)
+    except _READ_ERRORS as exc:
+        raise _unreadable(path, "NIfTI", exc) from None
+    return array_volume(data, image.affine, str(path))
 
 
 def _read_picture(path: Path) -> np.ndarray:
@@ -148,6 +168,16 @@ def read_slice(path: str | Path, key: str | None = None) -> np.ndarray:
         data = _read_mat(path, key)
     else:
         raise FasrError(f"'{path}': unsupported slice format '{suffix}'; use one of {', '.join(SLICE_SUFFIXES)}")
+    return slice_array(data, path)
+
+
+def slice_array(data: np.ndarray, path: str | Path) -> np.ndarray:
+    """A 2-D slice as read from a slice file: singleton axes dropped, float32 (magnitude if complex), checked.
+
+    Args:
+        data: (H, W) pixels as displayed, possibly with singleton axes.
+        path: file name or label for messages.
+    """
     data = np.squeeze(data)
     if data.ndim != 2:
         raise FasrError(f"'{path}' holds a {data.ndim}-D array {data.shape}, not a 2-D slice; save one slice per file")

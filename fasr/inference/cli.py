@@ -3,9 +3,11 @@
     fasr infer --lr t2_lowres.nii.gz --ref t1.nii.gz --checkpoint brats-x4 --out t2_sr.nii.gz \\
         --confidence t2_conf.nii.gz
     fasr infer --simulate-from t2.nii.gz --ref t1.nii.gz --checkpoint brats-x4 --out t2_sr.nii.gz
+    fasr infer --bids ds/ --target T2w --ref T1w --checkpoint brats-x4      # whole datasets: fasr.inference.bids
 
 Writes the SR volume (input data type, SR-grid affine, header description naming tool, version, checkpoint
-and reference), optionally the confidence map (float32), and a JSON sidecar with full provenance.
+and reference), optionally the confidence map (float32), and a JSON sidecar with full provenance. A thin layer
+over :func:`fasr.inference.frontend.super_resolve` (public as ``fasr.super_resolve``).
 """
 
 from __future__ import annotations
@@ -14,16 +16,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from fasr.checkpoint import resolve_device
 from fasr.config import add_set_argument
 from fasr.errors import FasrError
+from fasr.inference import bids
+from fasr.inference.frontend import super_resolve
 from fasr.inference.output import check_outputs, require_nifti, sidecar_path
-from fasr.inference.predict import load_for_inference, metrics_table, predict, write_prediction
+from fasr.inference.predict import metrics_table
 
-__all__ = ["add_arguments", "run", "RATIO_WARNING"]
-
-# Relative deviation of the LR/reference spacing ratio from the scale above which the user is warned.
-RATIO_WARNING = 0.25
+__all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,11 +37,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="HR",
         help="high-resolution target to degrade first (as in training); PSNR/SSIM against it are reported",
     )
-    parser.add_argument("--ref", type=Path, required=True, help="high-resolution reference contrast, same patient")
     parser.add_argument(
-        "--checkpoint", required=True, help="checkpoint .pt file or shipped model name (brats-x4, brats-x2)"
+        "--ref", type=Path, help="high-resolution reference contrast, same patient (with --bids: its suffix, e.g. T1w)"
     )
-    parser.add_argument("--out", type=Path, required=True, help="super-resolved NIfTI (.nii.gz / .nii)")
+    parser.add_argument(
+        "--checkpoint", required=True, help="checkpoint .pt file or shipped model name (list: fasr models)"
+    )
+    parser.add_argument(
+        "--out", type=Path, help="super-resolved NIfTI (.nii.gz / .nii); with --lr-glob/--pairs: output folder"
+    )
     parser.add_argument("--confidence", type=Path, help="also write the soft-attention confidence map here")
     parser.add_argument("--scale", type=int, help="required in-plane factor (default: the checkpoint's)")
     parser.add_argument(
@@ -54,9 +58,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_set_argument(parser, "model.search_window=16")
+    bids.add_arguments(parser, source)
 
 
 def run(args: argparse.Namespace) -> int:
+    if bids.is_batch(args):
+        return bids.run(args)
+    bids.refuse_batch_options(args)
+    if args.ref is None or args.out is None:
+        raise FasrError("--ref and --out are required with --lr/--simulate-from; see fasr infer --help")
     if args.degradation is not None and args.simulate_from is None:
         raise FasrError("--degradation only applies with --simulate-from; drop it for a real LR scan")
     if args.batch_size < 1:
@@ -70,28 +80,25 @@ def run(args: argparse.Namespace) -> int:
         raise FasrError("--confidence and --out name the same file; give two different paths")
     check_outputs(outputs, [target, args.ref], args.force)
 
-    loaded = load_for_inference(args.checkpoint, resolve_device(args.device), args.scale, args.overrides)
-    prediction = predict(
-        loaded,
+    result = super_resolve(
         target,
         args.ref,
-        simulate=args.simulate_from is not None,
-        degradation_kind=args.degradation,
+        args.checkpoint,
+        device=args.device,
+        scale=args.scale,
+        overrides=args.overrides,
         batch_size=args.batch_size,
         progress=not args.no_progress,
+        simulate=args.simulate_from is not None,
+        degradation=args.degradation,
     )
-    written = write_prediction(prediction, loaded, args.out, args.confidence, {})
-    grid = prediction.result.grid
-    if any(abs(r / grid.scale - 1) > RATIO_WARNING for r in grid.ref_ratio):
-        ratio = " x ".join(f"{r:.2g}" for r in grid.ref_ratio)
-        print(
-            f"fasr: warning: in-plane, the LR voxels are {ratio} times the reference spacing, not {grid.scale}: "
-            "the reference was interpolated onto the SR grid (check that --lr is the low-resolution scan)",
-            file=sys.stderr,
-        )
+    written = result.save(args.out, args.confidence, force=args.force)
+    for warning in result.warnings:
+        print(f"fasr: warning: {warning}", file=sys.stderr)
+    prediction, grid = result.prediction, result.prediction.result.grid
     print(
         f"x{grid.scale} {'x'.join(map(str, prediction.lr.data.shape))} -> {'x'.join(map(str, grid.shape))} "
-        f"(slice axis {grid.slice_axis}) in {prediction.seconds:.1f} s with {loaded.label}"
+        f"(slice axis {grid.slice_axis}) in {prediction.seconds:.1f} s with {result.model.label}"
     )
     if prediction.scores is not None:
         print(metrics_table(prediction.scores))

@@ -1,21 +1,49 @@
-"""Reading the target and reference for inference: geometry for 2-D slice files and the data type on disk."""
+"""Reading the target and reference for inference from files, nibabel images or numpy arrays: geometry for 2-D
+slices and the data type results are written in."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import NamedTuple, Union
 
 import nibabel as nib
 import numpy as np
 
 from fasr.data.geometry import sr_affine
-from fasr.data.io import NIFTI_SUFFIXES, SLICE_SUFFIXES, read_volume
+from fasr.data.io import NIFTI_SUFFIXES, SLICE_SUFFIXES, array_volume, check_image, read_volume, slice_array
+from fasr.data.orient import DISPLAY_AFFINE, stack_to_volume
 from fasr.data.types import Volume
 from fasr.errors import FasrError
 
-__all__ = ["is_slice_file", "stored_dtype", "read_pair"]
+__all__ = ["ImageInput", "InputPair", "is_slice_file", "header_dtype", "stored_dtype", "read_input", "read_inputs"]
+
+# What the Python API accepts for a target or reference: a file/DICOM folder, a nibabel image, or a numpy
+# array (with an affine; a 2-D array may go without, as a slice without scanner geometry).
+ImageInput = Union[str, os.PathLike, nib.spatialimages.SpatialImage, np.ndarray]
 
 # Integer types an integer-valued input without a stored type is written back as, smallest first.
 _INTEGER_TYPES = (np.uint8, np.int16, np.uint16, np.int32)
+
+
+class InputPair(NamedTuple):
+    """A target and its reference, read and placed.
+
+    Attributes:
+        target: the LR target (or the HR target to simulate from).
+        ref: the high-resolution reference.
+        dtype: data type the SR volume is written in (the target's).
+    """
+
+    target: Volume
+    ref: Volume
+    dtype: np.dtype
+
+
+class _Read(NamedTuple):
+    volume: Volume
+    flat: bool  # a 2-D slice without scanner geometry
+    dtype: np.dtype
 
 
 def is_slice_file(path: str | Path) -> bool:
@@ -23,23 +51,31 @@ def is_slice_file(path: str | Path) -> bool:
     return Path(path).suffix.lower() in SLICE_SUFFIXES
 
 
+def header_dtype(header: nib.spatialimages.SpatialHeader) -> np.dtype:
+    """The data type an image header stores, float32 if it scales intensities (``scl_slope``/``scl_inter``),
+    which an unscaled integer output could not reproduce.
+
+    Args:
+        header: a NIfTI (or other nibabel) header.
+    """
+    slope, inter = header.get_slope_inter() if hasattr(header, "get_slope_inter") else (None, None)
+    if (slope is None or slope == 1.0) and (inter is None or inter == 0.0):
+        return np.dtype(header.get_data_dtype())
+    return np.dtype(np.float32)
+
+
 def stored_dtype(volume: Volume) -> np.dtype:
     """The data type results are written in, matching the input.
 
-    NIfTI: the header's type (float32 if it scales intensities with ``scl_slope``/``scl_inter``, which an
-    unscaled integer output could not reproduce). Other formats (DICOM, slice files): the smallest of uint8,
-    int16, uint16, int32 that holds integer-valued data, else float32.
+    NIfTI: :func:`header_dtype`. Other formats (DICOM, slice files): the smallest of uint8, int16, uint16,
+    int32 that holds integer-valued data, else float32.
 
     Args:
         volume: a volume read by :func:`fasr.data.io.read_volume`.
     """
     path = Path(volume.path)
     if path.is_file() and path.name.lower().endswith(NIFTI_SUFFIXES):
-        header = nib.load(str(path)).header
-        slope, inter = header.get_slope_inter()
-        if (slope is None or slope == 1.0) and (inter is None or inter == 0.0):
-            return np.dtype(header.get_data_dtype())
-        return np.dtype(np.float32)
+        return header_dtype(nib.load(str(path)).header)
     data = volume.data
     if np.array_equal(data, np.rint(data)):
         low, high = float(data.min()), float(data.max())
@@ -50,28 +86,76 @@ def stored_dtype(volume: Volume) -> np.dtype:
     return np.dtype(np.float32)
 
 
-def read_pair(target_path: str | Path, ref_path: str | Path) -> tuple[Volume, Volume]:
-    """Read a target (LR, or HR to simulate from) and its reference.
-
-    Volumes (NIfTI, DICOM) carry their scanner geometry. 2-D slice files carry none: when both are slice
-    files they are taken to show the same field of view, so the target's pixel grid is laid over the
-    reference's (any pixel counts); a slice file with a volume cannot be placed and is refused.
+def read_input(source: ImageInput, affine: np.ndarray | None, role: str) -> _Read:
+    """Read one input the way ``fasr infer`` reads a file of the same content.
 
     Args:
-        target_path: target image (file or DICOM folder).
-        ref_path: reference image.
+        source: a path (NIfTI, DICOM folder, slice file, ...), a nibabel image, or a numpy array.
+        affine: (4, 4) voxel -> world matrix of a numpy array; None for a 2-D array without geometry.
+        role: ``lr`` or ``ref`` (names in-memory inputs in messages and the sidecar).
     """
-    target, ref = read_volume(target_path), read_volume(ref_path)
-    flat_target, flat_ref = is_slice_file(target_path), is_slice_file(ref_path)
-    if flat_target != flat_ref:
-        flat, other = (target_path, ref_path) if flat_target else (ref_path, target_path)
+    if isinstance(source, (str, os.PathLike)):
+        if affine is not None:
+            raise FasrError(f"{role}_affine is only for numpy arrays; '{source}' carries its own geometry")
+        volume = read_volume(source)
+        return _Read(volume, is_slice_file(source), stored_dtype(volume))
+    if isinstance(source, nib.spatialimages.SpatialImage):
+        if affine is not None:
+            raise FasrError(f"{role}_affine is only for numpy arrays; the {role} image carries its own affine")
+        name = source.get_filename() or f"<{role} image>"
+        volume = array_volume(np.asanyarray(source.dataobj), source.affine, name)
+        check_image(volume.data, name)
+        return _Read(volume, False, header_dtype(source.header))
+    if isinstance(source, np.ndarray):
+        name = f"<{role} array>"
+        dtype = source.dtype if source.dtype.kind in "iuf" else np.dtype(np.float32)
+        if affine is None:
+            if np.squeeze(source).ndim != 2:
+                raise FasrError(
+                    f"the {role} array is {source.ndim}-D {source.shape} without an affine; pass {role}_affine= "
+                    "(its 4x4 voxel-to-world matrix, e.g. from nibabel) or a nibabel image"
+                )
+            return _Read(stack_to_volume(slice_array(source, name)[None], DISPLAY_AFFINE, name), True, dtype)
+        affine = np.asarray(affine, dtype=np.float64)
+        if affine.shape != (4, 4):
+            raise FasrError(f"{role}_affine has shape {affine.shape}; give the 4x4 voxel-to-world matrix")
+        volume = array_volume(source, affine, name)
+        check_image(volume.data, name)
+        return _Read(volume, False, dtype)
+    raise FasrError(
+        f"{role} is a {type(source).__name__}; give a file path, a nibabel image or a numpy array"
+    )
+
+
+def read_inputs(
+    target: ImageInput,
+    ref: ImageInput,
+    target_affine: np.ndarray | None = None,
+    ref_affine: np.ndarray | None = None,
+) -> InputPair:
+    """Read a target (LR, or HR to simulate from) and its reference.
+
+    Volumes (NIfTI, DICOM, nibabel images, arrays with an affine) carry their scanner geometry. 2-D slices
+    (slice files, 2-D arrays without an affine) carry none: when both are such slices they are taken to show
+    the same field of view, so the target's pixel grid is laid over the reference's (any pixel counts); a
+    slice without geometry with a volume cannot be placed and is refused.
+
+    Args:
+        target: target image (see :func:`read_input`).
+        ref: reference image.
+        target_affine, ref_affine: affines of numpy inputs.
+    """
+    t, r = read_input(target, target_affine, "lr"), read_input(ref, ref_affine, "ref")
+    if t.flat != r.flat:
+        flat, other = (t, r) if t.flat else (r, t)
         raise FasrError(
-            f"'{flat}' is a 2-D slice file without scanner geometry, so it cannot be placed against '{other}'; "
-            "give both as slice files (same field of view) or both as NIfTI/DICOM"
+            f"'{flat.volume.path}' is a 2-D slice without scanner geometry, so it cannot be placed against "
+            f"'{other.volume.path}'; give both as 2-D slices (same field of view) or both with geometry"
         )
-    if flat_target:
-        (nx, ny, _), (rx, ry, _) = target.data.shape, ref.data.shape
+    target_volume = t.volume
+    if t.flat:
+        (nx, ny, _), (rx, ry, _) = t.volume.data.shape, r.volume.data.shape
         # Tile the reference's field of view with the target's pixels: a grid refined by n_target / n_ref.
-        affine = sr_affine(ref.affine, (nx / rx, ny / ry), axes=(0, 1))
-        target = Volume(data=target.data, affine=affine, path=target.path)
-    return target, ref
+        affine = sr_affine(r.volume.affine, (nx / rx, ny / ry), axes=(0, 1))
+        target_volume = Volume(data=t.volume.data, affine=affine, path=t.volume.path)
+    return InputPair(target=target_volume, ref=r.volume, dtype=t.dtype)

@@ -13,7 +13,16 @@ import numpy as np
 from fasr.data.io import NIFTI_SUFFIXES
 from fasr.errors import FasrError
 
-__all__ = ["nifti_stem", "sidecar_path", "check_outputs", "require_nifti", "cast_like", "write_nifti", "write_json"]
+__all__ = [
+    "nifti_stem",
+    "sidecar_path",
+    "check_outputs",
+    "require_nifti",
+    "cast_like",
+    "nifti_image",
+    "save_nifti",
+    "write_json",
+]
 
 _DESCRIP_BYTES = 79  # the NIfTI-1 descrip field holds 80 bytes including the terminating NUL
 
@@ -75,12 +84,11 @@ def cast_like(data: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return data.astype(dtype)
 
 
-def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray, descrip: str) -> Path:
-    """Write a NIfTI-1 volume with both qform and sform set to ``affine`` (scanner space, mm).
+def nifti_image(data: np.ndarray, affine: np.ndarray, descrip: str) -> nib.Nifti1Image:
+    """A NIfTI-1 image with both qform and sform set to ``affine`` (scanner space, mm), as outputs are written.
 
     Args:
-        path: ``.nii`` or ``.nii.gz`` file (its folder is created).
-        data: (X, Y, Z) array, written in its own data type without scaling.
+        data: (X, Y, Z) array, stored in its own data type without scaling.
         affine: (4, 4) voxel -> world matrix.
         descrip: header description; truncated to the field's 79 usable bytes.
     """
@@ -89,6 +97,11 @@ def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray, descrip: str) 
     img.set_sform(affine, code="scanner")
     img.header.set_xyzt_units(xyz="mm")
     img.header["descrip"] = descrip.encode("ascii", "replace")[:_DESCRIP_BYTES]
+    return img
+
+
+def save_nifti(path: Path, img: nib.Nifti1Image) -> Path:
+    """Write ``img`` to ``path`` (``.nii`` or ``.nii.gz``; its folder is created)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     nib.save(img, path)
     return path

@@ -1,5 +1,5 @@
-"""One inference job from files to files, shared by ``fasr infer`` and ``fasr demo``: load the checkpoint,
-read (or simulate) the target, super-resolve, score against the ground truth when simulated, write results.
+"""One inference job, shared by the Python API, ``fasr infer`` and ``fasr demo``: load the checkpoint, simulate
+the LR when asked, super-resolve, score against the ground truth when simulated, build and write the results.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
 import numpy as np
 import torch
 from torch import nn
@@ -25,14 +26,23 @@ from fasr.data.degrade import build_degradation
 from fasr.data.types import Volume
 from fasr.errors import FasrError
 from fasr.inference.grid import voxel_sizes
-from fasr.inference.inputs import read_pair, stored_dtype
-from fasr.inference.output import cast_like, sidecar_path, write_json, write_nifti
+from fasr.inference.inputs import InputPair
+from fasr.inference.output import cast_like, nifti_image, save_nifti, sidecar_path, write_json
 from fasr.inference.pipeline import InferenceResult, super_resolve_volume
 from fasr.inference.slicing import Slicer
 from fasr.inference.simulate import Simulation, bicubic_volume, score_methods, simulate_lr
 from fasr.pretrained import PRETRAINED, resolve_checkpoint
 
-__all__ = ["LoadedModel", "Prediction", "load_for_inference", "predict", "write_prediction", "metrics_table"]
+__all__ = [
+    "LoadedModel",
+    "Prediction",
+    "load_for_inference",
+    "predict",
+    "prediction_images",
+    "sidecar_record",
+    "write_prediction",
+    "metrics_table",
+]
 
 
 @dataclass(frozen=True)
@@ -69,9 +79,9 @@ class Prediction:
         degradation: how the LR was simulated, else None.
         bicubic: (X', Y', Z') bicubic baseline on the SR grid when simulated, else None.
         scores: method -> {"psnr", "ssim"} against the ground truth when simulated, else None.
-        dtype: data type of the input target on disk (outputs are written in it).
-        ref_path: the reference file.
-        seconds: wall time of reading, resampling and super-resolving.
+        dtype: data type of the input target (outputs are written in it).
+        ref_path: the reference file (or the label of an in-memory reference).
+        seconds: wall time of simulating, resampling and super-resolving.
     """
 
     result: InferenceResult
@@ -109,20 +119,19 @@ def load_for_inference(
 
 def predict(
     loaded: LoadedModel,
-    target_path: Path,
-    ref_path: Path,
+    inputs: InputPair,
     *,
     simulate: bool,
     degradation_kind: str | None,
     batch_size: int,
     progress: bool,
 ) -> Prediction:
-    """Super-resolve ``target_path`` with ``ref_path``; with ``simulate``, degrade the target first and score.
+    """Super-resolve a target with its reference; with ``simulate``, degrade the target first and score.
 
     Args:
         loaded: the model.
-        target_path: LR target, or the HR target to simulate the LR from.
-        ref_path: HR reference of the same patient.
+        inputs: LR target (or the HR target to simulate the LR from) and the HR reference of the same
+            patient, read by :func:`fasr.inference.inputs.read_inputs`.
         simulate: treat the target as ground truth and make the LR with the checkpoint's degradation.
         degradation_kind: ``bicubic`` or ``kspace`` instead of the checkpoint's (simulation only).
         batch_size: slices per forward pass.
@@ -130,8 +139,7 @@ def predict(
     """
     start = time.perf_counter()
     cfg = loaded.config
-    target, ref = read_pair(target_path, ref_path)
-    dtype = stored_dtype(target)
+    target, ref = inputs.target, inputs.ref
     simulation = degradation_cfg = bicubic = scores = None
     inplane_axes = None
     lr = target
@@ -174,8 +182,8 @@ def predict(
         degradation=degradation_cfg,
         bicubic=bicubic,
         scores=scores,
-        dtype=dtype,
-        ref_path=Path(ref_path),
+        dtype=inputs.dtype,
+        ref_path=Path(ref.path),
         seconds=time.perf_counter() - start,
     )
 
@@ -185,8 +193,16 @@ def _descrip(loaded: LoadedModel, what: str, ref_path: Path) -> str:
     return f"fasr {__version__} {what} ckpt={loaded.label} ref={ref_path.name}"
 
 
-def _sidecar(prediction: Prediction, loaded: LoadedModel, out: Path, confidence_out: Path | None) -> dict[str, Any]:
-    """Full provenance of one prediction (the JSON sidecar)."""
+def sidecar_record(
+    prediction: Prediction, loaded: LoadedModel, out: Path | None, confidence_out: Path | None
+) -> dict[str, Any]:
+    """Full provenance of one prediction (the JSON sidecar).
+
+    Args:
+        prediction: output of :func:`predict`.
+        loaded: the model that made it.
+        out, confidence_out: where the SR volume and the confidence map are written (None: not written).
+    """
     result, grid = prediction.result, prediction.result.grid
     simulated = None
     if prediction.degradation is not None:
@@ -214,10 +230,32 @@ def _sidecar(prediction: Prediction, loaded: LoadedModel, out: Path, confidence_
             "target": [result.target_stats.low, result.target_stats.high],
             "reference": [result.ref_stats.low, result.ref_stats.high],
         },
-        "outputs": {"sr": str(out), "sr_dtype": str(prediction.dtype), "confidence": str(confidence_out or "")},
+        "outputs": {
+            "sr": None if out is None else str(out),
+            "sr_dtype": str(prediction.dtype),
+            "confidence": None if confidence_out is None else str(confidence_out),
+        },
         "seconds": round(prediction.seconds, 3),
         "scores": prediction.scores,
     }
+
+
+def prediction_images(
+    prediction: Prediction, loaded: LoadedModel
+) -> tuple[nib.Nifti1Image, nib.Nifti1Image | None]:
+    """The SR volume (input data type) and the confidence map (float32, None without reference matching) as the
+    NIfTI images that are written: SR-grid affine as qform and sform, ``descrip`` naming tool, checkpoint, reference.
+
+    Args:
+        prediction: output of :func:`predict`.
+        loaded: the model that made it.
+    """
+    result, ref_path = prediction.result, prediction.ref_path
+    sr = nifti_image(cast_like(result.sr, prediction.dtype), result.grid.affine, _descrip(loaded, "SR", ref_path))
+    if result.confidence is None:
+        return sr, None
+    confidence = result.confidence.astype(np.float32)
+    return sr, nifti_image(confidence, result.grid.affine, _descrip(loaded, "conf", ref_path))
 
 
 def write_prediction(
@@ -239,18 +277,16 @@ def write_prediction(
     Raises:
         FasrError: a confidence map was requested from a model without reference matching.
     """
-    result, ref_path = prediction.result, prediction.ref_path
-    if confidence_out is not None and result.confidence is None:
+    sr, confidence = prediction_images(prediction, loaded)
+    if confidence_out is not None and confidence is None:
         raise FasrError(
             f"model '{loaded.config.model.name}' of '{loaded.label}' has no reference matching, so no confidence "
             "map; drop --confidence or use a FASR-Net checkpoint"
         )
-    sr = cast_like(result.sr, prediction.dtype)
-    written = [write_nifti(out, sr, result.grid.affine, _descrip(loaded, "SR", ref_path))]
+    written = [save_nifti(out, sr)]
     if confidence_out is not None:
-        confidence = result.confidence.astype(np.float32)
-        written.append(write_nifti(confidence_out, confidence, result.grid.affine, _descrip(loaded, "conf", ref_path)))
-    record = {**_sidecar(prediction, loaded, out, confidence_out), **extra}
+        written.append(save_nifti(confidence_out, confidence))
+    record = {**sidecar_record(prediction, loaded, out, confidence_out), **extra}
     written.append(write_json(sidecar_path(out), record))
     return written
 

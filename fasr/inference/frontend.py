@@ -1,0 +1,200 @@
+"""The Python API (public as :mod:`fasr.api`: ``fasr.load_model``, ``fasr.super_resolve``). ``fasr infer``, its
+dataset runner (``--bids``, ``--lr-glob``, ``--pairs``) and ``fasr demo`` are thin layers over it.
+
+    import fasr
+    result = fasr.super_resolve("t2_lowres.nii.gz", "t1.nii.gz", model="brats-x4")
+    result.sr, result.confidence  # nibabel images, geometry exactly as `fasr infer` writes them
+    result.save("t2_sr.nii.gz", confidence="t2_conf.nii.gz")  # the same files `fasr infer` writes
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import torch
+
+from fasr.checkpoint import resolve_device
+from fasr.errors import FasrError
+from fasr.inference.grid import SRGrid
+from fasr.inference.inputs import ImageInput, read_inputs
+from fasr.inference.output import check_outputs, require_nifti, sidecar_path
+from fasr.inference.predict import (
+    LoadedModel,
+    Prediction,
+    load_for_inference,
+    prediction_images,
+    predict,
+    sidecar_record,
+    write_prediction,
+)
+
+__all__ = ["DEFAULT_MODEL", "RATIO_WARNING", "SRResult", "load_model", "super_resolve", "grid_warnings"]
+
+DEFAULT_MODEL = "brats-x4"
+# Relative deviation of the LR/reference spacing ratio from the scale above which the user is warned.
+RATIO_WARNING = 0.25
+
+
+def load_model(
+    name_or_path: str | Path | LoadedModel = DEFAULT_MODEL,
+    device: str | torch.device = "auto",
+    *,
+    scale: int | None = None,
+    overrides: Sequence[str] = (),
+) -> LoadedModel:
+    """Load a model once for many :func:`super_resolve` calls.
+
+    Args:
+        name_or_path: a shipped model name (``fasr models`` lists them) or a checkpoint file; a model that is
+            already loaded is returned as it is.
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``, ... or a ``torch.device``.
+        scale: required in-plane factor (an error if the checkpoint is trained for another); None: its own.
+        overrides: ``key=value`` settings as with ``--set`` (e.g. ``model.search_window=16``).
+    """
+    if isinstance(name_or_path, LoadedModel):
+        if scale is not None and scale != name_or_path.scale:
+            raise FasrError(f"model '{name_or_path.label}' is trained for x{name_or_path.scale}, not x{scale}")
+        if overrides:
+            raise FasrError("overrides apply when a model is loaded; pass them to fasr.load_model instead")
+        return name_or_path
+    resolved = device if isinstance(device, torch.device) else resolve_device(str(device))
+    return load_for_inference(str(name_or_path), resolved, scale, overrides)
+
+
+def grid_warnings(grid: SRGrid) -> list[str]:
+    """Warnings about an SR grid: in-plane LR/reference spacing ratios far from the scale.
+
+    Args:
+        grid: the SR grid of a prediction.
+    """
+    if all(abs(r / grid.scale - 1) <= RATIO_WARNING for r in grid.ref_ratio):
+        return []
+    ratio = " x ".join(f"{r:.2g}" for r in grid.ref_ratio)
+    return [
+        f"in-plane, the LR voxels are {ratio} times the reference spacing, not {grid.scale}: the reference was "
+        "interpolated onto the SR grid (check that the LR input is the low-resolution scan)"
+    ]
+
+
+@dataclass(frozen=True)
+class SRResult:
+    """What :func:`super_resolve` returns.
+
+    Attributes:
+        sr: the super-resolved target as ``fasr infer`` writes it: the LR's data type, the SR-grid affine as
+            qform and sform (LR voxels divided by the scale in-plane, same field of view), provenance in
+            ``descrip``. A 2-D input gives a one-slice (W', H', 1) image: ``sr.get_fdata()[:, :, 0].T``.
+        confidence: the soft-attention confidence map (float32 in [0, 1], same grid), or None for models
+            without reference matching.
+        metadata: the provenance record ``fasr infer`` writes as the JSON sidecar (checkpoint, inputs, grid,
+            normalisation, seconds, and PSNR/SSIM when simulated).
+        warnings: things the user should check (e.g. an LR that does not look low-resolution).
+        prediction: the full prediction (also the bicubic baseline and ground truth when simulated).
+        model: the model that made it.
+    """
+
+    sr: nib.Nifti1Image
+    confidence: nib.Nifti1Image | None
+    metadata: dict[str, Any]
+    warnings: tuple[str, ...]
+    prediction: Prediction
+    model: LoadedModel
+
+    @property
+    def mean_confidence(self) -> float | None:
+        """Mean confidence over the target's foreground (SR voxels above the LR's background level)."""
+        if self.prediction.result.confidence is None:
+            return None
+        result = self.prediction.result
+        foreground = result.sr > result.target_stats.low
+        values = result.confidence[foreground] if foreground.any() else result.confidence
+        return float(values.mean())
+
+    def save(
+        self,
+        out: str | Path,
+        confidence: str | Path | None = None,
+        *,
+        force: bool = False,
+        extra: dict[str, Any] | None = None,
+    ) -> list[Path]:
+        """Write the SR volume, the confidence map (when given a path) and the JSON sidecar beside ``out``.
+
+        Args:
+            out: SR NIfTI path (``.nii.gz`` / ``.nii``); the sidecar is ``<stem>.json`` beside it.
+            confidence: confidence NIfTI path, or None.
+            force: replace existing files (inputs are never replaced).
+            extra: more sidecar fields.
+
+        Returns:
+            The files written.
+        """
+        out = Path(out)
+        confidence_out = None if confidence is None else Path(confidence)
+        require_nifti(out, "out")
+        if confidence_out is not None:
+            require_nifti(confidence_out, "confidence")
+            if confidence_out.resolve() == out.resolve():
+                raise FasrError("the confidence map and the SR volume name the same file; give two different paths")
+        outputs = [out, sidecar_path(out)] + ([confidence_out] if confidence_out is not None else [])
+        inputs = [Path(self.prediction.ref_path), Path(self.metadata["target"])]
+        check_outputs(outputs, inputs, force)
+        return write_prediction(self.prediction, self.model, out, confidence_out, extra or {})
+
+
+def super_resolve(
+    lr: ImageInput,
+    ref: ImageInput,
+    model: str | Path | LoadedModel = DEFAULT_MODEL,
+    *,
+    lr_affine: np.ndarray | None = None,
+    ref_affine: np.ndarray | None = None,
+    device: str | torch.device = "auto",
+    scale: int | None = None,
+    overrides: Sequence[str] = (),
+    batch_size: int = 4,
+    progress: bool = False,
+    simulate: bool = False,
+    degradation: str | None = None,
+) -> SRResult:
+    """Super-resolve a low-resolution scan in-plane with a high-resolution reference contrast of the same patient.
+
+    Args:
+        lr: the low-resolution target: a file (NIfTI, DICOM series folder, PNG/TIFF/NPY/MAT slice), a nibabel
+            image, or a numpy array (with ``lr_affine``; a 2-D array may go without, as a slice of the
+            reference's field of view).
+        ref: the high-resolution reference, in the same forms; any grid covering the target.
+        model: shipped model name, checkpoint file, or a model from :func:`load_model` (to load it once).
+        lr_affine, ref_affine: (4, 4) voxel -> world matrices (RAS mm) of numpy inputs.
+        device: where the model runs when it is loaded here (see :func:`load_model`).
+        scale: required in-plane factor; None: the model's.
+        overrides: ``key=value`` settings when the model is loaded here (as ``--set``).
+        batch_size: slices per forward pass.
+        progress: show a progress bar over slices.
+        simulate: treat ``lr`` as high-resolution ground truth: degrade it first with the checkpoint's
+            training degradation and score the result (``metadata["scores"]``) beside bicubic.
+        degradation: with ``simulate``: ``bicubic`` or ``kspace`` instead of the checkpoint's.
+    """
+    if batch_size < 1:
+        raise FasrError(f"batch size must be >= 1, got {batch_size}")
+    if degradation is not None and not simulate:
+        raise FasrError("a degradation only applies when simulating; drop it for a real LR scan")
+    inputs = read_inputs(lr, ref, lr_affine, ref_affine)  # bad inputs fail before the model is loaded
+    loaded = load_model(model, device, scale=scale, overrides=overrides)
+    prediction = predict(
+        loaded, inputs, simulate=simulate, degradation_kind=degradation, batch_size=batch_size, progress=progress
+    )
+    sr, confidence = prediction_images(prediction, loaded)
+    return SRResult(
+        sr=sr,
+        confidence=confidence,
+        metadata=sidecar_record(prediction, loaded, None, None),
+        warnings=tuple(grid_warnings(prediction.result.grid)),
+        prediction=prediction,
+        model=loaded,
+    )
