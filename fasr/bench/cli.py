@@ -1,4 +1,5 @@
-"""``fasr bench speed|quality``: dispatches to :mod:`fasr.bench.speed` and :mod:`fasr.bench.quality`."""
+"""``fasr bench speed|quality|qa``: dispatches to :mod:`fasr.bench.speed`, :mod:`fasr.bench.quality` and
+:mod:`fasr.bench.qa`."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ __all__ = ["add_arguments", "run"]
 
 _SUITES = {
     "speed": ("fasr.bench.speed", "inference time, peak memory and FLOPs per image size"),
+    "reference": ("fasr.bench.reference", "does the reference count: wrong/shuffled/noise/oracle references, "
+                  "matching accuracy, confidence AUC, misregistration curve"),
     "quality": ("fasr.bench.quality.cli", "train and score every method of a suite on the same data and budget"),
+    "qa": ("fasr.bench.qa", "calibrate the reference QA: true pairs vs other patients and 5/10 mm shifts"),
 }
 
 

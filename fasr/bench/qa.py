@@ -1,0 +1,172 @@
+"""``fasr bench qa``: calibrate the reference QA of :mod:`fasr.inference.qa` on co-registered subjects.
+
+For every subject folder of every dataset folder under ``--data`` (e.g. ``brats/<subject>/``, ``openms/<subject>/``)
+and every pairing (target <- reference: T2 <- T1, T1c, FLAIR; FLAIR <- T2), the target is degraded in-plane by
+``--scale`` (bicubic, no noise, as the shipped models are trained) and scored against
+
+* ``true``: its own subject's reference (registered: these volumes share one space);
+* ``other-patient``: the same contrast of every other subject of the same dataset (same atlas space, so the
+  coverage check passes); pairs the coverage check would already refuse are counted apart;
+* ``shift-5mm`` / ``shift-10mm``: its own reference moved by 5 or 10 mm along each world axis.
+
+Reported: per kind, how many pairs the QA flags at the threshold (true-positive rate for the wrong kinds,
+false-alarm rate for ``true``), the same over a sweep of thresholds, and every pair's scores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fasr.data.degrade import Bicubic
+from fasr.data.geometry import check_coverage
+from fasr.data.io import read_volume
+from fasr.data.types import Volume
+from fasr.errors import FasrError
+from fasr.inference.pipeline import MIN_COVERAGE
+from fasr.inference.qa import ALIGNMENT_THRESHOLD, reference_qa
+from fasr.inference.simulate import simulate_lr
+
+__all__ = ["PAIRINGS", "SHIFTS_MM", "add_arguments", "run", "calibrate", "rates"]
+
+PAIRINGS = (("t2", "t1"), ("t2", "t1c"), ("t2", "flair"), ("flair", "t2"))  # (target, reference) contrasts
+SHIFTS_MM = (5.0, 10.0)
+KINDS = ("true", "other-patient", *(f"shift-{s:g}mm" for s in SHIFTS_MM))
+SWEEP = tuple(round(t, 2) for t in np.arange(0.1, 0.55, 0.05))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="folder of dataset folders")
+    parser.add_argument("--scale", type=int, default=4, help="in-plane degradation factor of the LR")
+    parser.add_argument("--json", type=Path, help="write every pair's scores and the rates here")
+
+
+def _subjects(root: Path) -> Iterator[tuple[str, list[Path]]]:
+    """(dataset name, its subject folders holding every contrast of :data:`PAIRINGS`)."""
+    contrasts = {c for pairing in PAIRINGS for c in pairing}
+    for dataset in sorted(p for p in root.iterdir() if p.is_dir()):
+        subjects = [s for s in sorted(dataset.iterdir()) if all((s / f"{c}.nii.gz").is_file() for c in contrasts)]
+        if len(subjects) >= 2:
+            yield dataset.name, subjects
+
+
+def _shifted(ref: Volume, offset_mm: np.ndarray) -> Volume:
+    affine = ref.affine.copy()
+    affine[:3, 3] += offset_mm
+    return Volume(data=ref.data, affine=affine, path=ref.path)
+
+
+def _row(kind: str, lr: Volume, ref: Volume, threshold: float, **fields: Any) -> dict[str, Any]:
+    qa = reference_qa(lr, ref, threshold)
+    return {"kind": kind, **fields, "nmi": qa.nmi, "nmi_shifted": qa.nmi_shifted, "alignment": qa.alignment}
+
+
+def calibrate(root: Path, scale: int, threshold: float = ALIGNMENT_THRESHOLD) -> list[dict[str, Any]]:
+    """Score every pair described in the module docstring.
+
+    Args:
+        root: folder of dataset folders of co-registered subjects.
+        scale: in-plane degradation factor.
+        threshold: QA threshold (only recorded; :func:`rates` applies thresholds).
+
+    Returns:
+        One row per pair: kind, dataset, subjects, contrasts, shift, nmi, nmi_shifted, alignment, coverage.
+    """
+    rows: list[dict[str, Any]] = []
+    for dataset, subjects in _subjects(root):
+        lrs: dict[tuple[str, str], Volume] = {}
+        for subject in subjects:
+            for target in sorted({t for t, _ in PAIRINGS}):
+                hr = read_volume(subject / f"{target}.nii.gz")
+                simulation = simulate_lr(
+                    hr, hr.affine, scale, Bicubic(), noise="none", snr=30.0, norm_percentiles=(0.5, 99.5), seed=0
+                )
+                lrs[subject.name, target] = simulation.lr
+        for ref_subject in subjects:
+            for reference in sorted({r for _, r in PAIRINGS}):
+                ref = read_volume(ref_subject / f"{reference}.nii.gz")
+                for target in (t for t, r in PAIRINGS if r == reference):
+                    for subject in subjects:
+                        lr = lrs[subject.name, target]
+                        names = {
+                            "dataset": dataset,
+                            "subject": subject.name,
+                            "target": target,
+                            "reference_subject": ref_subject.name,
+                            "reference": reference,
+                        }
+                        if subject != ref_subject:
+                            coverage = check_coverage(
+                                ref.data.shape, ref.affine, lr.data.shape, lr.affine, ref.path, lr.path, 0.0
+                            )
+                            if coverage < MIN_COVERAGE:
+                                rows.append({"kind": "other-patient", **names, "coverage": coverage, "alignment": None})
+                                continue
+                            rows.append(_row("other-patient", lr, ref, threshold, **names, coverage=coverage))
+                            continue
+                        rows.append(_row("true", lr, ref, threshold, **names, coverage=1.0))
+                        for shift in SHIFTS_MM:
+                            for axis in range(3):
+                                offset = np.zeros(3)
+                                offset[axis] = shift
+                                rows.append(
+                                    _row(f"shift-{shift:g}mm", lr, _shifted(ref, offset), threshold, **names,
+                                         shift_mm=offset.tolist())
+                                )
+                print(f"{dataset}/{ref_subject.name} {reference}: {len(rows)} pairs", flush=True)
+    return rows
+
+
+def rates(rows: list[dict[str, Any]], threshold: float) -> dict[str, dict[str, Any]]:
+    """Per kind: pairs scored by the QA, how many it flags at ``threshold`` and the rate; pairs the coverage
+    check refuses first are counted in ``refused_by_coverage``."""
+    out: dict[str, dict[str, Any]] = {}
+    for kind in KINDS:
+        scored = [r["alignment"] for r in rows if r["kind"] == kind and r["alignment"] is not None]
+        flagged = sum(a < threshold for a in scored)
+        out[kind] = {
+            "pairs": len(scored),
+            "flagged": flagged,
+            "rate": flagged / len(scored) if scored else None,
+            "refused_by_coverage": sum(r["kind"] == kind and r["alignment"] is None for r in rows),
+            "alignment_range": [min(scored), max(scored)] if scored else None,
+        }
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.data.is_dir():
+        raise FasrError(f"--data '{args.data}' is not a folder; give the folder of dataset folders (../shared/data)")
+    if args.json is not None and args.json.exists():
+        raise FasrError(f"'{args.json}' already exists; remove it or choose another --json path")
+    start = time.perf_counter()
+    rows = calibrate(args.data, args.scale)
+    if not rows:
+        raise FasrError(f"no dataset folder under '{args.data}' holds two subjects with {sorted(set(sum(PAIRINGS, ())))}")
+    summary = rates(rows, ALIGNMENT_THRESHOLD)
+    lines = [f"threshold {ALIGNMENT_THRESHOLD} (x{args.scale}):", "| kind | pairs | flagged | rate | alignment |",
+             "|---|---|---|---|---|"]
+    for kind, r in summary.items():
+        span = "-" if r["alignment_range"] is None else f"{r['alignment_range'][0]:.2f} .. {r['alignment_range'][1]:.2f}"
+        rate = "-" if r["rate"] is None else f"{r['rate']:.0%}"
+        lines.append(f"| {kind} | {r['pairs']} | {r['flagged']} | {rate} | {span} |")
+    print("\n".join(lines))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        record = {
+            "command": f"fasr bench qa --data {args.data} --scale {args.scale}",
+            "scale": args.scale,
+            "threshold": ALIGNMENT_THRESHOLD,
+            "rates": summary,
+            "sweep": {str(t): {k: v["rate"] for k, v in rates(rows, t).items()} for t in SWEEP},
+            "seconds": round(time.perf_counter() - start, 1),
+            "pairs": rows,
+        }
+        args.json.write_text(json.dumps(record, indent=1) + "\n")
+    return 0
