@@ -92,12 +92,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise FasrError(f"checkpoint '{path}' not found; pass the .pt file written by `fasr train` (best.pt/last.pt)")
+    device = torch.device(map_location)
+    if not _available(device):
+        raise FasrError(f"device '{device}' is not available to PyTorch here; use --device cpu (or auto)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise FasrError(
-            f"checkpoint '{path}' is corrupt or not a fasr checkpoint ({reason[:160]}); "
+            f"checkpoint '{path}' is corrupt or not a fasr checkpoint ({_load_failure(exc)}); "
             "use another file, e.g. last.pt of the run"
         ) from None
     if not isinstance(state, dict) or any(k not in state for k in REQUIRED_KEYS):
@@ -131,7 +133,33 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise FasrError(f"unknown --device '{name}'; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise FasrError(f"--device {name}: no CUDA GPU is available to PyTorch here; use --device cpu")
+    if not _available(device):
+        raise FasrError(f"--device {name}: this device is not available to PyTorch here; use --device cpu (or auto)")
     return device
+
+
+def _available(device: torch.device) -> bool:
+    """Whether PyTorch can place tensors on ``device`` here (CUDA index in range, MPS/XPU/... backend present)."""
+    if device.type == "cpu":
+        return True
+    if device.type == "cuda":
+        return torch.cuda.is_available() and (device.index is None or device.index < torch.cuda.device_count())
+    if device.type == "mps":
+        return torch.backends.mps.is_available()
+    is_available = getattr(getattr(torch, device.type, None), "is_available", None)
+    return bool(is_available()) if callable(is_available) else False
+
+
+def _load_failure(exc: Exception) -> str:
+    """Why ``torch.load`` failed, in one short clause: for a refused weights-only unpickling, the unpickler's own
+    finding (not PyTorch's paragraph about the ``weights_only`` default)."""
+    text = str(exc).strip()
+    if "WeightsUnpickler error:" in text:
+        detail = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
+        detail = " ".join(detail.split()).split(". ")[0].rstrip(".")
+        return f"not plain tensors: {detail[:120]}"
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return first[:160]
 
 
 def resolve_checkpoint_path(path_or_name: str | Path) -> Path:
