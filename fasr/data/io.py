@@ -15,6 +15,7 @@ import nibabel as nib
 import numpy as np
 import scipy.io
 from nibabel.filebasedimages import ImageFileError
+from nibabel.spatialimages import HeaderDataError
 from PIL import Image
 
 from fasr.data.dicom import read_dicom_series
@@ -37,8 +38,12 @@ __all__ = [
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 HDF5_SUFFIXES = (".h5", ".hdf5")
 SLICE_SUFFIXES = (".png", ".tif", ".tiff", ".npy", ".mat")
+_DEFLATE_MAX_RATIO = 1032  # most bytes one compressed byte of a deflate stream can expand to
 # Errors the NIfTI/image/MAT libraries raise for truncated, corrupt or mislabelled files.
-_READ_ERRORS = (OSError, EOFError, ValueError, zlib.error, ImageFileError, NotImplementedError, TypeError)
+_READ_ERRORS = (
+    OSError, EOFError, ValueError, OverflowError, zlib.error, ImageFileError, HeaderDataError, NotImplementedError,
+    TypeError,
+)
 
 
 def _suffix(path: Path) -> str:
@@ -91,9 +96,28 @@ def array_volume(data: np.ndarray, affine: np.ndarray, path: str) -> Volume:
     return Volume(data=_as_real(data), affine=np.asarray(affine, dtype=np.float64), path=str(path))
 
 
+def _check_nifti_size(path: Path, image: nib.Nifti1Image) -> None:
+    """Refuse a header that claims more voxel bytes than the file can hold, before they are allocated.
+
+    Uncompressed files are measured exactly; gzip files by deflate's largest expansion (1032:1), which never
+    refuses a complete file (a truncated one fails when read).
+    """
+    header = image.header
+    voxels = int(np.prod(image.shape, dtype=np.float64))
+    needed = int(header.get_data_offset()) + voxels * header.get_data_dtype().itemsize
+    held = path.stat().st_size * (_DEFLATE_MAX_RATIO if path.name.lower().endswith(".gz") else 1)
+    if held < needed:
+        raise FasrError(
+            f"'{path}' is truncated: its header claims {'x'.join(map(str, image.shape))} {header.get_data_dtype()} "
+            f"voxels ({needed} bytes with the header) but the file is {path.stat().st_size} bytes; copy the complete "
+            "file again"
+        )
+
+
 def _read_nifti(path: Path) -> Volume:
     try:
         image = nib.load(str(path))
+        _check_nifti_size(path, image)
         data = np.asanyarray(image.dataobj)
     except _READ_ERRORS as exc:
         raise _unreadable(path, "NIfTI", exc) from None
