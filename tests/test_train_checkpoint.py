@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from fasr import __version__
+from fasr.checkpoint import load_checkpoint, load_model, save_checkpoint
 from fasr.config import RunConfig
 from fasr.errors import FasrError
 from fasr.models import build_model
 from fasr.models.config import ModelConfig
-from fasr.checkpoint import load_checkpoint, load_model, save_checkpoint
 from fasr.training.rng import capture_rng, restore_rng
 from test_train_support import register_tiny
 
@@ -93,10 +93,10 @@ def test_export_half_precision_reloads_close_to_original(tmp_path) -> None:
     """`fasr export` keeps weights and config, drops optimiser state, halves the size, and reloads in fp32."""
     import torch
 
+    from fasr.checkpoint import load_model, save_checkpoint
     from fasr.cli import main
     from fasr.config import RunConfig, to_dict
     from fasr.models import ModelConfig, build_model
-    from fasr.checkpoint import load_model, save_checkpoint
 
     cfg = RunConfig(model=ModelConfig(name="fasr", n_feats=8, n_blocks=(1, 1, 1), embed_dim=8))
     torch.manual_seed(0)
@@ -124,11 +124,11 @@ def test_backbone_weights_flag_and_reload_without_the_file(tmp_path) -> None:
 
     import torch
 
+    from fasr.checkpoint import load_model, save_checkpoint
     from fasr.config import RunConfig, to_dict
     from fasr.models import ModelConfig, build_model
     from fasr.models.backbones import VGG19
     from fasr.training import cli
-    from fasr.checkpoint import load_model, save_checkpoint
 
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)
@@ -150,15 +150,15 @@ def test_inference_settings_can_change_after_training(tmp_path) -> None:
     """search_window / match_memory_mib may be changed when loading; learned settings may not."""
     import pytest
 
+    from fasr.checkpoint import load_model, save_checkpoint
     from fasr.config import RunConfig, to_dict
     from fasr.errors import FasrError
     from fasr.models import ModelConfig, build_model
-    from fasr.checkpoint import load_model, save_checkpoint
 
     cfg = RunConfig(model=ModelConfig(name="fasr", n_feats=8, n_blocks=(1, 1, 1), embed_dim=8))
     ckpt = save_checkpoint(tmp_path / "m.pt", {"model": build_model(cfg.model).state_dict(), "config": to_dict(cfg)})
     model, loaded = load_model(ckpt, overrides=["model.search_window=4", "data.root=elsewhere"])
-    assert model.ma.matcher.search_window == 4 and loaded.model.search_window == 4
+    assert {m.matcher.search_window for m in model.align.values()} == {4} and loaded.model.search_window == 4
     assert loaded.data.root == "elsewhere"  # other sections follow the overrides too
     with pytest.raises(FasrError, match=r"\['model.n_feats'\] cannot change after training"):
         load_model(ckpt, overrides=["model.n_feats=16"])

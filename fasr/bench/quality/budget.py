@@ -30,7 +30,7 @@ def seconds_per_step(cfg: RunConfig, repeats: int = TIMED_STEPS) -> float:
     model = build_model(cfg.model).train()
     if not any(p.requires_grad for p in model.parameters()):
         return 0.0
-    loss, _ = build_loss(cfg.loss.resolved(), model, cfg.model.feature_levels)
+    loss, _ = build_loss(cfg.loss.resolved(), cfg.model.feature_levels)
     epoch = cfg.loss.warmup_epochs  # every loss term on: after the warm-up
     return train_step_seconds(
         model,
