@@ -6,12 +6,11 @@ import json
 import math
 from pathlib import Path
 
-import nibabel as nib
-import numpy as np
 import pytest
 import torch
 import yaml
 
+from conftest import write_brats as write_synthetic_brats
 from fasr.bench.quality import runs as run_cache
 from fasr.bench.quality.budget import seconds_per_step, steps_for_budget
 from fasr.bench.quality.report import summarize
@@ -32,19 +31,9 @@ from fasr.config import RunConfig, from_dict
 from fasr.errors import FasrError
 
 
-def write_brats(root: Path, subjects: int = 3, shape: tuple[int, int, int] = (48, 48, 6)) -> Path:
-    """A tiny BraTS-layout dataset: <subject>/{t1,t2}.nii.gz, a disc 'brain' with contrast-inverted texture."""
-    rng = np.random.default_rng(0)
-    x, y = np.meshgrid(np.linspace(-1, 1, shape[0]), np.linspace(-1, 1, shape[1]), indexing="ij")
-    brain = (np.hypot(x, y) < 0.8)[..., None] * np.ones(shape[2])  # (X, Y, Z)
-    for i in range(subjects):
-        texture = (np.sin(6 * x + i) * np.cos(5 * y))[..., None]
-        volumes = {"t2": brain * (300 + 200 * texture), "t1": brain * (500 - 150 * texture)}
-        (root / f"subject-{i}").mkdir(parents=True)
-        for contrast, volume in volumes.items():
-            volume = volume + rng.normal(0, 5, shape) * brain
-            nib.save(nib.Nifti1Image(volume.astype(np.int16), np.eye(4)), root / f"subject-{i}" / f"{contrast}.nii.gz")
-    return root
+def write_brats(root: Path, shape: tuple[int, int, int] = (48, 48, 6)) -> Path:
+    """The shared synthetic BraTS writer with this module's three subjects ``subject-0..2``."""
+    return write_synthetic_brats(root, [f"subject-{i}" for i in range(3)], shape)
 
 
 BASE = {"schedule": {"epochs": 10, "steps_per_epoch": 5}}

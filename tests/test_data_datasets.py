@@ -11,14 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import write_brats_subject, write_nifti
 from fasr.data.augment import misalign
 from fasr.data.config import DataConfig
 from fasr.data.datasets import build_dataset
 from fasr.data.degrade import Bicubic, KSpace
 from fasr.data.layouts import find_pairs, split_pairs
-from test_data_support import (
-    LPS, as_ras, one_line_error, phantom, write_brats_subject, write_fastmri, write_ixi, write_nifti,
-)
+from test_data_support import LPS, as_ras, one_line_error, phantom, write_fastmri, write_ixi
 
 SHAPE = (24, 20, 5)  # (X, Y, Z): slices of 20 rows x 24 columns after display reorientation
 

@@ -10,14 +10,12 @@ import pytest
 import scipy.io
 from PIL import Image
 
+from conftest import write_nifti
 from fasr.data.geometry import voxel_to_world
 from fasr.data.io import read_slice, read_volume
 from fasr.data.orient import DISPLAY_AFFINE, display_codes, display_volume, slice_stack, stack_to_volume
 from fasr.data.types import Volume
-from test_data_support import (
-    LPS, as_ras, fft2c, one_line_error, phantom, write_dicom_series, write_fastmri, write_nifti,
-)
-
+from test_data_support import LPS, as_ras, fft2c, one_line_error, phantom, write_dicom_series, write_fastmri
 
 # --- NIfTI and orientation ------------------------------------------------------------------------------
 

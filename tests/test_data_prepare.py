@@ -10,11 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import write_brats_subject
 from fasr.cli import main
 from fasr.data.config import DataConfig
 from fasr.data.datasets import build_dataset
 from fasr.errors import FasrError
-from test_data_support import LPS, phantom, write_brats_subject
+from test_data_support import LPS, phantom
 
 
 def _brats(root: Path) -> Path:

@@ -7,21 +7,19 @@ import uuid
 from pathlib import Path
 
 import h5py
-import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
+from conftest import write_nifti
 from fasr.errors import FasrError
 
 __all__ = [
     "LPS",
     "as_ras",
     "phantom",
-    "write_nifti",
-    "write_brats_subject",
     "write_ixi",
     "write_dicom_series",
     "fft2c",
@@ -52,19 +50,6 @@ def phantom(shape: tuple[int, int, int], seed: int, empty_slices: int = 0) -> np
             tissue += rng.uniform(0.2, 1.0) * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / r**2)
         volume[:, :, z] = (x**2 / 0.7 + y**2 / 0.8 < 1) * (200 + 600 * tissue)
     return volume.astype(np.int16)
-
-
-def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(nib.Nifti1Image(data, affine), str(path))
-    return path
-
-
-def write_brats_subject(root: Path, subject: str, contrasts: dict[str, np.ndarray], affine: np.ndarray) -> Path:
-    """``root/subject/<contrast>.nii.gz`` for each contrast."""
-    for name, data in contrasts.items():
-        write_nifti(root / subject / f"{name}.nii.gz", data, affine)
-    return root / subject
 
 
 def write_ixi(root: Path, subjects: list[str], contrasts: tuple[str, ...], shape: tuple[int, int, int]) -> None:

@@ -70,8 +70,8 @@ def test_demo_with_the_shipped_model_beats_bicubic(tmp_path):
     assert metrics["fasr"]["psnr"] > metrics["bicubic"]["psnr"] and metrics["fasr"]["ssim"] > metrics["bicubic"]["ssim"]
 
 
-@pytest.mark.skipif(PRETRAINED["brats-x4"].available, reason="the shipped model is installed")
-def test_demo_without_shipped_model_says_what_to_do(tmp_path, capsys):
+def test_demo_without_shipped_model_says_what_to_do(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("fasr.pretrained.PRETRAINED_DIR", tmp_path / "registry")  # a registry without weights
     assert run_cli(["demo", "--out", tmp_path / "demo"]) == 2
     err = capsys.readouterr().err
     assert "shipped model 'brats-x4' is not installed" in err and "--checkpoint" in err

@@ -12,6 +12,7 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio
 from torch import nn
 
+from conftest import write_brats
 from fasr.cli import main
 from fasr.data.degrade import Bicubic
 from fasr.evaluation.evaluate import evaluate_model
@@ -20,7 +21,7 @@ from fasr.evaluation.report import markdown_table, write_csv, write_json
 from fasr.models.output import SROutput
 from fasr.scoring.volumes import merge_predictions, predict_volumes, score_predictions, spread_indices
 from fasr.training.trainer import train
-from test_train_support import PairedTensors, register_tiny, tiny_config, write_brats
+from test_train_support import PairedTensors, register_tiny, tiny_config
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

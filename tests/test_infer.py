@@ -12,17 +12,17 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import write_nifti
 from fasr import __version__
 from fasr.data.degrade import Bicubic
 from fasr.data.geometry import sr_affine, voxel_to_world
 from fasr.data.normalize import robust_stats
 from fasr.data.orient import DISPLAY_AFFINE
 from fasr.errors import FasrError
-from fasr.data.normalize import robust_stats
 from fasr.pretrained import PRETRAINED, list_pretrained, resolve_checkpoint
 from test_data_support import write_dicom_series
 from test_geometry import oblique_affine
-from test_infer_support import run_cli, world_field, write_checkpoint, write_nifti, write_tiny_fasr
+from test_infer_support import run_cli, world_field, write_checkpoint, write_tiny_fasr
 
 T2_FIELD = (1000.0, 5.0, 3.0, -2.0)  # LR target intensity: c0 + c1 x + c2 y + c3 z (world mm)
 T1_FIELD = (600.0, 4.0, -6.0, 1.5)  # reference intensity

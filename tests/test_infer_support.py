@@ -6,20 +6,19 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fasr.checkpoint import save_checkpoint
 from fasr.config import RunConfig
 from fasr.data.geometry import voxel_to_world
 from fasr.models import build_model, register
 from fasr.models.config import ModelConfig
 from fasr.models.output import SROutput
-from fasr.checkpoint import save_checkpoint
 
-__all__ = ["ProbeSR", "build_probe", "write_checkpoint", "write_tiny_fasr", "world_field", "write_nifti", "run_cli"]
+__all__ = ["ProbeSR", "build_probe", "write_checkpoint", "write_tiny_fasr", "world_field", "run_cli"]
 
 
 class ProbeSR(nn.Module):
@@ -63,11 +62,6 @@ def world_field(
     xyz = voxel_to_world(affine, ijk)
     c0, c1, c2, c3 = coefficients
     return c0 + c1 * xyz[..., 0] + c2 * xyz[..., 1] + c3 * xyz[..., 2]
-
-
-def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> Path:
-    nib.save(nib.Nifti1Image(data, affine), path)
-    return path
 
 
 def run_cli(argv: list[str]) -> int:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
+from conftest import write_brats
 from fasr.checkpoint import load_checkpoint, read_history
-from test_train_support import write_brats
 
 # Runs in every torchrun process: the tiny model, a short run, then each rank's weights saved for comparison.
 DRIVER = """

@@ -11,13 +11,14 @@ import pytest
 import torch
 import yaml
 
+from conftest import write_brats
+from fasr.checkpoint import load_checkpoint, read_history
 from fasr.cli import main
 from fasr.config import save_config
 from fasr.errors import FasrError
 from fasr.training import trainer as trainer_module
-from fasr.checkpoint import load_checkpoint, read_history
 from fasr.training.trainer import TrainingInterrupted, train
-from test_train_support import register_tiny, tiny_config, write_brats
+from test_train_support import register_tiny, tiny_config
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,10 @@
-"""Shared helpers for the training/evaluation tests (no tests here): a tiny registered model, small
-generated NIfTI volumes in the BraTS layout, an in-memory paired dataset and a tiny run config."""
+"""Shared helpers for the training/evaluation tests (no tests here): a tiny registered model, an in-memory
+paired dataset and a tiny run config."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import nibabel as nib
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,7 +17,7 @@ from fasr.models import register
 from fasr.models.config import ModelConfig
 from fasr.models.output import SROutput
 
-__all__ = ["TinySR", "build_tiny", "register_tiny", "write_brats", "PairedTensors", "tiny_config"]
+__all__ = ["TinySR", "build_tiny", "register_tiny", "PairedTensors", "tiny_config"]
 
 
 class TinySR(nn.Module):
@@ -49,38 +47,6 @@ def build_tiny(cfg: ModelConfig) -> TinySR:
 def register_tiny() -> None:
     """Register :class:`TinySR` as model ``tiny`` (importable as ``test_train_support:build_tiny``)."""
     register("tiny", "test_train_support:build_tiny")
-
-
-def _phantom(shape: tuple[int, int, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Two co-registered 'contrasts' of one random blob phantom: T2-like and T1-like (inverted tissue order)."""
-    x, y, z = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij")
-    brain = (x**2 + y**2 < 0.7).astype(np.float32)
-    tissue = np.zeros(shape, np.float32)
-    for _ in range(12):
-        cx, cy, r = rng.uniform(-0.5, 0.5), rng.uniform(-0.5, 0.5), rng.uniform(0.05, 0.25)
-        tissue += rng.uniform(0.3, 1.0) * ((x - cx) ** 2 + (y - cy) ** 2 < r**2) * (1 + 0.2 * z)
-    t2 = brain * (300 + 600 * tissue) + rng.normal(0, 5, shape)
-    t1 = brain * (900 - 400 * tissue) + rng.normal(0, 5, shape)
-    return t2.astype(np.int16), t1.astype(np.int16)
-
-
-def write_brats(root: Path, subjects: list[str], shape: tuple[int, int, int] = (48, 48, 6), seed: int = 0) -> Path:
-    """Write ``root/<subject>/{t1,t2}.nii.gz`` (int16, 1 mm, LPS affine like most BraTS files).
-
-    Args:
-        root: dataset folder to create.
-        subjects: subject ids.
-        shape: volume shape (x, y, slices).
-        seed: phantom seed.
-    """
-    rng = np.random.default_rng(seed)
-    affine = np.diag([-1.0, -1.0, 1.0, 1.0])
-    for subject in subjects:
-        t2, t1 = _phantom(shape, rng)
-        (root / subject).mkdir(parents=True, exist_ok=True)
-        nib.save(nib.Nifti1Image(t2, affine), root / subject / "t2.nii.gz")
-        nib.save(nib.Nifti1Image(t1, affine), root / subject / "t1.nii.gz")
-    return root
 
 
 class PairedTensors(Dataset):
