@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test test-fast lint install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -20,10 +20,19 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/fasr demo --out demo-out --force
 
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
 # Two workers with one thread each: the tests use tiny tensors, and two spinning OpenMP threads per process
-# on a 2-core machine slow them down many times over.
-test: $(STAMP)
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --durations=15 tests
+# on a 2-core machine slow them down many times over. `make test` runs every test (CI: .ci/run), `make test-fast`
+# leaves out the ones marked slow.
+PYTEST := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --durations=15
+
+test: lint
+	$(PYTEST) tests
+
+test-fast: lint
+	$(PYTEST) -m "not slow" tests
 
 clean:
 	rm -rf $(VENV) demo-out

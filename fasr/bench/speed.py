@@ -186,8 +186,9 @@ def run(args: argparse.Namespace) -> int:
         "rows": rows,
     }
     if not args.no_train:
-        result["train"] = _spawn({"kind": "train", "args": dict(scale=args.scale, patch=args.patch_size, batch=4,
-                                                                 device=args.device, steps=3, overrides=args.overrides)})
+        train = dict(scale=args.scale, patch=args.patch_size, batch=4, device=args.device, steps=3,
+                     overrides=args.overrides)
+        result["train"] = _spawn({"kind": "train", "args": train})
         print(json.dumps(result["train"]), flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -61,9 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fasr.checkpoint import resolve_checkpoint_path
     from fasr.evaluation.evaluate import evaluate_checkpoint
     from fasr.evaluation.report import markdown_table, write_csv, write_json
-    from fasr.checkpoint import resolve_checkpoint_path
 
     outputs = [p for p in (args.json, args.csv, args.markdown) if p is not None]
     clashing = [str(p) for p in outputs if p.exists()]

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from fasr.errors import FasrError
 from fasr.checkpoint import load_checkpoint, save_checkpoint
+from fasr.errors import FasrError
 
 __all__ = ["add_arguments", "run", "export_checkpoint", "KEPT_KEYS"]
 

@@ -6,8 +6,8 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import ConstantLR, CosineAnnealingLR, LRScheduler, StepLR
 
-from fasr.errors import FasrError
 from fasr.config import OptimConfig, ScheduleConfig
+from fasr.errors import FasrError
 
 __all__ = ["EXTRACTOR_PREFIX", "param_groups", "build_optimizer", "build_scheduler", "amp_dtype"]
 
