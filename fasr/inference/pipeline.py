@@ -1,5 +1,6 @@
-"""Super-resolve a volume with a reference contrast: SR grid, reference resampled through the affines,
-normalisation as in training, slice batches through the model, intensities back on the target's scale.
+"""Super-resolve a volume with a reference contrast: SR grid, reference resampled through the affines, each
+input normalised by its own volume's statistics, slice batches through the model, intensities back on the
+target's scale.
 """
 
 from __future__ import annotations
@@ -70,7 +71,9 @@ def super_resolve_volume(
     """Super-resolve every slice of ``lr`` with the matching slice of ``ref`` resampled onto the SR grid.
 
     Slices are taken along the grid's slice axis in display orientation (:class:`Slicer`). Both inputs are
-    scaled to [-1, 1] by :func:`fasr.data.normalize.robust_stats` and clipped, as in training.
+    scaled to [-1, 1] by the :func:`fasr.data.normalize.robust_stats` of its own volume and clipped: the LR by
+    the LR's (training normalises the LR with the statistics of the HR target it was degraded from, which
+    inference does not have), the reference by those of the reference resampled onto the SR grid.
     What clipping removes from the LR (values beyond the percentiles, e.g. the brightest CSF or negative
     background) is added back bicubically upsampled, so the output keeps the input's full intensity range.
 
