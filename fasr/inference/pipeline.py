@@ -18,7 +18,7 @@ from fasr.data.normalize import normalize_clipped, robust_stats
 from fasr.data.types import NormStats, Volume
 from fasr.inference.grid import SRGrid, plan_sr_grid
 from fasr.inference.slicing import Slicer
-from fasr.inference.volume import super_resolve_slices
+from fasr.inference.volume import RunSettings, super_resolve_slices
 
 __all__ = ["InferenceResult", "upsample_stack", "super_resolve_volume"]
 
@@ -38,6 +38,7 @@ class InferenceResult:
         grid: the SR grid (shape, affine, slice axis).
         coverage: fraction of the SR grid inside the reference's field of view.
         target_stats / ref_stats: normalisation of the LR target and of the resampled reference.
+        stats: throughput and memory plan of the slice loop (:class:`fasr.inference.volume.SliceResult`).
     """
 
     sr: np.ndarray
@@ -47,6 +48,7 @@ class InferenceResult:
     coverage: float
     target_stats: NormStats
     ref_stats: NormStats
+    stats: dict | None = None
 
 
 def upsample_stack(stack: np.ndarray, scale: int) -> np.ndarray:
@@ -67,6 +69,7 @@ def super_resolve_volume(
     device: torch.device,
     progress: bool,
     inplane_axes: Sequence[int] | None = None,
+    settings: RunSettings | None = None,
 ) -> InferenceResult:
     """Super-resolve every slice of ``lr`` with the matching slice of ``ref`` resampled onto the SR grid.
 
@@ -87,6 +90,7 @@ def super_resolve_volume(
         device: where the model runs.
         progress: show a progress bar.
         inplane_axes: the two in-plane voxel axes of ``lr``; None applies the rule of :mod:`fasr.inference.grid`.
+        settings: precision and memory budget of the slice loop (default: fp32, budget from the machine).
 
     Raises:
         FasrError: the reference does not cover the LR field of view.
@@ -96,14 +100,14 @@ def super_resolve_volume(
         ref.data.shape, ref.affine, grid.shape, grid.affine, ref.path, lr.path, min_fraction=MIN_COVERAGE
     )
     reference = resample_to_grid(ref.data, ref.affine, grid.shape, grid.affine, order=1)
-    target_stats = robust_stats(lr.data, *norm_percentiles)
-    ref_stats = robust_stats(reference, *norm_percentiles)
+    target_stats = robust_stats(lr, *norm_percentiles)
+    ref_stats = robust_stats(reference, *norm_percentiles, name=ref.path)
 
     slicer = Slicer.for_grid(grid.affine, grid.slice_axis)  # the LR grid's axes point the same way
     lr_norm = slicer.to_stack(target_stats.normalize(lr.data))  # (N, h, w), unclipped
     lr_in = np.clip(lr_norm, -1.0, 1.0)
     ref_in = slicer.to_stack(normalize_clipped(reference, ref_stats))  # (N, H, W)
-    out = super_resolve_slices(model, lr_in, ref_in, scale, batch_size, device, progress)
+    out = super_resolve_slices(model, lr_in, ref_in, scale, batch_size, device, progress, settings)
     sr_norm = out.sr + upsample_stack(lr_norm - lr_in, scale)  # clipped-away excess, bicubic
     return InferenceResult(
         sr=target_stats.denormalize(slicer.from_stack(sr_norm)).astype(np.float32),
@@ -113,5 +117,6 @@ def super_resolve_volume(
         coverage=coverage,
         target_stats=target_stats,
         ref_stats=ref_stats,
+        stats=out.stats,
     )
 

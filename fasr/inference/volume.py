@@ -1,16 +1,55 @@
-"""Slice-wise super-resolution of a stack: batches of (LR slice, reference slice) pairs through a model."""
+"""Slice-wise super-resolution of a stack: batches of (LR slice, reference slice) pairs through a model, within
+a memory budget (whole slices, or in-plane tiles when a slice does not fit), optionally with bf16 convolutions.
+"""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 from tqdm import tqdm
 
+from fasr.errors import FasrError
+from fasr.inference.memory import TilePlan, current_rss_gib, default_max_memory_gib, plan_tiles
+from fasr.inference.tiling import tiled_forward
 
-__all__ = ["SliceResult", "super_resolve_slices"]
+__all__ = ["RunSettings", "SliceResult", "resolve_precision", "super_resolve_slices", "PRECISIONS"]
+
+PRECISIONS = ("fp32", "bf16", "auto")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How a stack runs (not what the model computes).
+
+    Attributes:
+        precision: ``fp32``, ``bf16`` (convolutions of extractor and fusion in bf16 autocast; matching stays
+            fp32) or ``auto`` (bf16 where the hardware has it: CUDA, or a CPU with AVX512-BF16 / AMX).
+        max_memory_gib: peak memory budget of the process; None = 80 % of what the machine has available.
+        n_feats / match_budget_mib / search_window: the model's settings the memory estimate needs.
+    """
+
+    precision: str = "fp32"
+    max_memory_gib: float | None = None
+    n_feats: int = 64
+    match_budget_mib: float = 128.0
+    search_window: int = 0
+
+    @classmethod
+    def for_model(cls, model_cfg: Any, precision: str = "fp32", max_memory_gib: float | None = None) -> RunSettings:
+        """Settings for a model config (``n_feats``, ``match_memory_mib``, ``search_window`` where it has them)."""
+        return cls(
+            precision=precision,
+            max_memory_gib=max_memory_gib,
+            n_feats=int(getattr(model_cfg, "n_feats", 64)),
+            match_budget_mib=float(getattr(model_cfg, "match_memory_mib", 128.0)),
+            search_window=int(getattr(model_cfg, "search_window", 0)),
+        )
 
 
 class SliceResult(NamedTuple):
@@ -19,10 +58,55 @@ class SliceResult(NamedTuple):
     Attributes:
         sr: (N, H, W) super-resolved slices.
         confidence: (N, H, W) soft-attention confidence in [0, 1], or None for single-image models.
+        stats: throughput and plan: ``slices``, ``skipped_empty``, ``batch``, ``tile`` (LR px or None),
+            ``tiles_per_slice``, ``precision``, ``max_memory_gib``, ``estimated_peak_gib``, ``seconds``,
+            ``slices_per_second``.
     """
 
     sr: np.ndarray
     confidence: np.ndarray | None
+    stats: dict[str, Any] | None = None
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """``fp32`` / ``bf16``; ``auto`` picks bf16 on CUDA and on CPUs with native bf16, else fp32.
+
+    Raises:
+        FasrError: an unknown name, or bf16 asked for on a CPU without native bf16 (it would be slower).
+    """
+    if name not in PRECISIONS:
+        raise FasrError(f"unknown --precision '{name}'; use {', '.join(PRECISIONS)}")
+    native = device.type == "cuda" or torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    if name == "auto":
+        return "bf16" if native else "fp32"
+    if name == "bf16" and not native:
+        raise FasrError("--precision bf16: this CPU has no native bf16 (AVX512-BF16/AMX); use --precision fp32")
+    return name
+
+
+def _forward(model: nn.Module, precision: str, device: torch.device):
+    """``(lr, ref) -> (sr, confidence or None)`` in the chosen precision (bf16: autocast; matching casts to fp32)."""
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+
+    def run(lr: Tensor, ref: Tensor) -> tuple[Tensor, Tensor | None]:
+        with autocast:
+            out = model(lr, ref)
+        return out.sr.float(), None if out.confidence is None else out.confidence.float()
+
+    return run
+
+
+def _plan(
+    shape: tuple[int, int], scale: int, batch_size: int, settings: RunSettings, device: torch.device
+) -> tuple[TilePlan, float]:
+    """The tile plan and the budget it was made for (CPU: this process's RSS now is the base)."""
+    budget = settings.max_memory_gib if settings.max_memory_gib is not None else default_max_memory_gib(device.type)
+    base = current_rss_gib() if device.type == "cpu" else 0.0
+    plan = plan_tiles(
+        shape, scale, batch_size, budget, n_feats=settings.n_feats, match_budget_mib=settings.match_budget_mib,
+        search_window=settings.search_window, precision=settings.precision, base_gib=base,
+    )
+    return plan, budget
 
 
 def super_resolve_slices(
@@ -33,33 +117,70 @@ def super_resolve_slices(
     batch_size: int,
     device: torch.device,
     progress: bool,
+    settings: RunSettings | None = None,
 ) -> SliceResult:
     """Run ``model(lr, ref)`` over a stack of slices in batches, each LR slice with its own reference slice.
+
+    The batch and in-plane tiling are planned up front from the memory budget (:mod:`fasr.inference.memory`),
+    before any slice runs. Empty slices (constant LR: no content) skip the network: their output is that
+    constant, with confidence 0.
 
     Args:
         model: an SR model in eval mode (``forward(lr, ref) -> SROutput``), already on ``device``.
         lr: (N, h, w) LR slices on [-1, 1].
         ref: (N, h * scale, w * scale) reference slices on [-1, 1], on the SR grid.
         scale: in-plane factor of the model.
-        batch_size: slices per forward pass.
+        batch_size: slices per forward pass (at most; fewer when the budget needs it).
         device: where the batches run.
         progress: show a progress bar (stderr).
+        settings: precision and memory budget (default: fp32, budget from the machine).
+
+    Raises:
+        FasrError: even one tile of a slice cannot fit the memory budget.
     """
+    settings = settings or RunSettings()
     n, h, w = lr.shape
     if ref.shape != (n, h * scale, w * scale):
         raise ValueError(f"reference stack {ref.shape} does not match LR {lr.shape} at x{scale}")
-    sr = np.empty((n, h * scale, w * scale), dtype=np.float32)
+    precision = resolve_precision(settings.precision, device)
+    settings = RunSettings(**{**settings.__dict__, "precision": precision})
+    plan, budget = _plan((h, w), scale, batch_size, settings, device)
+    if precision == "bf16" and device.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)  # oneDNN's fast bf16 convolutions are channels-last
+    forward = _forward(model, precision, device)
+    flat = lr.reshape(n, -1)
+    busy = np.flatnonzero(flat.max(axis=1) > flat.min(axis=1))  # slices with content
+    sr = np.repeat(lr[:, :1, :1], h * scale, axis=1).repeat(w * scale, axis=2).astype(np.float32)  # constants
     confidence: np.ndarray | None = None
+    tiles = 1
+    start = time.perf_counter()
     with torch.inference_mode(), tqdm(total=n, desc="super-resolving", unit="slice", disable=not progress) as bar:
-        for start in range(0, n, batch_size):
-            stop = min(n, start + batch_size)
-            lr_b = torch.from_numpy(np.ascontiguousarray(lr[start:stop], dtype=np.float32))[:, None].to(device)
-            ref_b = torch.from_numpy(np.ascontiguousarray(ref[start:stop], dtype=np.float32))[:, None].to(device)
-            out = model(lr_b, ref_b)  # sr: (b, 1, H, W)
-            sr[start:stop] = out.sr[:, 0].float().cpu().numpy()
-            if out.confidence is not None:
+        bar.update(n - len(busy))
+        for b0 in range(0, len(busy), plan.batch):
+            idx = busy[b0 : b0 + plan.batch]
+            lr_b = torch.from_numpy(np.ascontiguousarray(lr[idx], dtype=np.float32))[:, None].to(device)
+            ref_b = torch.from_numpy(np.ascontiguousarray(ref[idx], dtype=np.float32))[:, None].to(device)
+            if plan.tile is None:
+                out_sr, out_conf = forward(lr_b, ref_b)  # (b, 1, H, W)
+            else:
+                out_sr, out_conf, tiles = tiled_forward(forward, lr_b, ref_b, scale, plan.tile, plan.margin, plan.overlap)
+            sr[idx] = out_sr[:, 0].cpu().numpy()
+            if out_conf is not None:
                 if confidence is None:
                     confidence = np.zeros_like(sr)
-                confidence[start:stop] = out.confidence[:, 0].float().cpu().numpy()
-            bar.update(stop - start)
-    return SliceResult(sr=sr, confidence=confidence)
+                confidence[idx] = out_conf[:, 0].cpu().numpy()
+            bar.update(len(idx))
+    seconds = time.perf_counter() - start
+    stats = {
+        "slices": n,
+        "skipped_empty": int(n - len(busy)),
+        "batch": plan.batch,
+        "tile": plan.tile,
+        "tiles_per_slice": tiles,
+        "precision": precision,
+        "max_memory_gib": round(budget, 3),
+        "estimated_peak_gib": round(plan.estimate.peak_gib, 3),
+        "seconds": round(seconds, 3),
+        "slices_per_second": round(n / seconds, 3) if seconds > 0 else None,
+    }
+    return SliceResult(sr=sr, confidence=confidence, stats=stats)
