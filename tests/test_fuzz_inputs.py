@@ -4,7 +4,8 @@ Each case writes a target and a reference with random dimensions (2-5, sizes 1..
 singular, NaN/inf), data types and, sometimes, corrupted header bytes or a header that claims more voxels than
 the file holds (an honest file of that size would not fit the test). ``fasr.data.io.read_volume``,
 ``fasr.inference.plan.read_geometry``, ``plan_inference`` and ``check_output_paths`` must either succeed or raise
-:class:`FasrError`, and leave the folder as it was. More cases: ``FASR_FUZZ_CASES=5000 pytest tests/test_fuzz_inputs.py``.
+a one-line :class:`FasrError`, and leave the folder as it was. More cases:
+``FASR_FUZZ_CASES=5000 pytest tests/test_fuzz_inputs.py``.
 """
 
 from __future__ import annotations

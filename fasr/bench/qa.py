@@ -64,7 +64,7 @@ def _shifted(ref: Volume, offset_mm: np.ndarray) -> Volume:
 
 def _row(kind: str, lr: Volume, ref: Volume, threshold: float, **fields: Any) -> dict[str, Any]:
     qa = reference_qa(lr, ref, threshold)
-    return {"kind": kind, **fields, "nmi": qa.nmi, "nmi_shifted": qa.nmi_shifted, "alignment": qa.alignment}
+    return {"kind": kind, **fields, **qa.to_dict()}
 
 
 def calibrate(root: Path, scale: int, threshold: float = ALIGNMENT_THRESHOLD) -> list[dict[str, Any]]:
@@ -124,12 +124,13 @@ def calibrate(root: Path, scale: int, threshold: float = ALIGNMENT_THRESHOLD) ->
 
 
 def rates(rows: list[dict[str, Any]], threshold: float) -> dict[str, dict[str, Any]]:
-    """Per kind: pairs scored by the QA, how many it flags at ``threshold`` and the rate; pairs the coverage
-    check refuses first are counted in ``refused_by_coverage``."""
+    """Per kind: pairs scored by the QA, how many it flags at ``threshold`` (or at the chance level of mutual
+    information) and the rate; pairs the coverage check refuses first are counted in ``refused_by_coverage``."""
     out: dict[str, dict[str, Any]] = {}
     for kind in KINDS:
-        scored = [r["alignment"] for r in rows if r["kind"] == kind and r["alignment"] is not None]
-        flagged = sum(a < threshold for a in scored)
+        measured = [r for r in rows if r["kind"] == kind and r["alignment"] is not None]
+        scored = [r["alignment"] for r in measured]
+        flagged = sum(r["alignment"] < threshold or r["mutual_information"] < r["chance_level"] for r in measured)
         out[kind] = {
             "pairs": len(scored),
             "flagged": flagged,
@@ -148,12 +149,14 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     rows = calibrate(args.data, args.scale)
     if not rows:
-        raise FasrError(f"no dataset folder under '{args.data}' holds two subjects with {sorted(set(sum(PAIRINGS, ())))}")
+        contrasts = sorted({c for pairing in PAIRINGS for c in pairing})
+        raise FasrError(f"no dataset folder under '{args.data}' holds two subjects with {contrasts}; check --data")
     summary = rates(rows, ALIGNMENT_THRESHOLD)
     lines = [f"threshold {ALIGNMENT_THRESHOLD} (x{args.scale}):", "| kind | pairs | flagged | rate | alignment |",
              "|---|---|---|---|---|"]
     for kind, r in summary.items():
-        span = "-" if r["alignment_range"] is None else f"{r['alignment_range'][0]:.2f} .. {r['alignment_range'][1]:.2f}"
+        low_high = r["alignment_range"]
+        span = "-" if low_high is None else f"{low_high[0]:.2f} .. {low_high[1]:.2f}"
         rate = "-" if r["rate"] is None else f"{r['rate']:.0%}"
         lines.append(f"| {kind} | {r['pairs']} | {r['flagged']} | {rate} | {span} |")
     print("\n".join(lines))

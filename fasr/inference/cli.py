@@ -13,15 +13,19 @@ over :func:`fasr.inference.frontend.super_resolve` (public as ``fasr.super_resol
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
+from fasr.checkpoint import resolve_device
 from fasr.config import add_set_argument
 from fasr.errors import FasrError
 from fasr.inference import bids
-from fasr.inference.frontend import super_resolve
-from fasr.inference.output import check_outputs, require_nifti, sidecar_path
-from fasr.inference.predict import metrics_table
+from fasr.inference.frontend import load_model, super_resolve
+from fasr.inference.output import require_nifti, sidecar_path
+from fasr.inference.plan import check_output_paths, checkpoint_scale, plan_inference
+from fasr.inference.predict import LoadedModel, metrics_table
+from fasr.inference.volume import PRECISIONS
 
 __all__ = ["add_arguments", "run"]
 
@@ -55,10 +59,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=4, help="slices per forward pass (default 4)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, default="fp32",
+        help="convolutions in fp32 or bf16 (auto: bf16 on CUDA and CPUs with native bf16); matching is always fp32",
+    )
+    parser.add_argument(
+        "--max-memory-gib", type=float,
+        help="peak memory budget; larger slices run in tiles (default: 80%% of the memory available now)",
+    )
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    parser.add_argument(
+        "--strict", action="store_true", help="refuse a reference that looks like another patient or misregistered"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_set_argument(parser, "model.search_window=16")
     bids.add_arguments(parser, source)
+
+
+def _warn(message: str) -> None:
+    print(f"fasr: warning: {message}", file=sys.stderr, flush=True)
+
+
+def _loaded(args: argparse.Namespace) -> LoadedModel:
+    """The model with the run settings of --precision and --max-memory-gib."""
+    if args.max_memory_gib is not None and args.max_memory_gib <= 0:
+        raise FasrError(f"--max-memory-gib must be > 0, got {args.max_memory_gib:g}")
+    loaded = load_model(args.checkpoint, args.device, scale=args.scale, overrides=args.overrides)
+    return dataclasses.replace(loaded, precision=args.precision, max_memory_gib=args.max_memory_gib)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,29 +99,36 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise FasrError(f"--batch-size must be >= 1, got {args.batch_size}")
     target = args.simulate_from if args.simulate_from is not None else args.lr
-    outputs = [args.out, sidecar_path(args.out)] + ([args.confidence] if args.confidence else [])
+    outputs = {"--out": args.out, "sidecar": sidecar_path(args.out)}
+    if args.confidence is not None:
+        outputs["--confidence"] = args.confidence
     require_nifti(args.out, "--out")
     if args.confidence is not None:
         require_nifti(args.confidence, "--confidence")
     if args.confidence is not None and args.confidence.resolve() == args.out.resolve():
         raise FasrError("--confidence and --out name the same file; give two different paths")
-    check_outputs(outputs, [target, args.ref], args.force)
+    check_output_paths(outputs, [target, args.ref], args.force)
+    resolve_device(args.device)
+    simulate = args.simulate_from is not None
+    # Headers only: refusals and the plan come before anything is read in full or the model is loaded.
+    plan = plan_inference(target, args.ref, checkpoint_scale(args.checkpoint), simulate=simulate,
+                          batch_size=args.batch_size)
+    print(plan.summary(), flush=True)
+    for message in plan.warnings:
+        _warn(message)
 
     result = super_resolve(
         target,
         args.ref,
-        args.checkpoint,
-        device=args.device,
-        scale=args.scale,
-        overrides=args.overrides,
+        _loaded(args),
         batch_size=args.batch_size,
         progress=not args.no_progress,
-        simulate=args.simulate_from is not None,
+        simulate=simulate,
         degradation=args.degradation,
+        strict=args.strict,
+        warn=lambda message: message in plan.warnings or _warn(message),  # plan warnings are printed already
     )
     written = result.save(args.out, args.confidence, force=args.force)
-    for warning in result.warnings:
-        print(f"fasr: warning: {warning}", file=sys.stderr)
     prediction, grid = result.prediction, result.prediction.result.grid
     print(
         f"x{grid.scale} {'x'.join(map(str, prediction.lr.data.shape))} -> {'x'.join(map(str, grid.shape))} "

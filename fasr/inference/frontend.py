@@ -9,7 +9,7 @@ dataset runner (``--bids``, ``--lr-glob``, ``--pairs``) and ``fasr demo`` are th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,9 +20,9 @@ import torch
 
 from fasr.checkpoint import resolve_device
 from fasr.errors import FasrError
-from fasr.inference.grid import SRGrid
 from fasr.inference.inputs import ImageInput, read_inputs
-from fasr.inference.output import check_outputs, require_nifti, sidecar_path
+from fasr.inference.output import require_nifti, sidecar_path
+from fasr.inference.plan import check_output_paths, checkpoint_scale, plan_inference
 from fasr.inference.predict import (
     LoadedModel,
     Prediction,
@@ -33,11 +33,9 @@ from fasr.inference.predict import (
     write_prediction,
 )
 
-__all__ = ["DEFAULT_MODEL", "RATIO_WARNING", "SRResult", "load_model", "super_resolve", "grid_warnings"]
+__all__ = ["DEFAULT_MODEL", "SRResult", "load_model", "super_resolve"]
 
 DEFAULT_MODEL = "brats-x4"
-# Relative deviation of the LR/reference spacing ratio from the scale above which the user is warned.
-RATIO_WARNING = 0.25
 
 
 def load_model(
@@ -66,21 +64,6 @@ def load_model(
     return load_for_inference(str(name_or_path), resolved, scale, overrides)
 
 
-def grid_warnings(grid: SRGrid) -> list[str]:
-    """Warnings about an SR grid: in-plane LR/reference spacing ratios far from the scale.
-
-    Args:
-        grid: the SR grid of a prediction.
-    """
-    if all(abs(r / grid.scale - 1) <= RATIO_WARNING for r in grid.ref_ratio):
-        return []
-    ratio = " x ".join(f"{r:.2g}" for r in grid.ref_ratio)
-    return [
-        f"in-plane, the LR voxels are {ratio} times the reference spacing, not {grid.scale}: the reference was "
-        "interpolated onto the SR grid (check that the LR input is the low-resolution scan)"
-    ]
-
-
 @dataclass(frozen=True)
 class SRResult:
     """What :func:`super_resolve` returns.
@@ -107,13 +90,9 @@ class SRResult:
 
     @property
     def mean_confidence(self) -> float | None:
-        """Mean confidence over the target's foreground (SR voxels above the LR's background level)."""
-        if self.prediction.result.confidence is None:
-            return None
-        result = self.prediction.result
-        foreground = result.sr > result.target_stats.low
-        values = result.confidence[foreground] if foreground.any() else result.confidence
-        return float(values.mean())
+        """Mean confidence over the target's foreground (:func:`fasr.inference.qa.mean_confidence`; also in the
+        sidecar's ``reference_qa``)."""
+        return None if self.prediction.qa is None else self.prediction.qa.mean_confidence
 
     def save(
         self,
@@ -141,9 +120,11 @@ class SRResult:
             require_nifti(confidence_out, "confidence")
             if confidence_out.resolve() == out.resolve():
                 raise FasrError("the confidence map and the SR volume name the same file; give two different paths")
-        outputs = [out, sidecar_path(out)] + ([confidence_out] if confidence_out is not None else [])
+        outputs = {"out": out, "sidecar": sidecar_path(out)}
+        if confidence_out is not None:
+            outputs["confidence"] = confidence_out
         inputs = [Path(self.prediction.ref_path), Path(self.metadata["target"])]
-        check_outputs(outputs, inputs, force)
+        check_output_paths(outputs, inputs, force)
         return write_prediction(self.prediction, self.model, out, confidence_out, extra or {})
 
 
@@ -161,6 +142,8 @@ def super_resolve(
     progress: bool = False,
     simulate: bool = False,
     degradation: str | None = None,
+    strict: bool = False,
+    warn: Callable[[str], None] | None = None,
 ) -> SRResult:
     """Super-resolve a low-resolution scan in-plane with a high-resolution reference contrast of the same patient.
 
@@ -179,22 +162,48 @@ def super_resolve(
         simulate: treat ``lr`` as high-resolution ground truth: degrade it first with the checkpoint's
             training degradation and score the result (``metadata["scores"]``) beside bicubic.
         degradation: with ``simulate``: ``bicubic`` or ``kspace`` instead of the checkpoint's.
+        strict: refuse a reference that the reference QA flags (another patient, misregistered) instead of
+            warning (:mod:`fasr.inference.qa`).
+        warn: called with each warning as soon as it is found, before the slices run (``fasr infer`` prints
+            them); they are also in ``warnings`` of the result.
+
+    Raises:
+        FasrError: bad inputs, or a job that is not in-plane super-resolution by the model's factor
+            (:func:`fasr.inference.plan.plan_inference`), before the model is loaded.
     """
     if batch_size < 1:
         raise FasrError(f"batch size must be >= 1, got {batch_size}")
     if degradation is not None and not simulate:
         raise FasrError("a degradation only applies when simulating; drop it for a real LR scan")
     inputs = read_inputs(lr, ref, lr_affine, ref_affine)  # bad inputs fail before the model is loaded
+    trained = model.scale if isinstance(model, LoadedModel) else checkpoint_scale(model)
+    plan = plan_inference(inputs.target, inputs.ref, trained, simulate=simulate, batch_size=batch_size)
+    warnings: list[str] = []
+
+    def report(message: str) -> None:
+        warnings.append(message)
+        if warn is not None:
+            warn(message)
+
+    for message in plan.warnings:
+        report(message)
     loaded = load_model(model, device, scale=scale, overrides=overrides)
     prediction = predict(
-        loaded, inputs, simulate=simulate, degradation_kind=degradation, batch_size=batch_size, progress=progress
+        loaded,
+        inputs,
+        simulate=simulate,
+        degradation_kind=degradation,
+        batch_size=batch_size,
+        progress=progress,
+        strict=strict,
+        warn=report,
     )
     sr, confidence = prediction_images(prediction, loaded)
     return SRResult(
         sr=sr,
         confidence=confidence,
         metadata=sidecar_record(prediction, loaded, None, None),
-        warnings=tuple(grid_warnings(prediction.result.grid)),
+        warnings=tuple(warnings),
         prediction=prediction,
         model=loaded,
     )

@@ -229,7 +229,8 @@ def checkpoint_scale(checkpoint: str | Path) -> int:
     scale = model.get("scale") if isinstance(model, dict) else None
     if not isinstance(scale, int) or scale < 1:
         raise FasrError(
-            f"checkpoint '{checkpoint}' stores no valid model.scale ({scale!r}); use a checkpoint written by `fasr train`"
+            f"checkpoint '{checkpoint}' stores no valid model.scale ({scale!r}); "
+            "use a checkpoint written by `fasr train`"
         )
     return scale
 

@@ -5,9 +5,10 @@ the LR when asked, super-resolve, score against the ground truth when simulated,
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,7 +30,9 @@ from fasr.inference.grid import voxel_sizes
 from fasr.inference.inputs import InputPair
 from fasr.inference.output import cast_like, nifti_image, save_nifti, sidecar_path, write_json
 from fasr.inference.pipeline import InferenceResult, super_resolve_volume
+from fasr.inference.qa import ReferenceQA, check_reference, mean_confidence, reference_qa
 from fasr.inference.slicing import Slicer
+from fasr.inference.volume import RunSettings
 from fasr.inference.simulate import Simulation, bicubic_volume, score_methods, simulate_lr
 from fasr.pretrained import PRETRAINED, resolve_checkpoint
 
@@ -55,6 +58,8 @@ class LoadedModel:
         label: short name for headers: the registry name, or the checkpoint's file name.
         path: the checkpoint file.
         device: where it runs.
+        precision: ``fp32``, ``bf16`` or ``auto`` (``fasr infer --precision``; matching is fp32 always).
+        max_memory_gib: peak memory budget (``--max-memory-gib``); None = from the machine.
     """
 
     model: nn.Module
@@ -62,6 +67,8 @@ class LoadedModel:
     label: str
     path: Path
     device: torch.device
+    precision: str = "fp32"
+    max_memory_gib: float | None = None
 
     @property
     def scale(self) -> int:
@@ -82,6 +89,7 @@ class Prediction:
         dtype: data type of the input target (outputs are written in it).
         ref_path: the reference file (or the label of an in-memory reference).
         seconds: wall time of simulating, resampling and super-resolving.
+        qa: reference QA (:mod:`fasr.inference.qa`), with the output's mean confidence.
     """
 
     result: InferenceResult
@@ -93,6 +101,7 @@ class Prediction:
     dtype: np.dtype
     ref_path: Path
     seconds: float
+    qa: ReferenceQA | None = None
 
 
 def load_for_inference(
@@ -125,6 +134,8 @@ def predict(
     degradation_kind: str | None,
     batch_size: int,
     progress: bool,
+    strict: bool = False,
+    warn: Callable[[str], None] | None = None,
 ) -> Prediction:
     """Super-resolve a target with its reference; with ``simulate``, degrade the target first and score.
 
@@ -136,6 +147,8 @@ def predict(
         degradation_kind: ``bicubic`` or ``kspace`` instead of the checkpoint's (simulation only).
         batch_size: slices per forward pass.
         progress: show a progress bar.
+        strict: refuse a reference that the QA flags (another patient, misregistered) instead of warning.
+        warn: called with each warning as soon as it is found (before the slices run); None: not reported.
     """
     start = time.perf_counter()
     cfg = loaded.config
@@ -158,6 +171,10 @@ def predict(
             seed=cfg.seed,
         )
         lr, inplane_axes = simulation.lr, simulation.inplane_axes
+    qa = reference_qa(lr, ref)
+    warning = check_reference(qa, lr.path, ref.path, strict)
+    if warning is not None and warn is not None:
+        warn(warning)
     result = super_resolve_volume(
         loaded.model,
         lr,
@@ -168,6 +185,7 @@ def predict(
         device=loaded.device,
         progress=progress,
         inplane_axes=inplane_axes,
+        settings=RunSettings.for_model(cfg.model, loaded.precision, loaded.max_memory_gib),
     )
     if simulation is not None:
         hr = simulation.hr.data
@@ -185,12 +203,20 @@ def predict(
         dtype=inputs.dtype,
         ref_path=Path(ref.path),
         seconds=time.perf_counter() - start,
+        qa=qa.with_confidence(mean_confidence(result.confidence, result.sr, result.target_stats)),
     )
 
 
 def _descrip(loaded: LoadedModel, what: str, ref_path: Path) -> str:
     """Short NIfTI description: tool, version, checkpoint, reference (cut to the 79-byte field)."""
     return f"fasr {__version__} {what} ckpt={loaded.label} ref={ref_path.name}"
+
+
+def _absolute(path: str | Path | None) -> str | None:
+    """A file path made absolute (without resolving links); labels of in-memory inputs (``<lr array>``) as they are."""
+    if path is None:
+        return None
+    return os.path.abspath(path) if not str(path).startswith("<") else str(path)
 
 
 def sidecar_record(
@@ -212,11 +238,12 @@ def sidecar_record(
         "version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(sys.argv),
-        "checkpoint": {"name": loaded.label, "path": str(loaded.path), "model": to_dict(loaded.config.model)},
-        "target": prediction.simulation.hr.path if prediction.simulation else prediction.lr.path,
+        "checkpoint": {"name": loaded.label, "path": _absolute(loaded.path), "model": to_dict(loaded.config.model)},
+        "target": _absolute(prediction.simulation.hr.path if prediction.simulation else prediction.lr.path),
         "simulated": simulated,
-        "reference": str(prediction.ref_path),
+        "reference": _absolute(prediction.ref_path),
         "reference_coverage": result.coverage,
+        "reference_qa": None if prediction.qa is None else prediction.qa.to_dict(),
         "grid": {
             "shape": list(grid.shape),
             "voxel_size_mm": [round(float(v), 6) for v in voxel_sizes(grid.affine)],
@@ -231,11 +258,12 @@ def sidecar_record(
             "reference": [result.ref_stats.low, result.ref_stats.high],
         },
         "outputs": {
-            "sr": None if out is None else str(out),
+            "sr": _absolute(out),
             "sr_dtype": str(prediction.dtype),
-            "confidence": None if confidence_out is None else str(confidence_out),
+            "confidence": _absolute(confidence_out),
         },
         "seconds": round(prediction.seconds, 3),
+        "throughput": result.stats,
         "scores": prediction.scores,
     }
 

@@ -15,7 +15,9 @@ a reference that is a few millimetres off. Both make FASR-Net borrow wrong detai
   the share is small or negative. NMI alone depends on the contrast pair and overlaps between true and wrong
   pairs; the share does not (calibration: ``fasr bench qa``, docs/inference.md).
 
-The reference is flagged when ``alignment`` < :data:`ALIGNMENT_THRESHOLD`. ``mean_confidence`` is the mean
+The reference is flagged when ``alignment`` < :data:`ALIGNMENT_THRESHOLD`, or when its mutual information is
+within :data:`CHANCE_FACTOR` times what two unrelated images of that many voxels show by chance (the estimator's
+bias ``(BINS - 1)^2 / (2 N)`` nats, Miller-Madow; it matters for small images only). ``mean_confidence`` is the mean
 soft-attention confidence of the model's output over the SR foreground (``SROutput.confidence``, Eqs. 18-20),
 filled in after inference; it is recorded, not yet used for the verdict.
 """
@@ -36,6 +38,7 @@ from fasr.inference.grid import spacing_along_axes, voxel_sizes
 __all__ = [
     "ALIGNMENT_THRESHOLD",
     "PROBE_SHIFT_MM",
+    "CHANCE_FACTOR",
     "BINS",
     "FOREGROUND",
     "MIN_VOXELS",
@@ -50,6 +53,7 @@ __all__ = [
 # registered same-patient pairs score above it, other patients and 5/10 mm shifts below.
 ALIGNMENT_THRESHOLD = 0.3
 PROBE_SHIFT_MM = 6.0
+CHANCE_FACTOR = 3.0
 BINS = 32
 FOREGROUND = 0.05  # fraction of the LR maximum above which a voxel is foreground
 MIN_VOXELS = 512  # fewer foreground voxels: too few for a joint histogram, QA not measured
@@ -68,6 +72,8 @@ class ReferenceQA:
         nmi: NMI of the LR and the reference on the LR grid.
         nmi_shifted: mean NMI with the reference moved by ``shift_mm`` along each LR axis, both ways.
         alignment: ``(nmi - nmi_shifted) / (nmi - 1)``.
+        mutual_information: mutual information (nats) at the given position.
+        chance_level: :data:`CHANCE_FACTOR` times the mutual information unrelated images show by chance.
         threshold: flag below this ``alignment``.
         shift_mm: the probe shift.
         voxels: foreground voxels the histograms used.
@@ -79,6 +85,8 @@ class ReferenceQA:
     nmi: float | None
     nmi_shifted: float | None
     alignment: float | None
+    mutual_information: float | None
+    chance_level: float | None
     threshold: float
     shift_mm: float
     voxels: int
@@ -106,13 +114,13 @@ def _entropy(p: np.ndarray) -> float:
     return float(-np.sum(p * np.log(p)))
 
 
-def normalized_mutual_information(a: np.ndarray, b: np.ndarray) -> float:
-    """NMI ``(H(A) + H(B)) / H(A, B)`` of two equally long 1-D samples, :data:`BINS` bins each; 1 when the
-    joint entropy is 0 (both constant)."""
+def normalized_mutual_information(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """NMI ``(H(A) + H(B)) / H(A, B)`` and mutual information ``H(A) + H(B) - H(A, B)`` (nats) of two equally long
+    1-D samples, :data:`BINS` bins each; NMI is 1 when the joint entropy is 0 (both constant)."""
     joint = np.bincount(_bins(a) * BINS + _bins(b), minlength=BINS * BINS).reshape(BINS, BINS)
     p = joint / joint.sum()  # (BINS, BINS)
-    h_joint = _entropy(p.ravel())
-    return 1.0 if h_joint == 0 else (_entropy(p.sum(axis=1)) + _entropy(p.sum(axis=0))) / h_joint
+    h_joint, h_sum = _entropy(p.ravel()), _entropy(p.sum(axis=1)) + _entropy(p.sum(axis=0))
+    return (1.0 if h_joint == 0 else h_sum / h_joint), h_sum - h_joint
 
 
 def _blurred(ref: Volume, lr_affine: np.ndarray) -> np.ndarray:
@@ -139,25 +147,29 @@ def reference_qa(lr: Volume, ref: Volume, threshold: float = ALIGNMENT_THRESHOLD
     data = lr.data
     mask = data > FOREGROUND * float(data.max()) if data.max() > 0 else np.zeros(data.shape, dtype=bool)
     voxels = int(mask.sum())
-    unmeasured = ReferenceQA(None, None, None, threshold, PROBE_SHIFT_MM, voxels, flagged=False)
+    chance = CHANCE_FACTOR * (BINS - 1) ** 2 / (2.0 * max(voxels, 1))
+    unmeasured = ReferenceQA(None, None, None, None, chance, threshold, PROBE_SHIFT_MM, voxels, flagged=False)
     if voxels < MIN_VOXELS:
         return unmeasured
     target = data[mask]
     blurred = _blurred(ref, lr.affine)
 
-    def nmi_at(offset_mm: np.ndarray) -> float:
+    def information_at(offset_mm: np.ndarray) -> tuple[float, float]:
         moved = resample_to_grid(blurred, _shifted(ref.affine, offset_mm), data.shape, lr.affine, order=1)
         return normalized_mutual_information(target, moved[mask])
 
-    nmi = nmi_at(np.zeros(3))
+    nmi, information = information_at(np.zeros(3))
+    measured = replace(unmeasured, nmi=nmi, mutual_information=information)
     if nmi <= 1.0:  # the reference tells nothing about the LR (e.g. constant over its foreground)
-        return replace(unmeasured, nmi=nmi, nmi_shifted=nmi, alignment=0.0, flagged=True)
+        return replace(measured, nmi_shifted=nmi, alignment=0.0, flagged=True)
     # Unit vectors of the LR's voxel axes; a one-slice LR is not moved off its slice.
     directions = np.asarray(lr.affine, dtype=np.float64)[:3, :3] / voxel_sizes(lr.affine)
     axes = [a for a in range(3) if data.shape[a] > 1]
-    shifted = float(np.mean([nmi_at(sign * PROBE_SHIFT_MM * directions[:, a]) for a in axes for sign in (1, -1)]))
+    offsets = [sign * PROBE_SHIFT_MM * directions[:, a] for a in axes for sign in (1, -1)]
+    shifted = float(np.mean([information_at(offset)[0] for offset in offsets]))
     alignment = (nmi - shifted) / (nmi - 1.0)
-    return ReferenceQA(nmi, shifted, alignment, threshold, PROBE_SHIFT_MM, voxels, flagged=alignment < threshold)
+    flagged = alignment < threshold or information < chance
+    return replace(measured, nmi_shifted=shifted, alignment=alignment, flagged=flagged)
 
 
 def check_reference(qa: ReferenceQA, lr_name: str, ref_name: str, strict: bool) -> str | None:
@@ -173,10 +185,16 @@ def check_reference(qa: ReferenceQA, lr_name: str, ref_name: str, strict: bool) 
     """
     if not qa.flagged:
         return None
+    if qa.mutual_information is not None and qa.mutual_information < qa.chance_level:
+        evidence = "its mutual information with the LR is at the level of unrelated images"
+    else:
+        evidence = (
+            f"moving it {qa.shift_mm:g} mm loses {qa.alignment:.0%} of its mutual information with the LR; "
+            f"registered same-patient pairs lose at least {qa.threshold:.0%}"
+        )
     finding = (
-        f"reference '{ref_name}' does not look like a registered scan of the patient of '{lr_name}' (moving it "
-        f"{qa.shift_mm:g} mm loses {qa.alignment:.0%} of its mutual information with the LR; registered same-patient "
-        f"pairs lose at least {qa.threshold:.0%}): another patient, or misregistered"
+        f"reference '{ref_name}' does not look like a registered scan of the patient of '{lr_name}' ({evidence}): "
+        "another patient, or misregistered"
     )
     if strict:
         raise FasrError(f"{finding}; give the same patient's scan registered to the LR, or drop --strict to run anyway")

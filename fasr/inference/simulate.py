@@ -75,7 +75,7 @@ def simulate_lr(
         keep[axis] = slice(0, n - n % scale)
     hr = Volume(data=np.ascontiguousarray(hr.data[tuple(keep)]), affine=hr.affine, path=hr.path)
 
-    stats = robust_stats(hr.data, *norm_percentiles)
+    stats = robust_stats(hr, *norm_percentiles)
     slicer = Slicer.for_grid(hr.affine, slice_axis)
     stack = torch.from_numpy(slicer.to_stack(stats.normalize(hr.data)))[:, None]  # (N, 1, H, W)
     generator = torch.Generator().manual_seed(seed)
