@@ -20,13 +20,16 @@ __all__ = ["FOREGROUND_LEVEL", "robust_stats", "normalize_clipped", "foreground_
 FOREGROUND_LEVEL = -0.9
 
 
-def robust_stats(volume: np.ndarray | Volume, low_pct: float = 0.5, high_pct: float = 99.5) -> NormStats:
+def robust_stats(
+    volume: np.ndarray | Volume, low_pct: float = 0.5, high_pct: float = 99.5, name: str | None = None
+) -> NormStats:
     """Robust intensity range of a volume or slice: background level and a high foreground percentile.
 
     Args:
         volume: intensities (any shape) or a :class:`Volume`.
         low_pct: percentile of all voxels mapped to -1 (the background level).
         high_pct: percentile of the foreground (voxels above the background level) mapped to +1.
+        name: file the intensities come from, for the message (default: the path of a :class:`Volume`).
 
     Raises:
         FasrError: bad percentiles, or no voxel above the background level.
@@ -41,7 +44,11 @@ def robust_stats(volume: np.ndarray | Volume, low_pct: float = 0.5, high_pct: fl
     low = float(np.percentile(data, low_pct))
     foreground = data[data > low]
     if foreground.size == 0:
-        raise FasrError(f"image has no content above its background level {low:g}; give a scan with image content")
+        what = f"'{name or volume.path}'" if name or isinstance(volume, Volume) else "image"
+        raise FasrError(
+            f"{what} has no content above its background level {low:g} (MR magnitudes are >= 0; negative values "
+            "count as background); give the magnitude image of a scan"
+        )
     high = float(np.percentile(foreground, high_pct))
     return NormStats(low=low, high=high if high > low else float(foreground.max()))
 

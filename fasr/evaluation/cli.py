@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fasr.config import RunConfig, add_set_argument, load_config
+from fasr.config import RunConfig, add_set_argument, apply_overrides, load_config
 from fasr.errors import FasrError
 
-__all__ = ["add_arguments", "run", "add_data_arguments", "config_overrides", "data_config"]
+__all__ = ["add_arguments", "run", "add_data_arguments", "config_overrides", "data_config", "require_data_root"]
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,6 +32,31 @@ def data_config(args: argparse.Namespace) -> RunConfig | None:
     """The ``--config`` file with :func:`config_overrides`, or None: the data then come from the checkpoint's own
     config, which :func:`fasr.checkpoint.load_model` returns with the same overrides."""
     return load_config(args.config, config_overrides(args)) if args.config is not None else None
+
+
+def require_data_root(args: argparse.Namespace, checkpoint: Path) -> None:
+    """Refuse, before the model is loaded, a dataset folder that does not exist, saying that ``--data`` sets it.
+
+    Args:
+        args: parsed options of :func:`add_data_arguments`.
+        checkpoint: the checkpoint whose stored config gives the folder when neither ``--data`` nor ``--config`` does.
+    """
+    from fasr.checkpoint import load_checkpoint
+
+    cfg = data_config(args)
+    if cfg is not None:
+        root = cfg.data.root
+    else:
+        stored = apply_overrides(load_checkpoint(checkpoint)["config"], config_overrides(args))
+        root = stored.get("data", {}).get("root")
+    roots = root if isinstance(root, (list, tuple)) else [root]
+    missing = [str(r) for r in roots if r is not None and not Path(r).is_dir()]
+    if missing:
+        source = "--data" if args.data else "data.root of --config" if args.config else "the checkpoint's data.root"
+        raise FasrError(
+            f"dataset folder '{missing[0]}' ({source}, relative to '{Path.cwd()}') not found; pass --data ROOT to "
+            "set the dataset folder (e.g. --data ../shared/data/brats)"
+        )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     if clashing and not args.force:
         raise FasrError(f"output file(s) {', '.join(clashing)} already exist; pass --force to overwrite them")
     checkpoint = resolve_checkpoint_path(args.checkpoint)
+    require_data_root(args, checkpoint)
     result = evaluate_checkpoint(
         checkpoint,
         data_config(args),

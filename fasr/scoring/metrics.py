@@ -69,14 +69,16 @@ class PSNR(Metric):
 class NMSE(Metric):
     """Normalised mean squared error ``||pred - target||^2 / ||target||^2`` (fastMRI's).
 
-    It is scale-free: ``data_range`` is checked but does not enter the value.
+    It is scale-free: ``data_range`` is checked but does not enter the value. A target without energy (an empty
+    slice) leaves it undefined: NaN, which the conventions' means skip like slices with an empty mask.
     """
 
     name = "nmse"
     higher_is_better = False
 
     def compute(self, pred: np.ndarray, target: np.ndarray, data_range: float, mask: np.ndarray | None) -> float:
-        return np.sum(_select((pred - target) ** 2, mask)) / np.sum(_select(target**2, mask))
+        energy = np.sum(_select(target**2, mask))
+        return float("nan") if energy == 0 else np.sum(_select((pred - target) ** 2, mask)) / energy
 
 
 class SSIM(Metric):
