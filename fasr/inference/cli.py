@@ -60,8 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=4, help="slices per forward pass (default 4)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
     parser.add_argument(
-        "--precision", choices=PRECISIONS, default="fp32",
-        help="convolutions in fp32 or bf16 (auto: bf16 on CUDA and CPUs with native bf16); matching is always fp32",
+        "--precision", choices=PRECISIONS, default="auto",
+        help="convolutions in fp32 or bf16; auto (default): bf16 on CUDA and on CPUs with native bf16, else fp32; "
+        "matching is always fp32",
     )
     parser.add_argument(
         "--max-memory-gib", type=float,
