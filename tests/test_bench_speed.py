@@ -10,22 +10,38 @@ from fasr.bench.params import PAPER_TABLE_II, backbone_rows
 
 
 def test_bench_speed_json(tmp_path) -> None:
+    from fasr.checkpoint import save_checkpoint
+    from fasr.config import RunConfig, to_dict
+    from fasr.models import ModelConfig, build_model
+
+    tiny = ModelConfig(name="fasr", n_feats=8, n_blocks=(1, 1, 1), embed_dim=8, backbone_weights=None)
+    ckpt = save_checkpoint(tmp_path / "tiny.pt", {"model": build_model(tiny).state_dict(),
+                                                 "config": to_dict(RunConfig(model=tiny))})
     out = tmp_path / "speed.json"
     cmd = [sys.executable, "-m", "fasr", "bench", "speed", "--sizes", "32", "--repeats", "1",
-           "--set", "model.n_feats=8", "--set", "model.n_blocks=[1,1,1]", "--patch-size", "32", "--json", str(out)]
+           "--set", "model.n_feats=8", "--set", "model.n_blocks=[1,1,1]", "--set", "model.backbone_weights=null",
+           "--patch-size", "32", "--models", str(ckpt), "--volume", "64x48x3", "--json", str(out)]
     subprocess.run(cmd, check=True, capture_output=True, timeout=300)
     result = json.loads(out.read_text())
     assert result["device"] == "cpu" and result["threads"] >= 1
-    rows = {r["matching"]: r for r in result["rows"]}
+    sizes = [r for r in result["rows"] if "size" in r]
+    rows = {r["matching"]: r for r in sizes if r["model"] == "default"}
     assert set(rows) == {"blocked", "dense"}
-    for row in rows.values():
-        assert row["size"] == 32
+    for row in sizes:
+        assert row["size"] == 32 and row["precision"] == "fp32" and row["load_avg_1min"] >= 0
         assert row["seconds_per_slice"] > 0 and row["peak_mem_mib"] > 50
         assert row["gflops"] > 0
-        parts = sum(row[f"{p}_seconds_per_slice"] for p in ("extractor", "matching", "fusion"))
-        assert 0 < parts <= row["seconds_per_slice"] * 1.05  # the parts are inside the forward pass
+        parts = [row[f"{p}_seconds_per_slice"] for p in ("extractor", "matching", "fusion")]
+        assert all(p > 0 for p in parts)
+        assert sum(parts) <= row["seconds_per_slice"] * 1.05  # the parts are inside the forward pass
         assert abs(row["gflops_per_s"] - row["gflops"] / row["seconds_per_slice"]) / row["gflops_per_s"] < 0.01
     assert rows["blocked"]["gflops"] == rows["dense"]["gflops"]  # same arithmetic, different blocking
+    assert [r["model"] for r in sizes if r["model"] != "default"] == [str(ckpt)]  # no dense row for checkpoints
+    volumes = [r for r in result["rows"] if "volume" in r]
+    assert [r["model"] for r in volumes] == ["default", str(ckpt)]
+    for row in volumes:
+        assert row["volume"] == "64x48x3" and row["seconds"] > 0 and row["tile"] is None
+        assert abs(row["slices_per_second"] - 3 / row["seconds"]) < 0.05 * row["slices_per_second"]
     assert result["train"]["samples_per_second"] > 0
 
 

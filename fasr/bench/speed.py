@@ -1,8 +1,14 @@
 """``fasr bench speed``: inference seconds per slice, peak memory, FLOPs and GFLOP/s per image size.
 
-Each (size, matching) row runs in a fresh worker process so that its peak RSS is its own. The ``dense`` rows
-run the same model with a correlation budget large enough for the whole matrix in one block -- what the
-authors' code does -- to show the memory the blocked matching saves.
+Each row runs in a fresh worker process so that its peak RSS is its own, and records the machine's load
+average when it started (timings on a shared CPU are only comparable at similar load). Rows:
+
+* one per size for the default model (``--set`` overrides), with the extractor / matching / fusion split;
+* ``dense``: the same model with a correlation budget large enough for the whole matrix in one block -- what
+  the authors' code does -- to show the memory the blocked matching saves;
+* ``--models brats-x4,...``: the same per size for shipped or saved checkpoints;
+* ``--volume 240x240x155``: a whole synthetic volume of that SR size through the slice loop of ``fasr infer``
+  (batches, memory plan, tiling, precision), seconds and slices/s.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import time
 from pathlib import Path
 
 from fasr.config import add_set_argument, load_config
+from fasr.errors import FasrError
 
 __all__ = ["add_arguments", "run", "measure"]
 
@@ -29,7 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", type=int, default=4)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
+                        help="convolutions in fp32 or bf16 (as fasr infer --precision); matching is fp32")
+    parser.add_argument("--models", default="", help="comma-separated checkpoints or shipped models to time too")
+    parser.add_argument("--volume", default="", metavar="XxYxZ",
+                        help="also time a whole synthetic volume of this SR size (e.g. 240x240x155)")
+    parser.add_argument("--max-memory-gib", type=float, help="memory budget of the slice loop (as fasr infer)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per size (median reported)")
     parser.add_argument("--no-dense", action="store_true", help="skip the dense-matching reference rows")
     parser.add_argument("--no-train", action="store_true", help="skip the training-throughput measurement")
@@ -38,15 +50,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, help="write the results here")
 
 
-def _model(scale: int, overrides: list[str], device: str, match_memory_mib: float | None = None):
-    from fasr.config import load_config
+def _model(scale: int, overrides: list[str], device: str, match_memory_mib: float | None = None,
+           checkpoint: str | None = None):
+    """(model, its model config): the default model for ``scale`` (random weights), or a checkpoint's."""
+    from fasr.checkpoint import load_model
     from fasr.models import build_model
 
+    if checkpoint is not None:
+        extra = [f"model.match_memory_mib={match_memory_mib}"] if match_memory_mib is not None else []
+        model, cfg = load_model(checkpoint, map_location=device, overrides=[*overrides, *extra])
+        return model, cfg.model
     cfg = load_config(None, overrides)
     cfg.model.scale = scale
     if match_memory_mib is not None:
         cfg.model.match_memory_mib = match_memory_mib
-    return build_model(cfg.model).to(device)
+    return build_model(cfg.model).to(device), cfg.model
+
+
+def _load() -> float:
+    """1-minute load average of the machine (shared CPUs: timings are comparable only at similar load)."""
+    return round(os.getloadavg()[0], 2)
 
 
 def _peak_mib(device: str) -> float:
@@ -64,21 +87,28 @@ def measure(
     device: str,
     repeats: int,
     dense: bool,
-    bf16: bool = False,
+    precision: str = "fp32",
     overrides: list[str] | None = None,
+    checkpoint: str | None = None,
 ) -> dict:
     """One row: time, peak memory and FLOPs of the model's forward pass at ``size`` x ``size``."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    from fasr.inference.volume import precision_forward, resolve_precision
+
+    load = _load()
     overrides = overrides or []
     # Dense: a block budget large enough to hold every correlation matrix whole.
-    model = _model(scale, overrides, device, match_memory_mib=1e9 if dense else None).eval()
+    model = _model(scale, overrides, device, match_memory_mib=1e9 if dense else None, checkpoint=checkpoint)[0].eval()
+    scale = int(getattr(model, "scale", scale))
+    precision = resolve_precision(precision, torch.device(device))
+    forward = precision_forward(model, precision, torch.device(device))
     lr = torch.rand(batch, 1, size // scale, size // scale, device=device) * 2 - 1
     ref = torch.rand(batch, 1, size, size, device=device) * 2 - 1
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     # Where the time goes: forward time of the extractor passes, the matching (S-A + M-A) and the fusion.
-    parts = {"extractor": ("extractor",), "matching": ("ma", "sa"), "fusion": ("fusion",)}
+    parts = {"extractor": ("extractor",), "matching": ("align", "ma", "sa"), "fusion": ("fusion",)}
     spent = dict.fromkeys(parts, 0.0)
 
     def timed(module, part: str) -> None:
@@ -96,30 +126,35 @@ def measure(
 
     for part, names in parts.items():
         for name in names:
-            if getattr(model, name, None) is not None:
-                timed(getattr(model, name), part)
-    autocast = torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16)
+            module = getattr(model, name, None)
+            # A container of alignment modules (``align``) is timed module by module.
+            for m in (module.values() if isinstance(module, torch.nn.ModuleDict) else [module] if module else []):
+                timed(m, part)
     times, part_times = [], []
-    with torch.inference_mode(), autocast:
-        model(lr, ref)  # warm-up
+    with torch.inference_mode():
+        forward(lr, ref)  # warm-up
         for _ in range(repeats):
             spent.update(dict.fromkeys(parts, 0.0))
             sync()
             t0 = time.perf_counter()
-            model(lr, ref)
+            forward(lr, ref)
             sync()
             times.append(time.perf_counter() - t0)
             part_times.append(dict(spent))
         peak = _peak_mib(device)
         counter = FlopCounterMode(display=False)
         with counter:
-            model(lr, ref)
+            forward(lr, ref)
     seconds = statistics.median(times) / batch
     gflops = counter.get_total_flops() / 1e9 / batch
     return {
+        "model": checkpoint or "default",
         "size": size,
         "matching": "dense" if dense else "blocked",
+        "precision": precision,
         "batch": batch,
+        "threads": torch.get_num_threads(),
+        "load_avg_1min": load,
         "seconds_per_slice": round(seconds, 4),
         "slices_per_second": round(1.0 / seconds, 3),
         **{f"{part}_seconds_per_slice": round(statistics.median(t[part] for t in part_times) / batch, 4)
@@ -130,6 +165,51 @@ def measure(
     }
 
 
+def measure_volume(
+    shape: tuple[int, int, int],
+    scale: int,
+    batch: int,
+    device: str,
+    precision: str = "fp32",
+    overrides: list[str] | None = None,
+    checkpoint: str | None = None,
+    max_memory_gib: float | None = None,
+) -> dict:
+    """One row: a whole synthetic volume of SR size ``shape`` (X, Y, slices) through the slice loop of
+    ``fasr infer`` (:func:`fasr.inference.volume.super_resolve_slices`), model already loaded and warm."""
+    import numpy as np
+    import torch
+
+    from fasr.inference.volume import RunSettings, super_resolve_slices
+
+    load = _load()
+    model, model_cfg = _model(scale, overrides or [], device, checkpoint=checkpoint)
+    model.eval()
+    scale = int(model_cfg.scale)
+    h, w, n = shape[1] // scale, shape[0] // scale, shape[2]
+    rng = np.random.default_rng(0)
+    ref = np.tanh(rng.normal(0, 1, (n, h * scale, w * scale))).astype(np.float32)  # content in every slice
+    lr = ref.reshape(n, h, scale, w, scale).mean((2, 4))
+    settings = RunSettings.for_model(model_cfg, precision, max_memory_gib)
+    dev = torch.device(device)
+    super_resolve_slices(model, lr[:1], ref[:1], scale, 1, dev, False, settings)  # warm-up
+    t0 = time.perf_counter()
+    out = super_resolve_slices(model, lr, ref, scale, batch, dev, False, settings)
+    seconds = time.perf_counter() - t0
+    return {
+        "model": checkpoint or "default",
+        "volume": "x".join(map(str, shape)),
+        "precision": out.stats["precision"],
+        "batch": out.stats["batch"],
+        "tile": out.stats["tile"],
+        "threads": torch.get_num_threads(),
+        "load_avg_1min": load,
+        "seconds": round(seconds, 2),
+        "slices_per_second": round(n / seconds, 3),
+        "peak_mem_mib": round(_peak_mib(device), 1),
+    }
+
+
 def train_throughput(scale: int, patch: int, batch: int, device: str, steps: int, overrides: list[str]) -> dict:
     """Training samples per second (forward, L1 backward, Adam step) on random patches, from the median step
     (:func:`fasr.bench.timing.train_step_seconds`)."""
@@ -137,7 +217,7 @@ def train_throughput(scale: int, patch: int, batch: int, device: str, steps: int
 
     from fasr.bench.timing import train_step_seconds
 
-    model = _model(scale, overrides, device).train()
+    model = _model(scale, overrides, device)[0].train()
     l1 = torch.nn.functional.l1_loss
     per_step = train_step_seconds(model, l1, batch=batch, patch=patch, scale=scale, device=device, repeats=steps)
     return {"patch_size": patch, "batch": batch, "samples_per_second": round(batch / per_step, 2)}
@@ -146,6 +226,8 @@ def train_throughput(scale: int, patch: int, batch: int, device: str, steps: int
 def _worker(spec: dict) -> dict:
     if spec["kind"] == "train":
         return train_throughput(**spec["args"])
+    if spec["kind"] == "volume":
+        return measure_volume(**spec["args"])
     return measure(**spec["args"])
 
 
@@ -160,22 +242,34 @@ def _spawn(spec: dict) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _emit(rows: list[dict], spec: dict) -> None:
+    row = _spawn(spec)
+    rows.append(row)
+    print(json.dumps(row), flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
     sizes = [int(s) for s in str(args.sizes).split(",") if s]
+    models = [m for m in str(args.models).split(",") if m]
+    volume = tuple(int(v) for v in str(args.volume).lower().split("x")) if args.volume else None
+    if volume is not None and len(volume) != 3:
+        raise FasrError(f"--volume '{args.volume}': give the SR size as XxYxZ, e.g. 240x240x155")
     load_config(None, args.overrides)  # a bad --set fails here, not in every worker
-    rows = []
-    for size in sizes:
-        for dense in (False, True):
-            if dense and (args.no_dense or size > DENSE_MAX_SIZE):
-                continue
-            spec = {"kind": "infer", "args": dict(size=size, scale=args.scale, batch=args.batch, device=args.device,
-                                                   repeats=args.repeats, dense=dense, bf16=args.bf16,
-                                                   overrides=args.overrides)}
-            row = _spawn(spec)
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+    common = dict(scale=args.scale, batch=args.batch, device=args.device, precision=args.precision,
+                  overrides=args.overrides)
+    rows: list[dict] = []
+    for checkpoint in [None, *models]:
+        for size in sizes:
+            for dense in (False, True):
+                if dense and (args.no_dense or size > DENSE_MAX_SIZE or checkpoint is not None):
+                    continue
+                _emit(rows, {"kind": "infer", "args": dict(size=size, repeats=args.repeats, dense=dense,
+                                                           checkpoint=checkpoint, **common)})
+        if volume is not None:
+            _emit(rows, {"kind": "volume", "args": dict(shape=volume, checkpoint=checkpoint,
+                                                        max_memory_gib=args.max_memory_gib, **common)})
     result = {
         "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
         "threads": torch.get_num_threads(),

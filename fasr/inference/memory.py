@@ -149,7 +149,8 @@ def plan_tiles(
     need = estimate((_MIN_TILE + 2 * margin,) * 2, scale, 1, **kw).peak_gib
     raise FasrError(
         f"--max-memory-gib {max_memory_gib:g} is too small: one {_MIN_TILE}x{_MIN_TILE} LR tile with its "
-        f"{margin}-pixel margin needs about {need:.2f} GiB; raise --max-memory-gib to at least {math.ceil(need * 10) / 10:g}"
+        f"{margin}-pixel margin needs about {need:.2f} GiB; "
+        f"raise --max-memory-gib to at least {math.ceil(need * 10) / 10:g}"
     )
 
 

