@@ -229,7 +229,8 @@ def test_train_reference_trains_once_for_a_step_budget(tmp_path: Path, monkeypat
     assert checkpoint == tmp_path / "out" / "edsr" / "subject-2-seed0" / "last.pt"
     state = torch.load(checkpoint, weights_only=True)
     assert state["step"] == 2 and state["config"]["model"]["name"] == "edsr"
-    assert state["config"]["loss"]["perceptual"] == 0.0  # the methods suite's delta
+    base_loss = from_dict(RunConfig, deep_merge(BASE, small)).loss.resolved()
+    assert state["config"]["loss"]["perceptual"] == base_loss.perceptual  # no suite delta: the base's losses
     written = checkpoint.stat().st_mtime_ns
     assert train_reference("edsr", 2, data, tmp_path / "out", base=base) == checkpoint
     assert checkpoint.stat().st_mtime_ns == written  # the finished run is reused

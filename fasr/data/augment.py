@@ -12,7 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["BACKGROUND", "canvas_size", "fit_offset", "place", "random_crop_offset", "dihedral", "misalign"]
+__all__ = [
+    "BACKGROUND", "canvas_size", "fit_offset", "place", "random_crop_offset", "dihedral", "misalign", "similarity_warp",
+]
 
 BACKGROUND = -1.0
 
@@ -100,26 +102,16 @@ def dihedral(image: Tensor, rotations: int, flip: bool) -> Tensor:
     return image.flip(-1) if flip else image
 
 
-def misalign(
-    image: Tensor, max_shift: float, max_rotation: float, max_scale: float, generator: torch.Generator | None
-) -> Tensor:
-    """Random similarity transform about the slice centre (simulated registration error of the reference).
-
-    Shift, rotation and scale are drawn uniformly from ``[-max, max]``; bilinear resampling; pixels from
-    outside the slice are background.
+def similarity_warp(image: Tensor, shift: Tensor, angle: Tensor, zoom: Tensor) -> Tensor:
+    """Similarity transform about the slice centre; bilinear, pixels from outside the slice are background.
 
     Args:
         image: (B, C, H, W) slices.
-        max_shift: pixels, per axis.
-        max_rotation: degrees.
-        max_scale: fraction (0.05: zoom in [0.95, 1.05]).
-        generator: random source (None: torch's global generator).
+        shift: (B, 2) float64 (x, y) translation in pixels: content moves by +shift.
+        angle: (B,) float64 rotation in radians.
+        zoom: (B,) float64 scale factor.
     """
     b, _, h, w = image.shape
-    u = 2 * torch.rand(b, 4, generator=generator, dtype=torch.float64) - 1  # (B, 4) in [-1, 1]
-    angle = torch.deg2rad(u[:, 0] * max_rotation)
-    zoom = 1 + u[:, 1] * max_scale
-    shift = torch.stack([u[:, 2], u[:, 3]], dim=1) * max_shift  # (B, 2) pixels (x, y)
     # Output pixel -> input pixel about the centre: p_in = R(angle) p_out / zoom - shift, in pixel units;
     # affine_grid works in [-1, 1] coordinates, so conjugate by D = diag(2 / w, 2 / h).
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
@@ -131,3 +123,22 @@ def misalign(
     # Sample (image - background) with zero padding so outside pixels become the background.
     warped = F.grid_sample(image - BACKGROUND, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return warped + BACKGROUND
+
+
+def misalign(
+    image: Tensor, max_shift: float, max_rotation: float, max_scale: float, generator: torch.Generator | None
+) -> Tensor:
+    """Random :func:`similarity_warp` (simulated registration error of the reference).
+
+    Shift, rotation and scale are drawn uniformly from ``[-max, max]``.
+
+    Args:
+        image: (B, C, H, W) slices.
+        max_shift: pixels, per axis.
+        max_rotation: degrees.
+        max_scale: fraction (0.05: zoom in [0.95, 1.05]).
+        generator: random source (None: torch's global generator).
+    """
+    u = 2 * torch.rand(image.shape[0], 4, generator=generator, dtype=torch.float64) - 1  # (B, 4) in [-1, 1]
+    shift = torch.stack([u[:, 2], u[:, 3]], dim=1) * max_shift  # (B, 2) pixels (x, y)
+    return similarity_warp(image, shift, torch.deg2rad(u[:, 0] * max_rotation), 1 + u[:, 1] * max_scale)

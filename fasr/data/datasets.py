@@ -77,6 +77,10 @@ class VolumeSlices:
     def __len__(self) -> int:
         return len(self._index)
 
+    def items(self) -> list[tuple[str, int]]:
+        """(subject id, slice index) of every item, in order."""
+        return [(self.sources[i].subject, z) for i, z in self._index]
+
     def __getitem__(self, index: int) -> RawSlice:
         i, z = self._index[index]
         return self._subject(i).raw_slice(z)

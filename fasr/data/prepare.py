@@ -19,12 +19,11 @@ import torch
 from tqdm import tqdm
 
 from fasr import __version__
-from fasr.data.augment import canvas_size, fit_offset, place
 from fasr.data.cache import FORMAT, MANIFEST, VERSION, write_manifest, write_subject
 from fasr.data.config import DataConfig, DegradationConfig
 from fasr.data.degrade import NOISES, WINDOWS, Degradation, build_degradation
-from fasr.data.layouts import SPLITS, split_sources
-from fasr.data.samples import degrade_lr
+from fasr.data.layouts import SPLITS, data_roots, split_sources
+from fasr.data.samples import check_stored_lr, fit_pair, lr_on_canvas
 from fasr.data.subjects import Subject, load_subject
 from fasr.errors import FasrError
 
@@ -120,18 +119,18 @@ def subject_arrays(
     multiple = math.lcm(*scales)
     keep = subject.slices[:: max(1, slice_step)]
     hr = torch.from_numpy(subject.target[keep])[:, None]  # (N, 1, H, W)
-    ref = torch.from_numpy(subject.reference[keep])[:, None]
-    canvas = canvas_size(tuple(hr.shape[-2:]), size, multiple)
-    offset = fit_offset(tuple(hr.shape[-2:]), canvas, multiple)
-    hr, ref = place(hr, canvas, offset), place(ref, canvas, offset)
+    hr, ref, offset = fit_pair(hr, torch.from_numpy(subject.reference[keep])[:, None], size, multiple)
     arrays = {"target": hr[:, 0].numpy(), "reference": ref[:, 0].numpy()}
+    fits = [s for s in scales if subject.lr is not None and subject.lr.shape[-1] * s == subject.target.shape[-1]]
+    if subject.lr is not None and not fits:
+        check_stored_lr(subject.lr.shape, subject.target.shape, scales[0], subject.subject)  # raises
     for s in scales:
-        if subject.lr is not None and tuple(n * s for n in subject.lr.shape[-2:]) == subject.target.shape[-2:]:
-            lr = place(torch.from_numpy(subject.lr[keep])[:, None], (canvas[0] // s, canvas[1] // s),
-                       (offset[0] // s, offset[1] // s))
-        else:
-            lr = degrade_lr(hr, s, degradation, noise, snr, generator)  # (N, 1, H/s, W/s)
-        arrays[f"lr_x{s}"] = lr[:, 0].numpy()
+        # A stored LR is used at the factor it was made for; other factors degrade the HR slice.
+        stored = torch.from_numpy(subject.lr[keep])[:, None] if s in fits else None
+        if stored is not None:
+            check_stored_lr(subject.lr.shape, subject.target.shape, s, subject.subject)
+        lr = lr_on_canvas(hr, stored, offset, s, degradation, noise, snr, generator, subject.subject)
+        arrays[f"lr_x{s}"] = lr[:, 0].numpy()  # (N, H/s, W/s)
     arrays = {name: a.astype(dtype) for name, a in arrays.items()}
     arrays["slices"] = keep.astype(np.int32)
     return arrays
@@ -141,7 +140,7 @@ def _manifest(cfg: DataConfig, args: argparse.Namespace, scales: list[int], spli
     """The manifest before any subject is written (``complete: false``)."""
     return {
         "format": FORMAT, "version": VERSION, "complete": False, "fasr_version": __version__,
-        "kind": cfg.kind, "source": str(Path(cfg.root).resolve()), "target": cfg.target,
+        "kind": cfg.kind, "source": ",".join(str(r.resolve()) for r in data_roots(cfg)), "target": cfg.target,
         "reference": cfg.reference, "size": args.size, "scales": scales, "dtype": args.dtype,
         "normalization": {"method": "percentiles (low: all voxels, high: foreground) -> [-1, 1], clipped",
                           "percentiles": list(cfg.norm_percentiles)},

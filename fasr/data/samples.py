@@ -28,7 +28,7 @@ from fasr.data.normalize import FOREGROUND_LEVEL
 from fasr.data.types import NormStats, PairedSample
 from fasr.errors import FasrError
 
-__all__ = ["RawSlice", "SampleMaker", "degrade_lr", "INVALID_COORD", "canvas_coords"]
+__all__ = ["RawSlice", "SampleMaker", "degrade_lr", "fit_pair", "check_stored_lr", "lr_on_canvas", "INVALID_COORD", "canvas_coords"]
 
 # Random crops tried before accepting one with less content than ``min_foreground``.
 _CROP_TRIES = 10
@@ -55,6 +55,41 @@ def degrade_lr(
         generator: random source for the noise (None: torch's global generator).
     """
     return add_noise(degradation.down(hr, scale), noise, snr, generator)
+
+
+def fit_pair(hr: Tensor, ref: Tensor, slice_size: int, multiple: int) -> tuple[Tensor, Tensor, tuple[int, int]]:
+    """Target and reference (N, 1, H, W) centred on the canvas (``slice_size``, or native rounded up to
+    ``multiple``); returns them with the offset of the slices on the canvas."""
+    size = canvas_size(tuple(hr.shape[-2:]), slice_size, multiple)
+    offset = fit_offset(tuple(hr.shape[-2:]), size, multiple)
+    return place(hr, size, offset), place(ref, size, offset), offset
+
+
+def check_stored_lr(lr_shape: tuple[int, ...], hr_shape: tuple[int, ...], scale: int, subject: str) -> None:
+    """A stored LR slice must be the HR slice divided by ``scale`` (both in-plane axes).
+
+    Raises:
+        FasrError: it is not.
+    """
+    if tuple(n * scale for n in lr_shape[-2:]) != tuple(hr_shape[-2:]):
+        raise FasrError(
+            f"subject '{subject}': stored LR slice is {tuple(lr_shape[-2:])} but HR is {tuple(hr_shape[-2:])}, not "
+            f"x{scale}; give LR = HR / scale"
+        )
+
+
+def lr_on_canvas(
+    hr: Tensor, stored: Tensor | None, offset: tuple[int, int], scale: int, degradation: Degradation, noise: str,
+    snr: float, generator: torch.Generator | None, subject: str,
+) -> Tensor:
+    """The LR target of canvas slices ``hr`` (N, 1, H, W): the stored LR (N, 1, h, w) placed at ``offset / scale``
+    when the dataset has one, else ``degrade_lr(hr)``.
+
+    ``stored`` must have passed :func:`check_stored_lr`.
+    """
+    if stored is None:
+        return degrade_lr(hr, scale, degradation, noise, snr, generator)
+    return place(stored, (hr.shape[-2] // scale, hr.shape[-1] // scale), (offset[0] // scale, offset[1] // scale))
 
 
 class RawSlice(NamedTuple):
@@ -137,21 +172,14 @@ class SampleMaker:
         generator = None if self.train else torch.Generator().manual_seed(index)
         hr = torch.from_numpy(raw.target)[None, None]  # (1, 1, H, W)
         ref = torch.from_numpy(raw.reference)[None, None]
-        size = canvas_size(tuple(hr.shape[-2:]), self.slice_size, s)
+        if raw.lr is not None:
+            check_stored_lr(raw.lr.shape, raw.target.shape, s, raw.subject)
+        hr, ref, offset = fit_pair(hr, ref, self.slice_size, s)
+        size = tuple(hr.shape[-2:])
         if self.train and min(size) < self.patch_size:
             raise FasrError(f"data.patch_size {self.patch_size} exceeds the {size[0]}x{size[1]} slices; lower it")
-        offset = fit_offset(tuple(hr.shape[-2:]), size, s)
-        hr, ref = place(hr, size, offset), place(ref, size, offset)
-        if raw.lr is None:
-            lr = degrade_lr(hr, s, self.degradation, self.noise, self.snr, generator)  # (1, 1, H/s, W/s)
-        else:
-            if tuple(n * s for n in raw.lr.shape) != tuple(raw.target.shape):
-                raise FasrError(
-                    f"subject '{raw.subject}': stored LR slice is {raw.lr.shape} but HR is {raw.target.shape}, not "
-                    f"x{s}; give LR = HR / scale"
-                )
-            lr_size, lr_offset = (size[0] // s, size[1] // s), (offset[0] // s, offset[1] // s)
-            lr = place(torch.from_numpy(raw.lr)[None, None], lr_size, lr_offset)
+        stored = None if raw.lr is None else torch.from_numpy(raw.lr)[None, None]
+        lr = lr_on_canvas(hr, stored, offset, s, self.degradation, self.noise, self.snr, generator, raw.subject)
         coords = canvas_coords(size) if self.train else None  # (1, 2, H, W)
         ref_coords = coords
         if self.misalign is not None:

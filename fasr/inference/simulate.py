@@ -9,7 +9,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from fasr.data.degrade import Degradation, add_noise
+from fasr.data.degrade import Degradation
+from fasr.data.samples import degrade_lr
 from fasr.data.geometry import sr_affine
 from fasr.data.types import Volume
 from fasr.errors import FasrError
@@ -79,7 +80,7 @@ def simulate_lr(
     slicer = Slicer.for_grid(hr.affine, slice_axis)
     stack = torch.from_numpy(slicer.to_stack(stats.normalize(hr.data)))[:, None]  # (N, 1, H, W)
     generator = torch.Generator().manual_seed(seed)
-    lr_stack = add_noise(degradation.down(stack, scale), noise, snr, generator)[:, 0].numpy()  # (N, h, w)
+    lr_stack = degrade_lr(stack, scale, degradation, noise, snr, generator)[:, 0].numpy()  # (N, h, w)
     lr = Volume(
         data=stats.denormalize(slicer.from_stack(lr_stack)).astype(np.float32),
         affine=sr_affine(hr.affine, (1.0 / scale, 1.0 / scale), axes=inplane),

@@ -44,10 +44,12 @@ __all__ = [
 
 class AlignmentResult(NamedTuple):
     """``features[grid]``: (B, C_grid, H_grid, W_grid) aligned texture; ``score[grid]``: (B, 1, Hq, Wq) soft
-    attention on the 1/4 grid for the texture at that grid."""
+    attention on the 1/4 grid for the texture at that grid; ``index``: (B, Nq) long, the 1/4-grid key cell
+    matched to each query (diagnostics: matching accuracy)."""
 
     features: dict[str, Tensor]
     score: dict[str, Tensor]
+    index: Tensor
 
 
 @dataclass(frozen=True)
@@ -210,7 +212,7 @@ class SingleMultiAlignment(AlignmentModule):
 
     def forward(self, q: dict[str, Tensor], k: dict[str, Tensor], v: dict[str, Tensor]) -> AlignmentResult:
         b, _, hq, wq = q[QUERY_GRID].shape
-        features, score = {}, {}
+        features, score, cells = {}, {}, None
         with _fp32(q[QUERY_GRID]):
             eq, keys = self._embed(q, k)
             for grid, (ek, wk) in keys.items():
@@ -220,7 +222,9 @@ class SingleMultiAlignment(AlignmentModule):
                 ky, kx = stride * (index // wk) + start, stride * (index % wk) + start  # key centre on grid g
                 features[grid] = _transfer(v[grid], ky - f // 2, kx - f // 2, f, hq, wq)  # Eq. 12
                 score[grid] = s.reshape(b, 1, hq, wq)
-        return AlignmentResult(features, score)
+                if grid == QUERY_GRID:
+                    cells = index
+        return AlignmentResult(features, score, cells)
 
     def correspondence_loss(self, q: dict[str, Tensor], k: dict[str, Tensor], target: MatchTarget, t: float) -> Tensor:
         wq = q[QUERY_GRID].shape[-1]
@@ -292,7 +296,7 @@ class MultiMultiAlignment(AlignmentModule):
         features = {g: _transfer(v[g], g.cells_per(QUERY_GRID) * ky, g.cells_per(QUERY_GRID) * kx,
                                  g.cells_per(QUERY_GRID), hq, wq) for g in self.v_grids}
         s = s.reshape(b, 1, hq, wq)
-        return AlignmentResult(features, {g: s for g in self.v_grids})
+        return AlignmentResult(features, {g: s for g in self.v_grids}, index)
 
     def correspondence_loss(self, q: dict[str, Tensor], k: dict[str, Tensor], target: MatchTarget, t: float) -> Tensor:
         with _fp32(q[QUERY_GRID]):

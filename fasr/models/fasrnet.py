@@ -141,7 +141,8 @@ class FASRNet(nn.Module):
                 raise ValueError(f"match target has {match.index.shape[1]} queries, the padded 1/4 grid {n_q}")
             losses = [m.correspondence_loss(q, k, match, match_temperature) for m in self.align.values()]
             match_loss = torch.stack(losses).mean()
-        return SROutput(sr=sr, attention=score, confidence=confidence, match_loss=match_loss)
+        matches = {name: r.index for name, r in zip(self.align, results)}
+        return SROutput(sr=sr, attention=score, confidence=confidence, match_loss=match_loss, matches=matches)
 
 
 def _kwargs(cfg: ModelConfig) -> dict:

@@ -20,9 +20,12 @@ class SROutput(NamedTuple):
             (the soft attention on the SR grid), or None for single-image models.
         match_loss: scalar correspondence loss of the matching branches when the model was given the true
             matches (training, ``fasr.models.correspondence``), else None.
+        matches: reference-based models: alignment module name -> (B, Nq) key cell matched to each query of the
+            (padded) 1/4 grid, row-major (diagnostics); None for single-image models.
     """
 
     sr: Tensor
     attention: dict[str, Tensor]
     confidence: Tensor | None
     match_loss: Tensor | None = None
+    matches: dict[str, Tensor] | None = None

@@ -1,0 +1,358 @@
+"""``fasr bench reference``: does the reference count?
+
+On the held-out subject(s) of a checkpoint's data config (x scale, fastMRI convention) it measures:
+
+* PSNR/SSIM with (a) the true reference, (b) another subject's reference of the same contrast (BraTS subjects
+  share an atlas space, so it "covers" the target), (c) the true reference with its slices shuffled, (d) uniform
+  noise, (e) the HR target itself (oracle);
+* matching accuracy: the share of foreground queries whose 1/4-grid match lies within one cell (Chebyshev) of
+  the true position, on registered pairs and under known shifts of the reference;
+* confidence AUC: per-slice mean confidence over the brain, true vs wrong-subject reference (Mann-Whitney);
+* a misregistration curve: PSNR vs reference shift (x, pixels) and rotation (degrees) for the checkpoint and any
+  ``--compare NAME=CKPT`` models (e.g. TTSR, MINet, MCSR, EDSR trained the same way).
+
+Writes ``reference.json``, ``reference.md`` and ``reference.png`` to ``--out-dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fasr.checkpoint import load_model, resolve_device
+from fasr.config import RunConfig, add_set_argument
+from fasr.data.augment import similarity_warp
+from fasr.data.datasets import PairedSliceDataset, VolumeSlices
+from fasr.data.degrade import build_degradation
+from fasr.data.layouts import PairSource, data_roots, find_pairs, pairs_for_split
+from fasr.data.normalize import FOREGROUND_LEVEL
+from fasr.data.samples import RawSlice, SampleMaker
+from fasr.data.subjects import Subject, load_subject
+from fasr.errors import FasrError
+from fasr.scoring.volumes import predict_volumes, score_predictions, spread_indices
+
+__all__ = ["CONDITIONS", "SHIFTS", "ROTATIONS", "run_reference_bench", "add_arguments", "run"]
+
+CONDITIONS = ("true", "wrong_subject", "shuffled", "noise", "oracle")
+SHIFTS = (0, 1, 2, 4, 8)  # reference shift along x, HR pixels
+ROTATIONS = (2, 5)  # degrees
+MATCH_SHIFTS = (0, 4, 8)  # shifts (HR pixels, both axes) at which matching accuracy is measured
+
+
+class _Variant:
+    """A held-out subject's slices with the reference replaced as a condition says (same slices for all).
+
+    Args:
+        source: the true pairs' slices.
+        mode: one of :data:`CONDITIONS`, or ``warp`` (the true reference shifted/rotated).
+        other: the wrong-subject reference stacks by subject (``wrong_subject``).
+        warp: (shift x px, shift y px, degrees) for ``warp``.
+    """
+
+    def __init__(self, source: VolumeSlices, mode: str, other: dict[str, Subject] | None = None,
+                 warp: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> None:
+        self.source, self.mode, self.other, self.warp = source, mode, other or {}, warp
+        # ``shuffled``: each slice takes the reference of the slice half a volume away (same subject).
+        by_subject: dict[str, list[int]] = {}
+        for i, (subject, _) in enumerate(source.items()):
+            by_subject.setdefault(subject, []).append(i)
+        self.partner = {}
+        for own in by_subject.values():
+            self.partner.update({i: own[(n + len(own) // 2) % len(own)] for n, i in enumerate(own)})
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> RawSlice:
+        raw = self.source[index]
+        ref = raw.reference
+        if self.mode == "wrong_subject":
+            ref = self.other[raw.subject].reference[raw.slice_index].copy()
+        elif self.mode == "shuffled":
+            ref = self.source[self.partner[index]].reference
+        elif self.mode == "noise":
+            ref = np.random.default_rng(index).uniform(-1, 1, ref.shape).astype(np.float32)
+        elif self.mode == "oracle":
+            ref = raw.target.copy()
+        elif self.mode == "warp" and any(self.warp):
+            t = torch.from_numpy(ref)[None, None]
+            shift = torch.tensor([[self.warp[0], self.warp[1]]], dtype=torch.float64)
+            angle = torch.tensor([math.radians(self.warp[2])], dtype=torch.float64)
+            ref = similarity_warp(t, shift, angle, torch.ones(1, dtype=torch.float64))[0, 0].numpy()
+        return raw._replace(reference=ref)
+
+
+def _wrong_subjects(cfg: RunConfig, held_out: list[PairSource]) -> dict[str, Subject]:
+    """For each held-out pair, the same reference contrast of another subject in the same data root, on the
+    held-out target's grid."""
+    options = dict(percentiles=tuple(cfg.data.norm_percentiles), min_foreground=0.0, slice_key=cfg.data.slice_key)
+    out = {}
+    for pair in held_out:
+        root = next(r for r in data_roots(cfg.data) if pair.target.resolve().is_relative_to(r.resolve()))
+        others = [p for p in find_pairs(cfg.data, root) if p.subject != pair.subject]
+        if not others:
+            raise FasrError(f"no other subject in '{root}' to take a wrong reference from; add one")
+        preferred = sorted(others, key=lambda p: p.subject not in cfg.data.val_subjects)
+        for candidate in preferred:  # the first subject whose scan lies in the same scanner/atlas space
+            try:
+                out[pair.subject] = load_subject(PairSource(pair.subject, pair.target, candidate.reference), **options)
+                break
+            except FasrError:
+                continue
+        else:
+            raise FasrError(f"no other subject in '{root}' covers the field of view of '{pair.target}'")
+    return out
+
+
+def _mean_confidence(model: nn.Module, dataset, indices: list[int], device: torch.device) -> list[float]:
+    """Per-slice mean confidence over the target's foreground."""
+    values = []
+    with torch.no_grad():
+        for i in indices:
+            s = dataset[i]
+            out = model(s.lr[None].to(device), s.ref[None].to(device))
+            if out.confidence is None:
+                return []
+            mask = s.hr[None].to(device) > FOREGROUND_LEVEL
+            values.append(float(out.confidence[mask].mean()) if mask.any() else 0.0)
+    return values
+
+
+def _match_accuracy(model: nn.Module, dataset, indices: list[int], shift: int, device: torch.device) -> float | None:
+    """Share of foreground queries matched within one 1/4-grid cell of the truth, reference shifted by
+    ``shift`` HR pixels along both axes (a multiple of 4 moves the truth by ``shift / 4`` cells)."""
+    hits, total = 0, 0
+    with torch.no_grad():
+        for i in indices:
+            s = dataset[i]
+            ref = s.ref[None].to(device)
+            if shift:
+                ref = similarity_warp(ref, torch.tensor([[shift, shift]], dtype=torch.float64),
+                                      torch.zeros(1, dtype=torch.float64), torch.ones(1, dtype=torch.float64))
+            out = model(s.lr[None].to(device), ref)
+            if not out.matches:
+                return None
+            index = next(iter(out.matches.values()))[0]  # (Nq,) of the first module (M-A when present)
+            h, w = s.hr.shape[-2:]
+            hq, wq = math.ceil(h / 4), math.ceil(w / 4)
+            fg = F.avg_pool2d((F.pad(s.hr[None], (0, -w % 4, 0, -h % 4), value=-1) > FOREGROUND_LEVEL).float(), 4)
+            fg = fg.flatten().to(device) > 0.5  # (Nq,)
+            q = torch.arange(hq * wq, device=device)
+            dy = (index // wq) - (q // wq + shift // 4)
+            dx = (index % wq) - (q % wq + shift // 4)
+            ok = (dy.abs() <= 1) & (dx.abs() <= 1)
+            hits, total = hits + int(ok[fg].sum()), total + int(fg.sum())
+    return hits / max(total, 1)
+
+
+def _auc(positive: list[float], negative: list[float]) -> float | None:
+    """P(positive > negative) + 0.5 P(equal): the ROC AUC of separating the two sets."""
+    if not positive or not negative:
+        return None
+    p, n = np.asarray(positive)[:, None], np.asarray(negative)[None, :]
+    return float((p > n).mean() + 0.5 * (p == n).mean())
+
+
+def _score(models: dict[str, nn.Module], dataset, indices: list[int], device: torch.device) -> dict[str, Any]:
+    volumes = predict_volumes(models, dataset, indices, batch_size=4, device=device)
+    scores = score_predictions(volumes, "fastmri")
+    return {m: {"psnr": scores[m]["psnr"], "ssim": scores[m]["ssim"]} for m in scores["methods"]}
+
+
+def run_reference_bench(
+    checkpoint: str, compare: dict[str, str], *, overrides: list[str], max_slices: int, device: torch.device,
+    data: str | None = None, log=print,
+) -> dict[str, Any]:
+    """Every measurement of the module docstring, as a JSON-ready dict.
+
+    Args:
+        checkpoint: the model under test (file or shipped name).
+        compare: other models for the misregistration curve, name -> checkpoint.
+        overrides: ``--set`` strings for the checkpoint's config (data and inference-only model fields).
+        max_slices: evenly spaced slices per held-out subject.
+        device: where models run.
+        data: dataset root replacing the config's ``data.root``.
+        log: progress lines.
+    """
+    sets = list(overrides) + ([f"data.root={data}"] if data else [])
+    model, cfg = load_model(checkpoint, device, sets)
+    split = "test" if cfg.data.test_subjects else "val"
+    pairs = pairs_for_split(cfg.data, split)
+    by_ref = {p.reference.name: p for p in pairs}  # one pair per reference contrast would repeat slices
+    held_out = [pairs[0]] if len(by_ref) > 1 else pairs
+    source = VolumeSlices(held_out, percentiles=tuple(cfg.data.norm_percentiles), min_foreground=cfg.data.min_foreground,
+                          slice_key=cfg.data.slice_key, slice_step=1, cache_size=max(8, len(held_out)))
+    scale = cfg.model.scale
+    maker_cfg = replace(cfg.data, misalign=(0.0, 0.0, 0.0))
+    maker = SampleMaker.from_config(maker_cfg, scale, False, build_degradation(cfg.data.degradation))
+    indices = spread_indices(len(source), max_slices)
+    name = cfg.model.name
+    models = {name: model}
+    for other, path in compare.items():
+        models[other] = load_model(path, device, [s for s in sets if not s.startswith("model.")])[0]
+
+    def dataset(mode: str, **kw) -> PairedSliceDataset:
+        return PairedSliceDataset(_Variant(source, mode, **kw), maker)
+
+    log(f"held-out {split} subject(s) {sorted({p.subject for p in held_out})}, {len(indices)} slices, x{scale}")
+    wrong = _wrong_subjects(cfg, held_out)
+    conditions = {}
+    for mode in CONDITIONS:
+        conditions[mode] = _score({name: model}, dataset(mode, other=wrong), indices, device)
+        log(f"{mode}: {conditions[mode][name]['psnr']:.2f} dB")
+    bicubic = conditions["true"]["bicubic"]
+    accuracy = {str(s): _match_accuracy(model, dataset("true"), indices, s, device) for s in MATCH_SHIFTS}
+    conf_true = _mean_confidence(model, dataset("true"), indices, device)
+    conf_wrong = _mean_confidence(model, dataset("wrong_subject", other=wrong), indices, device)
+    conf_shuffled = _mean_confidence(model, dataset("shuffled"), indices, device)
+    curve: dict[str, dict[str, float]] = {m: {} for m in models}
+    for label, warp in [*((f"shift {s} px", (float(s), 0.0, 0.0)) for s in SHIFTS),
+                        *((f"rotation {r} deg", (0.0, 0.0, float(r))) for r in ROTATIONS)]:
+        scores = _score(models, dataset("warp", warp=warp), indices, device)
+        for m in models:
+            curve[m][label] = scores[m]["psnr"]
+        log(f"{label}: " + ", ".join(f"{m} {curve[m][label]:.2f}" for m in models))
+    true_psnr, wrong_psnr = conditions["true"][name]["psnr"], conditions["wrong_subject"][name]["psnr"]
+    gain = true_psnr - wrong_psnr
+    return {
+        "checkpoint": str(checkpoint),
+        "model": name,
+        "scale": scale,
+        "split": split,
+        "subjects": sorted({p.subject for p in held_out}),
+        "reference_contrast": held_out[0].reference.name,
+        "slices": len(indices),
+        "convention": "fastmri",
+        "bicubic": bicubic,
+        "conditions": {m: conditions[m][name] for m in CONDITIONS},
+        "true_minus_wrong_db": gain,
+        "oracle_minus_wrong_db": conditions["oracle"][name]["psnr"] - wrong_psnr,
+        "matching_accuracy": accuracy,
+        "confidence": {
+            "mean_true": float(np.mean(conf_true)) if conf_true else None,
+            "mean_wrong_subject": float(np.mean(conf_wrong)) if conf_wrong else None,
+            "mean_shuffled": float(np.mean(conf_shuffled)) if conf_shuffled else None,
+            "auc_true_vs_wrong_subject": _auc(conf_true, conf_wrong),
+            "auc_true_vs_shuffled": _auc(conf_true, conf_shuffled),
+        },
+        "misregistration_psnr": curve,
+        "gain_kept_at_4px": ((curve[name]["shift 4 px"] - wrong_psnr) / gain) if gain > 0 else None,
+    }
+
+
+def _markdown(r: dict[str, Any], command: str) -> str:
+    conf, acc = r["confidence"], r["matching_accuracy"]
+    rows = [f"| ({chr(97 + i)}) {c.replace('_', ' ')} | {r['conditions'][c]['psnr']:.2f} | "
+            f"{r['conditions'][c]['ssim']:.4f} |" for i, c in enumerate(CONDITIONS)]
+    curve = r["misregistration_psnr"]
+    labels = list(next(iter(curve.values())))
+    fmt = (lambda v: "n/a" if v is None else f"{v:.3f}")
+    lines = [
+        f"# Does the reference count? (`{r['checkpoint']}`, x{r['scale']}, {r['split']} subject(s) "
+        f"{', '.join(r['subjects'])}, reference {r['reference_contrast']}, {r['slices']} slices, fastMRI convention)",
+        "",
+        f"Command: `{command}`",
+        "",
+        "| reference | PSNR (dB) | SSIM |",
+        "|---|---|---|",
+        *rows,
+        f"| bicubic (no reference) | {r['bicubic']['psnr']:.2f} | {r['bicubic']['ssim']:.4f} |",
+        "",
+        f"True minus wrong subject: {r['true_minus_wrong_db']:+.2f} dB; oracle minus wrong subject: "
+        f"{r['oracle_minus_wrong_db']:+.2f} dB.",
+        "",
+        "Matching accuracy (foreground queries within one 1/4-grid cell of the true position): "
+        + ", ".join(f"shift {s} px {fmt(v)}" for s, v in acc.items()) + ".",
+        "",
+        f"Mean confidence: true {fmt(conf['mean_true'])}, wrong subject {fmt(conf['mean_wrong_subject'])}, "
+        f"shuffled {fmt(conf['mean_shuffled'])}; per-slice AUC true vs wrong subject "
+        f"{fmt(conf['auc_true_vs_wrong_subject'])}, true vs shuffled {fmt(conf['auc_true_vs_shuffled'])}.",
+        "",
+        "## Misregistration (PSNR, dB)",
+        "",
+        "| model | " + " | ".join(labels) + " |",
+        "|---|" + "---|" * len(labels),
+        *(f"| {m} | " + " | ".join(f"{v:.2f}" for v in row.values()) + " |" for m, row in curve.items()),
+        "",
+        f"Reference gain (true minus wrong subject) kept at a 4 px shift: {fmt(r['gain_kept_at_4px'])}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _figure(r: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
+    names = list(CONDITIONS)
+    a.bar(range(len(names)), [r["conditions"][c]["psnr"] for c in names], color="tab:blue")
+    a.axhline(r["bicubic"]["psnr"], color="gray", ls="--", label="bicubic")
+    a.set_xticks(range(len(names)), [n.replace("_", "\n") for n in names])
+    a.set_ylabel("PSNR (dB)")
+    a.set_ylim(min(r["bicubic"]["psnr"], *(r["conditions"][c]["psnr"] for c in names)) - 1, None)
+    a.legend()
+    a.set_title("reference condition")
+    for m, row in r["misregistration_psnr"].items():
+        b.plot(range(len(row)), list(row.values()), marker="o", label=m)
+    labels = list(next(iter(r["misregistration_psnr"].values())))
+    b.set_xticks(range(len(labels)), [lab.replace(" px", "px").replace(" deg", "°") for lab in labels], rotation=30)
+    b.set_ylabel("PSNR (dB)")
+    b.set_title("misregistered reference")
+    b.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = "example: fasr bench reference --checkpoint brats-x4 --compare ttsr=runs/ttsr/best.pt"
+    parser.add_argument("--checkpoint", required=True, help="model under test (file or shipped name)")
+    parser.add_argument("--compare", action="append", default=[], metavar="NAME=CKPT",
+                        help="another model for the misregistration curve (repeatable)")
+    parser.add_argument("--data", metavar="ROOT", help="dataset root (overrides data.root of the checkpoint)")
+    parser.add_argument("--max-slices", type=int, default=32, help="evenly spaced slices per held-out subject")
+    parser.add_argument("--quick", action="store_true", help="4 slices (a smoke test)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out-dir", default="benchmarks/results", help="where reference.{json,md,png} go")
+    parser.add_argument("--json", help="also write the JSON here")
+    add_set_argument(parser, "model.search_window=16")
+
+
+def run(args: argparse.Namespace) -> int:
+    compare = {}
+    for item in args.compare:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise FasrError(f"--compare expects NAME=CKPT, got '{item}'")
+        compare[name] = path
+    result = run_reference_bench(
+        args.checkpoint, compare, overrides=args.overrides, max_slices=4 if args.quick else args.max_slices,
+        device=resolve_device(args.device), data=args.data,
+    )
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    command = "fasr bench reference " + " ".join(
+        [f"--checkpoint {args.checkpoint}", *(f"--compare {c}" for c in args.compare)]
+        + (["--quick"] if args.quick else [f"--max-slices {args.max_slices}"]) + [f"--set {s}" for s in args.overrides]
+    )
+    result["command"] = command
+    text = json.dumps(result, indent=2)
+    (out / "reference.json").write_text(text + "\n")
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    (out / "reference.md").write_text(_markdown(result, command))
+    _figure(result, out / "reference.png")
+    print(_markdown(result, command))
+    return 0
