@@ -28,7 +28,8 @@ PARAMS = {"bicubic": 0, "edsr": 924_417, "swinir": 744_592, "mcsr": 298_434, "mi
 
 def make_model(name: str, scale: int = 4, n_feats: int = 64) -> torch.nn.Module:
     torch.manual_seed(0)
-    return build_model(ModelConfig(name=name, scale=scale, n_feats=n_feats))
+    extra = {"n_feats": n_feats} if name != "bicubic" else {}  # bicubic has no width (any other field is an error)
+    return build_model(ModelConfig(name=name, scale=scale, **extra))
 
 
 def inputs(h: int, w: int, scale: int, batch: int = 2, seed: int = 1) -> tuple[torch.Tensor, ...]:

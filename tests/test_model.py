@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from fasr import FASRNet
 from fasr.errors import FasrError
-from fasr.models import ModelConfig, build_model
+from fasr.models import USES, ModelConfig, build_model
 from fasr.models.backbones import VGG19, ResNet, load_torchvision_weights
 from fasr.models.extractor import CHANNELS, TextureExtractor
 from fasr.models.matching import (
@@ -95,7 +95,7 @@ def test_every_configuration_trains(overrides: dict) -> None:
 
 
 def test_ttsr_is_cross_attention() -> None:
-    model = build_model(ModelConfig(name="ttsr", **TINY))
+    model = build_model(ModelConfig(name="ttsr", **{k: v for k, v in TINY.items() if k in USES["ttsr"]}))
     assert model.alignment == "cross_attention" and list(model.align) == ["cross_attention"]
     assert model.align["cross_attention"].levels == ("1/4",)
 
@@ -258,3 +258,9 @@ def test_search_window_model_runs_and_differs_only_by_window() -> None:
         torch.testing.assert_close(local(lr, ref).sr, full(lr, ref).sr, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="search_window"):
         FASRNet(scale=4, search_window=2, attention_score="softmax")
+
+
+def test_a_setting_the_architecture_ignores_is_an_error() -> None:
+    with pytest.raises(FasrError, match=r"model 'edsr' does not use model.alignment"):
+        build_model(ModelConfig(name="edsr", alignment="sa"))
+    build_model(ModelConfig(name="edsr", n_feats=8))  # a field it reads is fine

@@ -6,6 +6,7 @@ Every model takes ``forward(lr, ref)`` with lr (B, 1, h, w) and ref (B, 1, h*sca
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from typing import Callable
 
@@ -15,7 +16,7 @@ from fasr.errors import FasrError
 from fasr.models.config import ModelConfig
 from fasr.models.output import SROutput
 
-__all__ = ["build_model", "register", "MODELS", "SROutput", "ModelConfig"]
+__all__ = ["build_model", "register", "ignored_settings", "MODELS", "USES", "SROutput", "ModelConfig"]
 
 # name -> "module:factory"; a factory takes a ModelConfig and returns an nn.Module.
 MODELS: dict[str, str] = {
@@ -27,17 +28,40 @@ MODELS: dict[str, str] = {
     "mcsr": "fasr.models.baselines.mcsr:from_config",
     "minet": "fasr.models.baselines.minet:from_config",
 }
+_ALL = frozenset(f.name for f in dataclasses.fields(ModelConfig))
+# name -> the ModelConfig fields the architecture reads; any other field must keep its default (else an error).
+USES: dict[str, frozenset[str]] = {
+    "fasr": _ALL,
+    "ttsr": _ALL - {"alignment", "embed_dim", "sa_key_stride", "ma_pyramid"},
+    "bicubic": frozenset({"name", "scale"}),
+    **{name: frozenset({"name", "scale", "n_feats"}) for name in ("edsr", "swinir", "mcsr", "minet")},
+}
 
 
-def register(name: str, target: str) -> None:
-    """Register ``"module:factory"`` under ``name`` (for user extensions)."""
-    MODELS[name] = target
+def register(name: str, target: str, uses: frozenset[str] = _ALL) -> None:
+    """Register ``"module:factory"`` under ``name`` (for user extensions), with the config fields it reads."""
+    MODELS[name], USES[name] = target, frozenset(uses) | {"name"}
+
+
+def ignored_settings(cfg: ModelConfig) -> list[str]:
+    """``model.*`` fields set away from their defaults that the architecture ``cfg.name`` does not read."""
+    default = ModelConfig()
+    # ``ref_degradation`` is filled in from the data config for every run (``auto``), used or not.
+    unused = _ALL - USES.get(cfg.name, _ALL) - {"ref_degradation"}
+    return [f"model.{f}" for f in sorted(unused) if getattr(cfg, f) != getattr(default, f)]
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
-    """Instantiate the architecture named by ``cfg.name``."""
+    """Instantiate the architecture named by ``cfg.name``.
+
+    Raises:
+        FasrError: an unknown name, or a setting the architecture would silently ignore.
+    """
     if cfg.name not in MODELS:
         raise FasrError(f"unknown model.name '{cfg.name}'; choose one of {sorted(MODELS)}")
+    ignored = ignored_settings(cfg)
+    if ignored:
+        raise FasrError(f"model '{cfg.name}' does not use {', '.join(ignored)}; remove them from the config")
     module, factory = MODELS[cfg.name].split(":")
     build: Callable[[ModelConfig], nn.Module] = getattr(importlib.import_module(module), factory)
     return build(cfg)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from fasr.config import RunConfig, apply_overrides, from_dict, read_yaml
 from fasr.errors import FasrError
+from fasr.models import USES
 
 __all__ = [
     "REPO_ROOT",
@@ -181,6 +182,9 @@ def run_config(base: dict, entry: Entry, held_out: str, seed: int, steps: int, o
         overrides: ``key=value`` strings.
     """
     data = deep_merge(base, entry.delta)
+    # The base config describes FASR-Net; a row of another architecture keeps only the model fields it reads.
+    uses = USES.get(data.get("model", {}).get("name", "fasr"), USES["fasr"])
+    data["model"] = {k: v for k, v in data.get("model", {}).items() if k in uses}
     data = deep_merge(data, {"seed": seed, "data": {"val_subjects": [held_out]}})
     unstretched = from_dict(RunConfig, apply_overrides(copy.deepcopy(data), overrides))
     data = deep_merge(data, stretch_schedule(unstretched, steps))

@@ -1,0 +1,56 @@
+"""``fasr pretrain-extractor`` and ``fasr bench reference`` end to end on small synthetic BraTS data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import write_brats
+
+from fasr.checkpoint import save_checkpoint
+from fasr.cli import main
+from fasr.config import RunConfig, from_dict, to_dict
+from fasr.models import build_model
+from fasr.models.backbones import VGG19, load_torchvision_weights
+
+_DATA = {"kind": "brats", "target": "t2", "reference": "t1", "slice_size": 48, "patch_size": 32, "min_foreground": 0.01}
+
+
+def test_pretrain_extractor_writes_a_torchvision_file_that_loads(tmp_path: Path) -> None:
+    root = write_brats(tmp_path / "brats", ["a", "b", "c"])
+    config = tmp_path / "pretrain.yaml"
+    config.write_text(yaml.safe_dump({"data": {**_DATA, "root": str(root), "val_subjects": ["c"]}, "steps": 2,
+                                      "batch_size": 2}))
+    out = tmp_path / "mri.pth"
+    assert main(["pretrain-extractor", "--config", str(config), "--out", str(out)]) == 0
+    state = torch.load(out, weights_only=True)
+    assert "features.10.weight" in state and state["features.0.weight"].dtype == torch.float16
+    assert load_torchvision_weights(VGG19(last="relu3_1"), out) == []  # every key fits, nothing left over
+    model = build_model(from_dict(RunConfig, {"model": {"backbone_weights": str(out), "n_feats": 8}}).model)
+    assert torch.equal(model.extractor.net.features[0].weight, state["features.0.weight"].float())
+
+
+@pytest.mark.slow
+def test_bench_reference_quick_runs_and_writes_its_report(tmp_path: Path) -> None:
+    root = write_brats(tmp_path / "brats", ["a", "b", "c"], shape=(48, 48, 8))
+    cfg = from_dict(RunConfig, {"model": {"n_feats": 8, "n_blocks": [1, 1, 1], "embed_dim": 8, "backbone_weights": None},
+                                "data": {**_DATA, "root": str(root), "val_subjects": ["b"], "test_subjects": ["c"]}})
+    torch.manual_seed(0)
+    checkpoint = save_checkpoint(tmp_path / "m.pt", {"model": build_model(cfg.model).state_dict(),
+                                                    "config": to_dict(cfg)})
+    out = tmp_path / "results"
+    assert main(["bench", "reference", "--checkpoint", str(checkpoint), "--quick", "--out-dir", str(out),
+                 "--compare", f"same={checkpoint}"]) == 0
+    result = json.loads((out / "reference.json").read_text())
+    assert result["subjects"] == ["c"] and result["slices"] == 4
+    assert set(result["conditions"]) == {"true", "wrong_subject", "shuffled", "noise", "oracle"}
+    assert set(result["matching_accuracy"]) == {"0", "4", "8"}
+    assert 0 <= result["matching_accuracy"]["0"] <= 1
+    assert set(result["misregistration_psnr"]) == {"fasr", "same"}
+    # an untrained FASR-Net is exactly bicubic (zero-initialised output): no reference can change it
+    assert result["conditions"]["true"]["psnr"] == pytest.approx(result["bicubic"]["psnr"], abs=1e-6)
+    assert (out / "reference.md").read_text().startswith("# Does the reference count?")
+    assert (out / "reference.png").stat().st_size > 1000
