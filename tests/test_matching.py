@@ -49,9 +49,9 @@ def _assert_same_match(got, ref, ref_levels: list[MatchLevel]) -> None:
         torch.testing.assert_close(got.lse, ref.lse, atol=1e-4, rtol=0)
 
 
-# 1e-4 MiB: blocks of 1 query x 3 keys (split inside grid rows); 3e-3: 2 queries, not aligned to grid rows;
-# 0.05: whole grid rows of queries, all keys; 64: one block.
-@pytest.mark.parametrize("budget_mib", [1e-4, 3e-3, 0.05, 64.0])
+# Blocks of queries x keys: 1e-4 MiB: all x 1 (keys split inside grid rows); 3e-3: 1 x 2 grid rows; 8e-3: 2 x 3
+# grid rows; 0.05: 6 x 7 grid rows; 64: one block (for the 7x5 / 9x6 grids).
+@pytest.mark.parametrize("budget_mib", [1e-4, 3e-3, 8e-3, 0.05, 64.0])
 @pytest.mark.parametrize("shapes", [((7, 5), (9, 6)), ((6, 8), (6, 8))])
 def test_factorised_equals_unfold(budget_mib: float, shapes) -> None:
     q, k = _maps(1, *shapes)

@@ -303,21 +303,28 @@ def _block_sizes(levels: list[MatchLevel], budget_bytes: int) -> tuple[int, int]
     """Rows and columns per block so that the block's score matrices stay within ``budget_bytes``.
 
     A patch level holds about three block-sized matrices (pixel correlations and two partial sums), a vector
-    level one, plus the running sum. On grids with patch levels, blocks are whole grid rows where they fit
-    (the pixel rectangles then carry no waste).
+    level one, plus the running sum. On grids with patch levels, blocks are whole grid rows of queries and of
+    keys, and as square as the budget allows: each block's pixel rectangles carry one extra grid row above and
+    below (the 3x3 patch halo), so blocks of few rows would repeat most of the pixel GEMM (ours).
     """
     n_q, n_k = _n_fine(levels, "q"), _n_fine(levels, "k")
     per_elem = 4 * (1 + sum(3 if lvl.is_patch else 1 for lvl in levels))
     elems = max(1, budget_bytes // per_elem)
+    if n_q * n_k <= elems:
+        return n_q, n_k
     wq, wk = _fine_width(levels, "q"), _fine_width(levels, "k")
+    if wq > 1 and wk > 1 and elems >= wq * wk:
+        rows_all_keys = elems // (wq * n_k)  # grid rows of queries per block with every key
+        if rows_all_keys >= 8:
+            return rows_all_keys * wq, n_k
+        side = math.isqrt(elems // (wq * wk))
+        r = min(side, math.ceil(n_q / wq))
+        c = min(math.ceil(n_k / wk), max(1, elems // (r * wq * wk)))
+        return r * wq, c * wk
     if n_k <= elems:
-        rows, cols = max(1, min(n_q, elems // n_k)), n_k
-    else:
-        rows = min(n_q, 64, max(1, elems // wk) if wk > 1 else 64)
-        cols = max(1, elems // rows)
-        cols = max(wk, cols // wk * wk) if cols >= wk else cols
-    rows = max(wq, rows // wq * wq) if rows >= wq else rows
-    return rows, cols
+        return max(1, min(n_q, elems // n_k)), n_k
+    rows = min(n_q, 64)
+    return rows, max(1, elems // rows)
 
 
 @torch.no_grad()
