@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import warnings
 from pathlib import Path
 
 import nibabel as nib

@@ -17,9 +17,9 @@ import torch
 from scipy import ndimage
 
 import fasr.checkpoint
+from conftest import write_nifti
 from fasr.errors import FasrError
 from fasr.scoring.metrics import NMSE
-from conftest import write_nifti
 from test_infer_support import run_cli, write_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,10 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from fasr.errors import FasrError
+from fasr.config import LossConfig
 from fasr.models.backbones import SHIPPED_WEIGHTS, VGG19
 from fasr.models.extractor import TextureExtractor
-from fasr.config import LossConfig
 from fasr.training.losses import FourierLoss, L1Loss, PerceptualLoss, build_loss
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import write_brats
 
+from conftest import write_brats
 from fasr.checkpoint import save_checkpoint
 from fasr.cli import main
 from fasr.config import RunConfig, from_dict, to_dict
@@ -36,7 +36,8 @@ def test_pretrain_extractor_writes_a_torchvision_file_that_loads(tmp_path: Path)
 @pytest.mark.slow
 def test_bench_reference_quick_runs_and_writes_its_report(tmp_path: Path) -> None:
     root = write_brats(tmp_path / "brats", ["a", "b", "c"], shape=(48, 48, 8))
-    cfg = from_dict(RunConfig, {"model": {"n_feats": 8, "n_blocks": [1, 1, 1], "embed_dim": 8, "backbone_weights": None},
+    model = {"n_feats": 8, "n_blocks": [1, 1, 1], "embed_dim": 8, "backbone_weights": None}
+    cfg = from_dict(RunConfig, {"model": model,
                                 "data": {**_DATA, "root": str(root), "val_subjects": ["b"], "test_subjects": ["c"]}})
     torch.manual_seed(0)
     checkpoint = save_checkpoint(tmp_path / "m.pt", {"model": build_model(cfg.model).state_dict(),

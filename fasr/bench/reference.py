@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 
 from fasr.checkpoint import load_model, resolve_device
 from fasr.config import RunConfig, add_set_argument
@@ -189,8 +189,9 @@ def run_reference_bench(
     pairs = pairs_for_split(cfg.data, split)
     by_ref = {p.reference.name: p for p in pairs}  # one pair per reference contrast would repeat slices
     held_out = [pairs[0]] if len(by_ref) > 1 else pairs
-    source = VolumeSlices(held_out, percentiles=tuple(cfg.data.norm_percentiles), min_foreground=cfg.data.min_foreground,
-                          slice_key=cfg.data.slice_key, slice_step=1, cache_size=max(8, len(held_out)))
+    source = VolumeSlices(held_out, percentiles=tuple(cfg.data.norm_percentiles),
+                          min_foreground=cfg.data.min_foreground, slice_key=cfg.data.slice_key, slice_step=1,
+                          cache_size=max(8, len(held_out)))
     scale = cfg.model.scale
     maker_cfg = replace(cfg.data, misalign=(0.0, 0.0, 0.0))
     maker = SampleMaker.from_config(maker_cfg, scale, False, build_degradation(cfg.data.degradation))
@@ -255,7 +256,10 @@ def _markdown(r: dict[str, Any], command: str) -> str:
             f"{r['conditions'][c]['ssim']:.4f} |" for i, c in enumerate(CONDITIONS)]
     curve = r["misregistration_psnr"]
     labels = list(next(iter(curve.values())))
-    fmt = (lambda v: "n/a" if v is None else f"{v:.3f}")
+
+    def fmt(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
+
     lines = [
         f"# Does the reference count? (`{r['checkpoint']}`, x{r['scale']}, {r['split']} subject(s) "
         f"{', '.join(r['subjects'])}, reference {r['reference_contrast']}, {r['slices']} slices, fastMRI convention)",

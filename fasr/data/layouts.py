@@ -26,7 +26,10 @@ from fasr.data.fastmri import ACQUISITIONS, read_acquisition
 from fasr.data.io import NIFTI_SUFFIXES, SLICE_SUFFIXES
 from fasr.errors import FasrError
 
-__all__ = ["data_roots", "SPLITS", "BRATS_ALIASES", "PairSource", "find_pairs", "split_pairs", "split_sources", "pairs_for_split"]
+__all__ = [
+    "data_roots", "SPLITS", "BRATS_ALIASES", "PairSource", "find_pairs", "split_pairs", "split_sources",
+    "pairs_for_split",
+]
 
 SPLITS = ("train", "val", "test")
 # Contrast name -> file-name stems used for it by BraTS releases.

@@ -28,7 +28,10 @@ from fasr.data.normalize import FOREGROUND_LEVEL
 from fasr.data.types import NormStats, PairedSample
 from fasr.errors import FasrError
 
-__all__ = ["RawSlice", "SampleMaker", "degrade_lr", "fit_pair", "check_stored_lr", "lr_on_canvas", "INVALID_COORD", "canvas_coords"]
+__all__ = [
+    "RawSlice", "SampleMaker", "degrade_lr", "fit_pair", "check_stored_lr", "lr_on_canvas", "INVALID_COORD",
+    "canvas_coords",
+]
 
 # Random crops tried before accepting one with less content than ``min_foreground``.
 _CROP_TRIES = 10

@@ -135,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
         f"x{grid.scale} {'x'.join(map(str, prediction.lr.data.shape))} -> {'x'.join(map(str, grid.shape))} "
         f"(slice axis {grid.slice_axis}) in {prediction.seconds:.1f} s with {result.model.label}"
     )
+    if result.mean_confidence is not None:
+        print(f"mean confidence {result.mean_confidence:.3f} (how strongly matched reference texture drove the output)")
     if prediction.scores is not None:
         print(metrics_table(prediction.scores))
     for path in written:

@@ -10,15 +10,15 @@ import numpy as np
 import torch
 
 from fasr.data.degrade import Degradation
-from fasr.data.samples import degrade_lr
 from fasr.data.geometry import sr_affine
+from fasr.data.normalize import robust_stats
+from fasr.data.samples import degrade_lr
 from fasr.data.types import Volume
 from fasr.errors import FasrError
-from fasr.scoring.conventions import get_convention
 from fasr.inference.grid import choose_inplane_axes
-from fasr.data.normalize import robust_stats
 from fasr.inference.pipeline import upsample_stack
 from fasr.inference.slicing import Slicer
+from fasr.scoring.conventions import get_convention
 
 __all__ = ["Simulation", "SCORES", "simulate_lr", "bicubic_volume", "score_methods"]
 

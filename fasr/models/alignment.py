@@ -26,8 +26,15 @@ from torch import Tensor, nn
 
 from fasr.models.correspondence import MatchTarget, correspondence_nce
 from fasr.models.grids import QUERY_GRID, TRANSFER_GRIDS, Grid
-from fasr.models.matching import MatchLevel, SearchWindow, blocked_match, matched_score, parent_index, patch_level
-from fasr.models.matching import softmax_score
+from fasr.models.matching import (
+    MatchLevel,
+    SearchWindow,
+    blocked_match,
+    matched_score,
+    parent_index,
+    patch_level,
+    softmax_score,
+)
 from fasr.models.transfer import transfer_patches
 
 __all__ = [

@@ -74,7 +74,8 @@ class TextureExtractor(nn.Module):
 
     def _takes_shipped(self) -> bool:
         """The shipped MRI VGG19 stops at relu3_1: it fits VGG19 extractors that go no deeper than 1/4."""
-        return self.backbone_name == "vgg19" and self.grids[-1] in ("1", "1/2", "1/4") and "relu3_2" not in self.taps.values()
+        shallow = self.grids[-1] in ("1", "1/2", "1/4") and "relu3_2" not in self.taps.values()
+        return self.backbone_name == "vgg19" and shallow
 
     def forward(self, x: Tensor, grids: tuple[str, ...]) -> dict[str, Tensor]:
         """Features of ``x`` (B, 1, H, W) on [-1, 1] for each requested grid; H, W divisible by 4.

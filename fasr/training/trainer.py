@@ -234,7 +234,9 @@ class Trainer:
             generator=torch.Generator().manual_seed(epoch_seed(self.cfg.seed + 1, self.epoch)),  # worker seeds
         )
 
-    def _train_step(self, lr: Tensor, ref: Tensor, hr: Tensor, hr_coords: Tensor, ref_coords: Tensor) -> dict[str, float]:
+    def _train_step(
+        self, lr: Tensor, ref: Tensor, hr: Tensor, hr_coords: Tensor, ref_coords: Tensor
+    ) -> dict[str, float]:
         device = self.ctx.device
         lr, ref, hr = (t.to(device, non_blocking=True) for t in (lr, ref, hr))
         kwargs = {}
