@@ -157,10 +157,10 @@ def super_resolve_slices(
         raise ValueError(f"reference stack {ref.shape} does not match LR {lr.shape} at x{scale}")
     precision = resolve_precision(settings.precision, device)
     settings = RunSettings(**{**settings.__dict__, "precision": precision})
-    plan, budget = _plan((h, w), scale, batch_size, settings, device)
-    forward = precision_forward(model, precision, device)
     flat = lr.reshape(n, -1)
     busy = np.flatnonzero(flat.max(axis=1) > flat.min(axis=1))  # slices with content
+    plan, budget = _plan((h, w), scale, max(1, min(batch_size, len(busy))), settings, device)
+    forward = precision_forward(model, precision, device)
     sr = np.repeat(lr[:, :1, :1], h * scale, axis=1).repeat(w * scale, axis=2).astype(np.float32)  # constants
     confidence: np.ndarray | None = None
     tiles = 1
