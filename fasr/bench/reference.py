@@ -98,7 +98,8 @@ def _wrong_subjects(cfg: RunConfig, held_out: list[PairSource]) -> dict[str, Sub
     out = {}
     for pair in held_out:
         root = next(r for r in data_roots(cfg.data) if pair.target.resolve().is_relative_to(r.resolve()))
-        others = [p for p in find_pairs(cfg.data, root) if p.subject != pair.subject]
+        others = [p for p in find_pairs(cfg.data, root)
+                  if p.subject != pair.subject and p.reference.name == pair.reference.name]  # same contrast
         if not others:
             raise FasrError(f"no other subject in '{root}' to take a wrong reference from; add one")
         preferred = sorted(others, key=lambda p: p.subject not in cfg.data.val_subjects)
@@ -143,8 +144,9 @@ def _match_accuracy(model: nn.Module, dataset, indices: list[int], shift: int, d
                 return None
             index = next(iter(out.matches.values()))[0]  # (Nq,) of the first module (M-A when present)
             h, w = s.hr.shape[-2:]
-            hq, wq = math.ceil(h / 4), math.ceil(w / 4)
-            fg = F.avg_pool2d((F.pad(s.hr[None], (0, -w % 4, 0, -h % 4), value=-1) > FOREGROUND_LEVEL).float(), 4)
+            m = getattr(model, "multiple", 4)  # the model pads to a multiple of its coarsest grid
+            hq, wq = math.ceil(h / m) * m // 4, math.ceil(w / m) * m // 4
+            fg = F.avg_pool2d((F.pad(s.hr[None], (0, -w % m, 0, -h % m), value=-1) > FOREGROUND_LEVEL).float(), 4)
             fg = fg.flatten().to(device) > 0.5  # (Nq,)
             q = torch.arange(hq * wq, device=device)
             dy = (index // wq) - (q // wq + shift // 4)
@@ -187,8 +189,8 @@ def run_reference_bench(
     model, cfg = load_model(checkpoint, device, sets)
     split = "test" if cfg.data.test_subjects else "val"
     pairs = pairs_for_split(cfg.data, split)
-    by_ref = {p.reference.name: p for p in pairs}  # one pair per reference contrast would repeat slices
-    held_out = [pairs[0]] if len(by_ref) > 1 else pairs
+    # One pair per subject: the first reference contrast of the config (``reference: t1,t1c,flair`` -> t1).
+    held_out = [p for p in pairs if p.reference.name == pairs[0].reference.name]
     source = VolumeSlices(held_out, percentiles=tuple(cfg.data.norm_percentiles),
                           min_foreground=cfg.data.min_foreground, slice_key=cfg.data.slice_key, slice_step=1,
                           cache_size=max(8, len(held_out)))

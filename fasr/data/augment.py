@@ -112,6 +112,7 @@ def similarity_warp(image: Tensor, shift: Tensor, angle: Tensor, zoom: Tensor) -
         zoom: (B,) float64 scale factor.
     """
     b, _, h, w = image.shape
+    shift, angle, zoom = (t.to(torch.float64).cpu() for t in (shift, angle, zoom))
     # Output pixel -> input pixel about the centre: p_in = R(angle) p_out / zoom - shift, in pixel units;
     # affine_grid works in [-1, 1] coordinates, so conjugate by D = diag(2 / w, 2 / h).
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
@@ -119,7 +120,8 @@ def similarity_warp(image: Tensor, shift: Tensor, angle: Tensor, zoom: Tensor) -
     theta[:, 0, 0], theta[:, 0, 1] = cos, -sin * h / w
     theta[:, 1, 0], theta[:, 1, 1] = sin * w / h, cos
     theta[:, 0, 2], theta[:, 1, 2] = -2 * shift[:, 0] / w, -2 * shift[:, 1] / h
-    grid = F.affine_grid(theta.to(image.dtype), list(image.shape), align_corners=False)  # (B, H, W, 2)
+    theta = theta.to(device=image.device, dtype=image.dtype)
+    grid = F.affine_grid(theta, list(image.shape), align_corners=False)  # (B, H, W, 2)
     # Sample (image - background) with zero padding so outside pixels become the background.
     warped = F.grid_sample(image - BACKGROUND, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return warped + BACKGROUND

@@ -80,6 +80,6 @@ def correspondence_nce(levels: list[MatchLevel], target: MatchTarget, temperatur
         Scalar loss (0 with gradient when no query is valid).
     """
     prob = softmax_score(levels, target.index, temperature, budget_mib)  # (B, Nq) = softmax at the true key
-    nll = -torch.log(prob.clamp_min(1e-12))
+    nll = -torch.log(prob.clamp_min(1e-38))  # fp32: exp(-2/T - log Nk) stays representable for T >= 0.03
     weight = target.valid.float()
     return (nll * weight).sum() / weight.sum().clamp_min(1.0)

@@ -16,6 +16,8 @@ grid       paper name (Fig. 3)               VGG19 tap (paper / public)      cha
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -67,6 +69,9 @@ class TextureExtractor(nn.Module):
             raise ValueError(f"unknown backbone '{backbone}'; choose vgg19, resnet18 or resnet34")
         self.grids = grids
         self.weights = weights if weights not in SHIPPED_WEIGHTS or self._takes_shipped() else None
+        if weights and not self.weights:
+            warnings.warn(f"the shipped '{weights}' weights are a VGG19 through relu3_1; this {backbone} extractor "
+                          f"(taps {sorted(self.taps.values())}) starts from random weights", stacklevel=2)
         if self.weights:
             load_torchvision_weights(self.net, self.weights)
         self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -88,7 +88,9 @@ def pretrain_extractor(cfg: PretrainConfig, out: Path, log=print) -> Path:
     """
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed + 1)
-    dataset = build_dataset(cfg.data, "train", scale=max(cfg.degrade_scales), train=True)
+    # Registered views only: the identity target below would be wrong under a synthetic misalignment.
+    data = replace(cfg.data, misalign=(0.0, 0.0, 0.0))
+    dataset = build_dataset(data, "train", scale=max(cfg.degrade_scales), train=True)
     if len(dataset) < cfg.batch_size:
         raise FasrError(f"{len(dataset)} training slices, fewer than one batch of {cfg.batch_size}; add data.root")
     extractor = TextureExtractor("vgg19", "public", deepest=QUERY_GRID, weights=None)
