@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import glob
 import json
 import os
@@ -374,6 +375,8 @@ def run_jobs(
     batch_size: int,
     force: bool,
     progress: bool,
+    precision: str = "auto",
+    max_memory_gib: float | None = None,
 ) -> list[Row]:
     """Run every job with one model; never stops on one subject's error (it is reported in its row).
 
@@ -382,12 +385,16 @@ def run_jobs(
         model: checkpoint file or shipped model name.
         device, scale, overrides: how the model is loaded (:func:`fasr.inference.frontend.load_model`).
         batch_size: slices per forward pass.
+        precision / max_memory_gib: run settings (``fasr infer --precision`` / ``--max-memory-gib``).
         force: redo finished jobs.
         progress: show the progress bar over jobs.
     """
     rows = []
     todo = [job for job in jobs if job.problem is None and (force or not _finished(job))]
-    loaded = load_model(model, device, scale=scale, overrides=overrides) if todo else None
+    loaded = None
+    if todo:
+        loaded = load_model(model, device, scale=scale, overrides=overrides)
+        loaded = dataclasses.replace(loaded, precision=precision, max_memory_gib=max_memory_gib)
     with tqdm(total=len(jobs), desc="subjects", unit="subject", disable=not progress, file=sys.stderr) as bar:
         for job in jobs:
             if job.problem is not None:
@@ -465,6 +472,8 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         force=args.force,
         progress=not args.no_progress,
+        precision=args.precision,
+        max_memory_gib=args.max_memory_gib,
     )
     shard = f" (shard {index}/{count})" if count > 1 else ""
     print(f"{len(rows)} job(s){shard}:")
