@@ -27,8 +27,8 @@ from fasr.inference.predict import (
     LoadedModel,
     Prediction,
     load_for_inference,
-    prediction_images,
     predict,
+    prediction_images,
     sidecar_record,
     write_prediction,
 )

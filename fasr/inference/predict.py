@@ -31,9 +31,9 @@ from fasr.inference.inputs import InputPair
 from fasr.inference.output import cast_like, nifti_image, save_nifti, sidecar_path, write_json
 from fasr.inference.pipeline import InferenceResult, super_resolve_volume
 from fasr.inference.qa import ReferenceQA, check_reference, mean_confidence, reference_qa
+from fasr.inference.simulate import Simulation, bicubic_volume, score_methods, simulate_lr
 from fasr.inference.slicing import Slicer
 from fasr.inference.volume import RunSettings
-from fasr.inference.simulate import Simulation, bicubic_volume, score_methods, simulate_lr
 from fasr.pretrained import PRETRAINED, resolve_checkpoint
 
 __all__ = [
