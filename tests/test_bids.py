@@ -72,7 +72,8 @@ def test_bids_dataset_gives_derivatives_and_skips_the_incomplete_subject(dataset
     ]
     description = json.loads((deriv / "dataset_description.json").read_text())
     assert description["DatasetType"] == "derivative" and description["BIDSVersion"] == "1.8.0"
-    assert [g["Name"] for g in description["GeneratedBy"]] == ["fasr"] and description["DatasetLinks"] == {"raw": "../.."}
+    assert [g["Name"] for g in description["GeneratedBy"]] == ["fasr"]
+    assert description["DatasetLinks"] == {"raw": "../.."}
 
     sr = nib.load(deriv / "sub-01/anat/sub-01_desc-fasr_T2w.nii.gz")
     assert sr.shape == (32, 32, 2) and sr.get_data_dtype() == np.int16
@@ -142,7 +143,8 @@ def test_dataset_option_errors(dataset, probe, capsys):
         (["--bids", dataset, "--target", "T2w", "--ref", "T1w", "--participant-label", "09"], "sub-09 is not in"),
         (["--bids", dataset, "--ref", "T1w"], "--bids needs --target and --ref"),
         (["--bids", dataset.parent, "--target", "T2w", "--ref", "T1w"], "has no sub-* folders"),
-        (["--lr", "a.nii.gz", "--ref", "b.nii.gz", "--out", "c.nii.gz", "--shard", "1/2"], "--shard applies to datasets"),
+        (["--lr", "a.nii.gz", "--ref", "b.nii.gz", "--out", "c.nii.gz", "--shard", "1/2"],
+         "--shard applies to datasets"),
         (["--lr-glob", "x/*.nii.gz", "--out", dataset.parent / "o"], "--lr-glob needs --ref-glob"),
     ]
     for extra, message in cases:

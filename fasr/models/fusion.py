@@ -73,7 +73,9 @@ class _Up2(nn.Module):
 
     def __init__(self, n_feats: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(n_feats, 4 * n_feats, 3, padding=1), nn.PixelShuffle(2), nn.ReLU(inplace=True))
+        self.body = nn.Sequential(
+            nn.Conv2d(n_feats, 4 * n_feats, 3, padding=1), nn.PixelShuffle(2), nn.ReLU(inplace=True)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.body(x)
