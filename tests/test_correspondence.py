@@ -60,7 +60,7 @@ def test_correspondence_nce_equals_dense_and_sends_gradient_everywhere() -> None
     k = torch.randn(2, 6, 7, 5, generator=g, requires_grad=True)
     target = MatchTarget(torch.randint(35, (2, 35), generator=g), torch.rand(2, 35, generator=g) > 0.3)
     level = [patch_level(q, k)]
-    blocked = correspondence_nce(level, target, 0.1, budget_mib=1e-3)  # tiny budget: row and column blocks
+    blocked = correspondence_nce(level, target, 0.1, match_memory_mib=1e-3)  # tiny budget: row and column blocks
     dense = dense_match(level, temperature=0.1).lse
     c_true = torch.gather(F.normalize(F.unfold(q, 3, padding=1).transpose(1, 2), dim=-1, eps=1e-6)
                           @ F.normalize(F.unfold(k, 3, padding=1), dim=1, eps=1e-6), 2, target.index[..., None])[..., 0]

@@ -51,14 +51,14 @@ def _assert_same_match(got, ref, ref_levels: list[MatchLevel]) -> None:
 
 # Blocks of queries x keys: 1e-4 MiB: all x 1 (keys split inside grid rows); 3e-3: 1 x 2 grid rows; 8e-3: 2 x 3
 # grid rows; 0.05: 6 x 7 grid rows; 64: one block (for the 7x5 / 9x6 grids).
-@pytest.mark.parametrize("budget_mib", [1e-4, 3e-3, 8e-3, 0.05, 64.0])
+@pytest.mark.parametrize("match_memory_mib", [1e-4, 3e-3, 8e-3, 0.05, 64.0])
 @pytest.mark.parametrize("shapes", [((7, 5), (9, 6)), ((6, 8), (6, 8))])
-def test_factorised_equals_unfold(budget_mib: float, shapes) -> None:
+def test_factorised_equals_unfold(match_memory_mib: float, shapes) -> None:
     q, k = _maps(1, *shapes)
     ref_levels = _pyramid(q, k, factorised=False)
     ref = dense_match(ref_levels, temperature=0.1)
     new = _pyramid(q, k, factorised=True)
-    _assert_same_match(blocked_match(new, budget_mib=budget_mib, temperature=0.1), ref, ref_levels)
+    _assert_same_match(blocked_match(new, match_memory_mib=match_memory_mib, temperature=0.1), ref, ref_levels)
     _assert_same_match(dense_match(new, temperature=0.1), ref, ref_levels)
     torch.testing.assert_close(matched_score(new, ref.index), ref.score, atol=1e-5, rtol=0)
 
@@ -69,20 +69,20 @@ def test_factorised_zero_features_stay_finite() -> None:
     q[:, :, :3] = 0
     ref_levels = [MatchLevel(patch_vectors(q), patch_vectors(k))]
     ref = dense_match(ref_levels)
-    _assert_same_match(blocked_match([patch_level(q, k)], budget_mib=1e-3), ref, ref_levels)
+    _assert_same_match(blocked_match([patch_level(q, k)], match_memory_mib=1e-3), ref, ref_levels)
 
 
 def test_factorised_window_equals_unfold_window() -> None:
     q, k = _maps(3, (11, 9), (22, 18))
-    window = SearchWindow((11, 9), (22, 18), radius=2, tile=4)
+    window = SearchWindow((11, 9), (22, 18), search_window=2, tile=4)
     ref_levels = [MatchLevel(patch_vectors(q), patch_vectors(k))]
     ref = dense_match(ref_levels, temperature=0.1, window=window)
     got = blocked_match([patch_level(q, k)], temperature=0.1, window=window)
     _assert_same_match(got, ref, ref_levels)
 
 
-@pytest.mark.parametrize("budget_mib", [1e-3, 64.0])
-def test_factorised_gradients_equal_unfold(budget_mib: float) -> None:
+@pytest.mark.parametrize("match_memory_mib", [1e-3, 64.0])
+def test_factorised_gradients_equal_unfold(match_memory_mib: float) -> None:
     """softmax_score (the correspondence loss) and matched_score: same values and gradients on both paths."""
     q0, k0 = _maps(4, (5, 7), (6, 5), c=3)
     results = []
@@ -90,7 +90,7 @@ def test_factorised_gradients_equal_unfold(budget_mib: float) -> None:
         q, k = q0.clone().requires_grad_(), k0.clone().requires_grad_()
         levels = _pyramid(q, k, factorised)
         index = torch.randint(0, 30, (2, 35), generator=torch.Generator().manual_seed(5))
-        p = softmax_score(levels, index, temperature=0.2, budget_mib=budget_mib)
+        p = softmax_score(levels, index, temperature=0.2, match_memory_mib=match_memory_mib)
         m = matched_score(levels, index)
         gq, gk = torch.autograd.grad(-(p.log().sum()) + m.square().sum(), (q, k))
         results.append((p, m, gq, gk))
@@ -102,9 +102,9 @@ def test_matching_stays_fp32_under_bf16_autocast() -> None:
     """bf16 autocast (the --precision bf16 convolutions) leaves matching in fp32: same indices and scores."""
     q, k = _maps(6, (9, 9), (9, 9), c=16)
     vq, vk = F.normalize(torch.randn(2, 40, 8), dim=-1), F.normalize(torch.randn(2, 60, 8), dim=-1)
-    fp32 = (blocked_match(_pyramid(q, k, True), budget_mib=0.01), blocked_match([MatchLevel(vq, vk)]))
+    fp32 = (blocked_match(_pyramid(q, k, True), match_memory_mib=0.01), blocked_match([MatchLevel(vq, vk)]))
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        bf16 = (blocked_match(_pyramid(q, k, True), budget_mib=0.01), blocked_match([MatchLevel(vq, vk)]))
+        bf16 = (blocked_match(_pyramid(q, k, True), match_memory_mib=0.01), blocked_match([MatchLevel(vq, vk)]))
         score = matched_score(_pyramid(q, k, True), fp32[0].index)
     for a, b in zip(fp32, bf16):
         assert torch.equal(a.index, b.index)

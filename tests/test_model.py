@@ -109,12 +109,12 @@ def _random_levels(b: int, hq: int, wq: int, seed: int) -> list[MatchLevel]:
     return [MatchLevel(fine, fine.flip(1)), MatchLevel(coarse, coarse.roll(3, 1), parent, parent)]
 
 
-@pytest.mark.parametrize("budget_mib", [1e-4, 0.01, 64.0])
-def test_blocked_matching_equals_dense(budget_mib: float) -> None:
+@pytest.mark.parametrize("match_memory_mib", [1e-4, 0.01, 64.0])
+def test_blocked_matching_equals_dense(match_memory_mib: float) -> None:
     """Tiny budgets force row *and* column blocks; results must be those of the full matrix."""
     levels = _random_levels(2, 13, 11, seed=1)
     dense = dense_match(levels, temperature=0.1)
-    blocked = blocked_match(levels, budget_mib=budget_mib, temperature=0.1)
+    blocked = blocked_match(levels, match_memory_mib=match_memory_mib, temperature=0.1)
     assert torch.equal(blocked.index, dense.index)
     torch.testing.assert_close(blocked.score, dense.score, atol=1e-5, rtol=0)
     torch.testing.assert_close(blocked.lse, dense.lse, atol=1e-4, rtol=0)
@@ -128,7 +128,7 @@ def test_geometric_pyramid_correlation() -> None:
     fine, coarse = levels
     full = fine.q[0] @ fine.k[0].T + (coarse.q[0] @ coarse.k[0].T)[coarse.q_parent][:, coarse.k_parent]
     best, index = full.max(dim=1)
-    res = blocked_match(levels, budget_mib=1e-4)
+    res = blocked_match(levels, match_memory_mib=1e-4)
     assert torch.equal(res.index[0], index)
     torch.testing.assert_close(res.score[0], best, atol=1e-5, rtol=0)
 
@@ -138,7 +138,7 @@ def test_softmax_score_gradient_matches_dense() -> None:
     q = F.normalize(torch.randn(1, 30, 6, generator=g), dim=-1).requires_grad_()
     k = F.normalize(torch.randn(1, 50, 6, generator=g), dim=-1).requires_grad_()
     index = dense_match([MatchLevel(q, k)]).index
-    blocked = softmax_score([MatchLevel(q, k)], index, temperature=0.2, budget_mib=1e-4)
+    blocked = softmax_score([MatchLevel(q, k)], index, temperature=0.2, match_memory_mib=1e-4)
     (gq_b,) = torch.autograd.grad(blocked.sum(), q)
     dense = torch.softmax(q @ k.transpose(1, 2) / 0.2, dim=-1).max(dim=-1).values
     (gq_d,) = torch.autograd.grad(dense.sum(), q)
@@ -236,7 +236,7 @@ def test_windowed_matching_equals_masked_dense(k_ratio: int) -> None:
     hq, wq = 11, 9
     q = patch_vectors(torch.randn(2, 4, hq, wq, generator=g))
     k = patch_vectors(torch.randn(2, 4, hq * k_ratio, wq * k_ratio, generator=g))
-    window = SearchWindow((hq, wq), (hq * k_ratio, wq * k_ratio), radius=2, tile=4)
+    window = SearchWindow((hq, wq), (hq * k_ratio, wq * k_ratio), search_window=2, tile=4)
     dense = dense_match([MatchLevel(q, k)], temperature=0.1, window=window)
     blocked = blocked_match([MatchLevel(q, k)], temperature=0.1, window=window)
     assert torch.equal(blocked.index, dense.index)

@@ -94,7 +94,7 @@ def test_tiny_budget_forces_tiling_and_too_small_a_budget_is_refused() -> None:
     model = _LocalNet().eval()  # the plan is FASR-Net's estimate; a cheap local model keeps the test fast
     lr, ref = _images(2, 96, 80)
     settings = RunSettings.for_model(ModelConfig(n_feats=8, search_window=2, match_memory_mib=8))
-    kw = dict(n_feats=8, match_budget_mib=8, search_window=2, base_gib=0)
+    kw = dict(n_feats=8, match_memory_mib=8, search_window=2, base_gib=0)
     budget = memory.current_rss_gib() + 0.7 * memory.estimate((96, 80), SCALE, 1, **kw).peak_gib
     tiled = super_resolve_slices(model, lr, ref, SCALE, 2, torch.device("cpu"), False,
                                  dataclasses.replace(settings, max_memory_gib=budget))

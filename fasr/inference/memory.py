@@ -79,7 +79,7 @@ def estimate(
     batch: int = 1,
     *,
     n_feats: int = 64,
-    match_budget_mib: float = 128.0,
+    match_memory_mib: float = 128.0,
     search_window: int = 0,
     precision: str = "fp32",
     base_gib: float = PROCESS_BASE_GIB,
@@ -91,14 +91,14 @@ def estimate(
         scale: in-plane factor; the SR output is (h * scale, w * scale).
         batch: slices per forward pass.
         n_feats: trunk width of the model (``model.n_feats``).
-        match_budget_mib: correlation block budget (``model.match_memory_mib``).
+        match_memory_mib: correlation block budget (``model.match_memory_mib``).
         search_window: ``model.search_window`` (0 = global matching, quadratic in the pixels).
         precision: ``fp32`` or ``bf16`` (convolutions; matching is fp32 either way).
         base_gib: memory already in use by the process (default: a fresh process with the model loaded).
     """
     hr_px = lr_hw[0] * lr_hw[1] * scale * scale * batch
     work = hr_px * (_BYTES_PER_PX + _BYTES_PER_PX_PER_FEAT * n_feats) * _SAFETY
-    peak = base_gib + (work + match_budget_mib * 2**20) / 2**30
+    peak = base_gib + (work + match_memory_mib * 2**20) / 2**30
     cells = lr_hw[0] * lr_hw[1] * scale * scale / 16  # 1/4-grid queries per slice
     keys = cells if not search_window else min(cells, (16 + 2 * search_window) ** 2)
     match_gflop = batch * cells * keys * 2 * (256 + 3 * 64) / 1e9
@@ -118,7 +118,7 @@ def plan_tiles(
     max_memory_gib: float,
     *,
     n_feats: int = 64,
-    match_budget_mib: float = 128.0,
+    match_memory_mib: float = 128.0,
     search_window: int = 0,
     precision: str = "fp32",
     base_gib: float = PROCESS_BASE_GIB,
@@ -131,7 +131,7 @@ def plan_tiles(
     Raises:
         FasrError: even one tile of the smallest size does not fit (one line: the budget it would need).
     """
-    kw = dict(n_feats=n_feats, match_budget_mib=match_budget_mib, search_window=search_window,
+    kw = dict(n_feats=n_feats, match_memory_mib=match_memory_mib, search_window=search_window,
               precision=precision, base_gib=base_gib)
     margin = tile_margin(scale, search_window)
     for b in range(max(1, batch), 0, -1):

@@ -31,13 +31,13 @@ class RunSettings:
         precision: ``fp32``, ``bf16`` (convolutions of extractor and fusion in bf16 autocast; matching stays
             fp32) or ``auto`` (bf16 where the hardware has it: CUDA, or a CPU with AVX512-BF16 / AMX).
         max_memory_gib: peak memory budget of the process; None = 80 % of what the machine has available.
-        n_feats / match_budget_mib / search_window: the model's settings the memory estimate needs.
+        n_feats / match_memory_mib / search_window: the model's settings the memory estimate needs.
     """
 
     precision: str = "fp32"
     max_memory_gib: float | None = None
     n_feats: int = 64
-    match_budget_mib: float = 128.0
+    match_memory_mib: float = 128.0
     search_window: int = 0
 
     @classmethod
@@ -47,7 +47,7 @@ class RunSettings:
             precision=precision,
             max_memory_gib=max_memory_gib,
             n_feats=int(getattr(model_cfg, "n_feats", 64)),
-            match_budget_mib=float(getattr(model_cfg, "match_memory_mib", 128.0)),
+            match_memory_mib=float(getattr(model_cfg, "match_memory_mib", 128.0)),
             search_window=int(getattr(model_cfg, "search_window", 0)),
         )
 
@@ -116,7 +116,7 @@ def _plan(
     budget = settings.max_memory_gib if settings.max_memory_gib is not None else default_max_memory_gib(device.type)
     base = current_rss_gib() if device.type == "cpu" else 0.0
     plan = plan_tiles(
-        shape, scale, batch_size, budget, n_feats=settings.n_feats, match_budget_mib=settings.match_budget_mib,
+        shape, scale, batch_size, budget, n_feats=settings.n_feats, match_memory_mib=settings.match_memory_mib,
         search_window=settings.search_window, precision=settings.precision, base_gib=base,
     )
     return plan, budget

@@ -67,19 +67,21 @@ def match_target(hr_coords: Tensor, ref_coords: Tensor, hr: Tensor, cell: int, f
     return MatchTarget(index, found & content)
 
 
-def correspondence_nce(levels: list[MatchLevel], target: MatchTarget, temperature: float, budget_mib: float) -> Tensor:
+def correspondence_nce(
+    levels: list[MatchLevel], target: MatchTarget, temperature: float, match_memory_mib: float
+) -> Tensor:
     """InfoNCE of the true key (ours): mean over valid queries of ``-log softmax(C / T)[true key]``.
 
     Args:
         levels: the correlation the branch matches with (one level, or M-A's summed pyramid).
         target: true keys and which queries count.
         temperature: softmax temperature T.
-        budget_mib: byte budget of one correlation block.
+        match_memory_mib: byte budget of one correlation block.
 
     Returns:
         Scalar loss (0 with gradient when no query is valid).
     """
-    prob = softmax_score(levels, target.index, temperature, budget_mib)  # (B, Nq) = softmax at the true key
+    prob = softmax_score(levels, target.index, temperature, match_memory_mib)  # (B, Nq) = softmax at the true key
     nll = -torch.log(prob.clamp_min(1e-38))  # fp32: exp(-2/T - log Nk) stays representable for T >= 0.03
     weight = target.valid.float()
     return (nll * weight).sum() / weight.sum().clamp_min(1.0)

@@ -73,7 +73,8 @@ class FASRNet(nn.Module):
         self.scale = scale
         self.alignment = alignment
         self.ref_degradation = ref_degradation or Bicubic()
-        matcher = Matcher(attention_score, softmax_temperature, match_memory_mib, search_window)
+        matcher = Matcher(attention_score=attention_score, temperature=softmax_temperature,
+                          match_memory_mib=match_memory_mib, search_window=search_window)
         settings = AlignmentSettings(CHANNELS, embed_dim, str(sa_key_stride), ma_pyramid, matcher)
         self.align = nn.ModuleDict({n: ALIGNMENTS[n].from_settings(settings) for n in ALIGNMENT_CHOICES[alignment]})
         qk = {g for m in self.align.values() for g in m.qk_grids}

@@ -85,18 +85,18 @@ class SearchWindow(NamedTuple):
     Attributes:
         q_grid: (Hq, Wq) of the fine query grid (queries are numbered row-major on it).
         k_grid: (Hk, Wk) of the fine key grid; key (y, x) faces query (y * Hq / Hk, x * Wq / Wk).
-        radius: half-width of the window in query-grid cells (converted to key cells by the grid ratio).
+        search_window: half-width of the window in query-grid cells (converted to key cells by the grid ratio).
         tile: query tiles of tile x tile cells are matched against the union of their windows.
     """
 
     q_grid: tuple[int, int]
     k_grid: tuple[int, int]
-    radius: int
+    search_window: int
     tile: int = 16
 
     def key_radius(self) -> tuple[int, int]:
-        return (math.ceil(self.radius * self.k_grid[0] / self.q_grid[0]),
-                math.ceil(self.radius * self.k_grid[1] / self.q_grid[1]))
+        return (math.ceil(self.search_window * self.k_grid[0] / self.q_grid[0]),
+                math.ceil(self.search_window * self.k_grid[1] / self.q_grid[1]))
 
     def mask(self, q_idx: Tensor, k_idx: Tensor) -> Tensor:
         """(nq, nk) True where key ``k_idx[j]`` lies in the window of query ``q_idx[i]``."""
@@ -299,8 +299,8 @@ def _fine_width(levels: list[MatchLevel], which: str) -> int:
     return 1
 
 
-def _block_sizes(levels: list[MatchLevel], budget_bytes: int) -> tuple[int, int]:
-    """Rows and columns per block so that the block's score matrices stay within ``budget_bytes``.
+def _block_sizes(levels: list[MatchLevel], match_memory_mib: float) -> tuple[int, int]:
+    """Rows and columns per block so that the block's score matrices stay within ``match_memory_mib``.
 
     A patch level holds about three block-sized matrices (pixel correlations and two partial sums), a vector
     level one, plus the running sum. On grids with patch levels, blocks are whole grid rows of queries and of
@@ -309,7 +309,7 @@ def _block_sizes(levels: list[MatchLevel], budget_bytes: int) -> tuple[int, int]
     """
     n_q, n_k = _n_fine(levels, "q"), _n_fine(levels, "k")
     per_elem = 4 * (1 + sum(3 if lvl.is_patch else 1 for lvl in levels))
-    elems = max(1, budget_bytes // per_elem)
+    elems = max(1, int(match_memory_mib * 2**20) // per_elem)
     if n_q * n_k <= elems:
         return n_q, n_k
     wq, wk = _fine_width(levels, "q"), _fine_width(levels, "k")
@@ -330,7 +330,7 @@ def _block_sizes(levels: list[MatchLevel], budget_bytes: int) -> tuple[int, int]
 @torch.no_grad()
 def blocked_match(
     levels: list[MatchLevel],
-    budget_mib: float = 128.0,
+    match_memory_mib: float = 128.0,
     temperature: float | None = None,
     window: SearchWindow | None = None,
 ) -> MatchResult:
@@ -338,7 +338,7 @@ def blocked_match(
 
     Args:
         levels: the terms of the correlation (one for a plain cross-attention).
-        budget_mib: upper bound for the block's score matrices, in MiB.
+        match_memory_mib: upper bound for the block's score matrices, in MiB.
         temperature: when given, also accumulate the row-wise logsumexp of C / T.
         window: only keys inside each query's window compete (exact within the window); None = all keys.
     """
@@ -346,7 +346,7 @@ def blocked_match(
     batch, device = levels[0].q.shape[0], levels[0].q.device
     if window is not None:
         return _windowed_match(levels, window, temperature, (batch, n_q), device)
-    rows, cols = _block_sizes(levels, int(budget_mib * 2**20))
+    rows, cols = _block_sizes(levels, match_memory_mib)
     best = torch.full((batch, n_q), -math.inf, device=device)
     index = torch.zeros((batch, n_q), dtype=torch.long, device=device)
     lse = torch.full((batch, n_q), -math.inf, device=device) if temperature else None
@@ -449,7 +449,7 @@ _TENSOR_FIELDS = ("q", "k", "q_scale", "k_scale")
 
 
 def softmax_score(
-    levels: list[MatchLevel], index: Tensor, temperature: float, budget_mib: float = 128.0
+    levels: list[MatchLevel], index: Tensor, temperature: float, match_memory_mib: float = 128.0
 ) -> Tensor:
     """max_j Softmax(C / T)(i, j) (Eqs. 10, 14 then 18-19), differentiable, memory-bounded.
 
@@ -461,16 +461,16 @@ def softmax_score(
         levels: the correlation terms.
         index: (B, Nq) fine-grid key index per query whose probability is returned.
         temperature: softmax temperature T.
-        budget_mib: upper bound for one block's score matrices.
+        match_memory_mib: upper bound for one block's score matrices.
 
     Returns:
         (B, Nq) probabilities in (0, 1].
     """
     top = matched_score(levels, index) / temperature
     if not torch.is_grad_enabled():
-        return torch.exp(top - blocked_match(levels, budget_mib, temperature).lse)
+        return torch.exp(top - blocked_match(levels, match_memory_mib, temperature).lse)
     n_q, n_k = _n_fine(levels, "q"), _n_fine(levels, "k")
-    rows, cols = _block_sizes(levels, int(budget_mib * 2**20))
+    rows, cols = _block_sizes(levels, match_memory_mib)
     present = [[f for f in _TENSOR_FIELDS if getattr(lvl, f) is not None] for lvl in levels]
     flat = [getattr(lvl, f) for lvl, fields in zip(levels, present) for f in fields]
 
