@@ -264,3 +264,14 @@ def test_a_setting_the_architecture_ignores_is_an_error() -> None:
     with pytest.raises(FasrError, match=r"model 'edsr' does not use model.alignment"):
         build_model(ModelConfig(name="edsr", alignment="sa"))
     build_model(ModelConfig(name="edsr", n_feats=8))  # a field it reads is fine
+
+
+def test_a_baseline_checkpoint_reloads(tmp_path) -> None:
+    """Loading rebuilds with backbone_weights=None: that is no setting, also for architectures without one."""
+    from fasr.checkpoint import load_model, save_checkpoint
+    from fasr.config import RunConfig, to_dict
+
+    cfg = RunConfig(model=ModelConfig(name="edsr", n_feats=8))
+    path = save_checkpoint(tmp_path / "edsr.pt", {"model": build_model(cfg.model).state_dict(), "config": to_dict(cfg)})
+    model, loaded = load_model(path)
+    assert loaded.model.name == "edsr" and not hasattr(model, "align")

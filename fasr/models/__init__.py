@@ -46,9 +46,11 @@ def register(name: str, target: str, uses: frozenset[str] = _ALL) -> None:
 def ignored_settings(cfg: ModelConfig) -> list[str]:
     """``model.*`` fields set away from their defaults that the architecture ``cfg.name`` does not read."""
     default = ModelConfig()
-    # ``ref_degradation`` is filled in from the data config for every run (``auto``), used or not.
+    # ``ref_degradation`` is filled in from the data config for every run (``auto``), used or not; no backbone
+    # weights (None, as a loaded checkpoint is rebuilt) is the absence of a setting.
     unused = _ALL - USES.get(cfg.name, _ALL) - {"ref_degradation"}
-    return [f"model.{f}" for f in sorted(unused) if getattr(cfg, f) != getattr(default, f)]
+    absent = {"backbone_weights"} if cfg.backbone_weights is None else set()
+    return [f"model.{f}" for f in sorted(unused - absent) if getattr(cfg, f) != getattr(default, f)]
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
