@@ -60,7 +60,9 @@ class PretrainedModel:
 
 
 # Training data and test scores: docs/model-card.md (benchmarks/results/model-card/); update them with the weights.
-_BRATS_TRAINING = "BraTS-format brain MRI: 2 subjects (AURORA-example, BraTS-GLI-00001-000), simulated bicubic LR"
+_BRATS_TRAINING = (
+    "brain MRI: 4 subjects (AURORA-example, BraTS-GLI-00001-000, openms patient07/19), simulated bicubic LR"
+)
 _BRATS_TEST = "TCGA-DU-7294 (held out), T1 reference"
 
 
@@ -76,7 +78,7 @@ PRETRAINED: dict[str, PretrainedModel] = {
             description="FASR-Net, x4 in-plane, T2 target from a T1/T1c/FLAIR reference, BraTS brain MRI",
             training_data=_BRATS_TRAINING,
             test=_BRATS_TEST,
-            test_psnr=33.28,
+            test_psnr=34.24,
             test_bicubic_psnr=30.50,
         ),
         PretrainedModel(
@@ -88,7 +90,7 @@ PRETRAINED: dict[str, PretrainedModel] = {
             description="FASR-Net, x2 in-plane, T2 target from a T1/T1c/FLAIR reference, BraTS brain MRI",
             training_data=_BRATS_TRAINING,
             test=_BRATS_TEST,
-            test_psnr=36.18,
+            test_psnr=38.41,
             test_bicubic_psnr=34.97,
         ),
     )
