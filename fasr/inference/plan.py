@@ -39,6 +39,7 @@ from fasr.data.types import Volume
 from fasr.errors import FasrError
 from fasr.inference.grid import SRGrid, choose_inplane_axes, plan_sr_grid, spacing_along_axes, voxel_sizes
 from fasr.inference.inputs import is_slice_file, read_inputs
+from fasr.inference.memory import estimate
 from fasr.inference.output import check_outputs
 from fasr.pretrained import PRETRAINED
 
@@ -64,14 +65,6 @@ RATIO_TOLERANCE = math.sqrt(2.0)
 # interpolated onto the SR grid rather than sampled at its own resolution).
 RATIO_WARNING = 0.25
 
-# Cost model of the default FASR-Net on this project's 2-core CPU (docs/performance.md, batch 1, global matching):
-# seconds per slice = a P + b P^2 with P the SR megapixels of the slice (matching is quadratic in pixels), fitted
-# to the 256x256 (1.65 s) and 640x640 (31.3 s) rows; peak memory per slice of a batch ~ 6.5 GiB per SR megapixel
-# (768 MiB at 256x256 and 2.8 GiB at 640x640, less ~300 MiB of Python + torch).
-_SECONDS_PER_MP = 15.5
-_SECONDS_PER_MP2 = 148.0
-_MIB_PER_MP = 6500.0
-_BASE_MIB = 300.0
 # Whole-volume float32 arrays on the SR grid held at once by the pipeline (reference, stacks, SR, confidence).
 _SR_GRID_ARRAYS = 7
 _DIRECTIONS = ("left-right", "anterior-posterior", "inferior-superior")
@@ -338,7 +331,8 @@ def check_writable(path: Path, option: str) -> None:
 
 
 def estimate_cost(grid: SRGrid, ref: InputGeometry, batch_size: int) -> tuple[float, float]:
-    """Estimated CPU seconds and peak bytes of super-resolving onto ``grid`` (the module's cost model).
+    """Estimated CPU seconds and peak bytes of super-resolving onto ``grid``: the forward passes' cost
+    (:func:`fasr.inference.memory.estimate`) plus the whole-volume arrays of the pipeline.
 
     Args:
         grid: the SR grid.
@@ -346,11 +340,12 @@ def estimate_cost(grid: SRGrid, ref: InputGeometry, batch_size: int) -> tuple[fl
         batch_size: slices per forward pass.
     """
     n_slices = grid.shape[grid.slice_axis]
-    megapixels = float(np.prod([grid.shape[a] for a in grid.inplane_axes])) / 1e6  # SR pixels per slice
-    seconds = n_slices * (_SECONDS_PER_MP * megapixels + _SECONDS_PER_MP2 * megapixels**2)
+    lr_hw = tuple(grid.shape[a] // grid.scale for a in grid.inplane_axes)
+    batch = max(1, min(batch_size, n_slices))
+    # One forward pass of the default FASR-Net with global matching (the model is not loaded yet).
+    forward = estimate(lr_hw, grid.scale, batch)  # type: ignore[arg-type]
     arrays = 4.0 * (_SR_GRID_ARRAYS * float(np.prod(grid.shape)) + float(np.prod(ref.shape)))
-    model = 2**20 * (_BASE_MIB + _MIB_PER_MP * megapixels * min(batch_size, n_slices))
-    return seconds, arrays + model
+    return math.ceil(n_slices / batch) * forward.seconds, arrays + forward.peak_gib * 2**30
 
 
 def check_output_paths(outputs: Mapping[str, Path], inputs: Sequence[Path], force: bool) -> None:
