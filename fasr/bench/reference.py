@@ -114,37 +114,26 @@ def _wrong_subjects(cfg: RunConfig, held_out: list[PairSource]) -> dict[str, Sub
     return out
 
 
-def _mean_confidence(model: nn.Module, dataset, indices: list[int], device: torch.device) -> list[float]:
-    """Per-slice mean confidence over the target's foreground."""
-    values = []
+def _diagnostics(
+    model: nn.Module, dataset, indices: list[int], device: torch.device, shift: int = 0
+) -> tuple[list[float], float | None]:
+    """Per-slice mean confidence over the target's foreground, and the matching accuracy: the share of foreground
+    queries matched within one 1/4-grid cell of the truth when the dataset's reference is shifted by ``shift`` HR
+    pixels along both axes (a multiple of 4 moves the truth by ``shift / 4`` cells). Empty / None for models
+    without a confidence map / matching."""
+    confidences, hits, total = [], 0, 0
+    m = getattr(model, "multiple", 4)  # the model pads to a multiple of its coarsest grid
     with torch.no_grad():
         for i in indices:
             s = dataset[i]
             out = model(s.lr[None].to(device), s.ref[None].to(device))
-            if out.confidence is None:
-                return []
-            mask = s.hr[None].to(device) > FOREGROUND_LEVEL
-            values.append(float(out.confidence[mask].mean()) if mask.any() else 0.0)
-    return values
-
-
-def _match_accuracy(model: nn.Module, dataset, indices: list[int], shift: int, device: torch.device) -> float | None:
-    """Share of foreground queries matched within one 1/4-grid cell of the truth, reference shifted by
-    ``shift`` HR pixels along both axes (a multiple of 4 moves the truth by ``shift / 4`` cells)."""
-    hits, total = 0, 0
-    with torch.no_grad():
-        for i in indices:
-            s = dataset[i]
-            ref = s.ref[None].to(device)
-            if shift:
-                ref = similarity_warp(ref, torch.tensor([[shift, shift]], dtype=torch.float64),
-                                      torch.zeros(1, dtype=torch.float64), torch.ones(1, dtype=torch.float64))
-            out = model(s.lr[None].to(device), ref)
+            if out.confidence is not None:
+                mask = s.hr[None].to(device) > FOREGROUND_LEVEL
+                confidences.append(float(out.confidence[mask].mean()) if mask.any() else 0.0)
             if not out.matches:
-                return None
+                continue
             index = next(iter(out.matches.values()))[0]  # (Nq,) of the first module (M-A when present)
             h, w = s.hr.shape[-2:]
-            m = getattr(model, "multiple", 4)  # the model pads to a multiple of its coarsest grid
             hq, wq = math.ceil(h / m) * m // 4, math.ceil(w / m) * m // 4
             fg = F.avg_pool2d((F.pad(s.hr[None], (0, -w % m, 0, -h % m), value=-1) > FOREGROUND_LEVEL).float(), 4)
             fg = fg.flatten().to(device) > 0.5  # (Nq,)
@@ -153,7 +142,7 @@ def _match_accuracy(model: nn.Module, dataset, indices: list[int], shift: int, d
             dx = (index % wq) - (q % wq + shift // 4)
             ok = (dy.abs() <= 1) & (dx.abs() <= 1)
             hits, total = hits + int(ok[fg].sum()), total + int(fg.sum())
-    return hits / max(total, 1)
+    return confidences, (hits / total if total else None)
 
 
 def _auc(positive: list[float], negative: list[float]) -> float | None:
@@ -213,10 +202,13 @@ def run_reference_bench(
         conditions[mode] = _score({name: model}, dataset(mode, other=wrong), indices, device)
         log(f"{mode}: {conditions[mode][name]['psnr']:.2f} dB")
     bicubic = conditions["true"]["bicubic"]
-    accuracy = {str(s): _match_accuracy(model, dataset("true"), indices, s, device) for s in MATCH_SHIFTS}
-    conf_true = _mean_confidence(model, dataset("true"), indices, device)
-    conf_wrong = _mean_confidence(model, dataset("wrong_subject", other=wrong), indices, device)
-    conf_shuffled = _mean_confidence(model, dataset("shuffled"), indices, device)
+    accuracy, conf_true = {}, []
+    for s in MATCH_SHIFTS:  # the true reference, shifted
+        confidences, accuracy[str(s)] = _diagnostics(model, dataset("warp", warp=(s, s, 0.0)), indices, device, s)
+        if s == 0:
+            conf_true = confidences
+    conf_wrong, _ = _diagnostics(model, dataset("wrong_subject", other=wrong), indices, device)
+    conf_shuffled, _ = _diagnostics(model, dataset("shuffled"), indices, device)
     curve: dict[str, dict[str, float]] = {m: {} for m in models}
     for label, warp in [*((f"shift {s} px", (float(s), 0.0, 0.0)) for s in SHIFTS),
                         *((f"rotation {r} deg", (0.0, 0.0, float(r))) for r in ROTATIONS)]:
