@@ -184,7 +184,14 @@ class LogConfig:
 
 @dataclass
 class RunConfig:
-    """Everything one training/evaluation run needs."""
+    """Everything one training/evaluation run needs.
+
+    Args:
+        seed: training seed.
+        init_from: start training from these weights (a checkpoint file or a shipped model name, e.g.
+            ``brats-x4``) with a fresh optimiser and schedule: fine-tuning. The model section must build the
+            same architecture; ``None`` starts from the model's own initialisation.
+    """
 
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -193,6 +200,7 @@ class RunConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     log: LogConfig = field(default_factory=LogConfig)
     seed: int = 0
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         # I_Ref-down-up follows the LR degradation unless the model section names one (Section III-A).
@@ -293,11 +301,17 @@ def add_set_argument(parser: argparse.ArgumentParser, example: str, dest: str = 
 def read_yaml(path: str | Path, missing_hint: str = "see configs/ for examples") -> dict:
     """The mapping in a YAML config file; one-line errors for a missing, malformed or non-mapping file.
 
+    A top-level ``base: other.yaml`` (relative to the file) is read first and this file's sections are merged
+    into it key by key (ours: one recipe can build on another, e.g. a fine-tuning stage on its first stage).
+
     Args:
         path: YAML file.
         missing_hint: what to tell the user when the file does not exist.
     """
-    path = Path(path)
+    return _read_yaml_chain(Path(path), missing_hint, ())
+
+
+def _read_yaml_chain(path: Path, missing_hint: str, chain: tuple[Path, ...]) -> dict:
     if not path.is_file():
         raise FasrError(f"config file '{path}' not found; {missing_hint}")
     try:
@@ -306,7 +320,24 @@ def read_yaml(path: str | Path, missing_hint: str = "see configs/ for examples")
         raise FasrError(f"config file '{path}' is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise FasrError(f"config file '{path}' must be a mapping of config sections")
-    return data
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise FasrError(f"config file '{path}': 'base' must be the path of another config file, got {base!r}")
+    parent = path.parent / base
+    chain = (*chain, path.resolve())
+    if parent.resolve() in chain:
+        raise FasrError(f"config file '{path}': 'base: {base}' makes a cycle; a config cannot build on itself")
+    return _merged(_read_yaml_chain(parent, f"it is the 'base' of '{path}'", chain), data)
+
+
+def _merged(base: dict, top: dict) -> dict:
+    """``top`` merged into ``base``: mappings key by key, any other value replaced."""
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:

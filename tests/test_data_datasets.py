@@ -16,7 +16,7 @@ from fasr.data.augment import misalign
 from fasr.data.config import DataConfig
 from fasr.data.datasets import build_dataset
 from fasr.data.degrade import Bicubic, KSpace
-from fasr.data.layouts import find_pairs, split_pairs
+from fasr.data.layouts import find_pairs, split_pairs, split_sources
 from test_data_support import LPS, as_ras, one_line_error, phantom, write_fastmri, write_ixi
 
 SHAPE = (24, 20, 5)  # (X, Y, Z): slices of 20 rows x 24 columns after display reorientation
@@ -72,6 +72,20 @@ def test_brats_several_references_one_pair_each(tmp_path: Path) -> None:
     ]
     val = build_dataset(_cfg(root, reference="t1,t2"), "val", 4, train=False)
     assert {s.subject for s in val} == {"s3"} and len(val) == 2 * len(build_dataset(_cfg(root), "val", 4, False))
+
+
+def test_self_reference_adds_own_pairs_to_training_only(tmp_path: Path) -> None:
+    root = _brats(tmp_path, ["s1", "s2", "s3"])
+    cfg = _cfg(root, reference="t1", self_reference=True, val_subjects=["s3"])
+    splits = split_sources(cfg)
+    assert [(p.subject, p.reference.name) for p in splits["train"]] == [
+        ("s1", "t1.nii.gz"), ("s2", "t1.nii.gz"), ("s1", "t2.nii.gz"), ("s2", "t2.nii.gz")
+    ]
+    assert [p.reference.name for p in splits["val"]] == ["t1.nii.gz"]
+    train = build_dataset(cfg, "train", 4, train=True)
+    assert len(train) == 2 * len(build_dataset(_cfg(root, val_subjects=["s3"]), "train", 4, True))
+    own, other = train[len(train) - 1], train[0]  # the own pairs come after the cross-contrast ones
+    assert torch.equal(own.ref, own.hr) and not torch.equal(other.ref, other.hr)
 
 
 def test_kspace_degradation_through_the_dataset(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""One override path: every command that builds a model takes ``--set key=value`` with dotted config keys."""
+"""One override path: every command that builds a model takes ``--set key=value`` with dotted config keys; a
+config file can build on another (``base:``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import argparse
 import importlib
 
 import pytest
+
+from fasr.errors import FasrError
 
 # command -> (module with add_arguments, the other arguments it requires)
 COMMANDS = {
@@ -34,3 +37,18 @@ def test_bench_speed_refuses_a_bare_key_before_measuring(capsys) -> None:
     assert main(["bench", "speed", "--sizes", "32", "--set", "search_window=16"]) == 2
     err = capsys.readouterr().err
     assert "unknown key(s) ['search_window']" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_config_builds_on_its_base(tmp_path) -> None:
+    from fasr.config import load_config
+
+    (tmp_path / "stage1.yaml").write_text("model: {name: fasr, n_feats: 16}\ndata: {target: t2, reference: t1}\n")
+    (tmp_path / "stage2.yaml").write_text("base: stage1.yaml\ninit_from: run/best.pt\ndata: {reference: flair}\n")
+    cfg = load_config(tmp_path / "stage2.yaml", ["data.target=pd"])
+    assert (cfg.model.n_feats, cfg.data.reference, cfg.data.target, cfg.init_from) == (16, "flair", "pd", "run/best.pt")
+    (tmp_path / "stage1.yaml").write_text("base: stage2.yaml\n")
+    with pytest.raises(FasrError, match="cycle"):
+        load_config(tmp_path / "stage2.yaml")
+    (tmp_path / "lost.yaml").write_text("base: missing.yaml\n")
+    with pytest.raises(FasrError, match="missing.yaml' not found; it is the 'base' of"):
+        load_config(tmp_path / "lost.yaml")

@@ -151,3 +151,27 @@ def test_sigterm_through_the_cli_then_resume(
     assert main(["train", "--out", str(out), "--resume"]) == 0  # config from the run folder
     assert capsys.readouterr().out.strip() == str(out / "best.pt")
     assert load_checkpoint(out / "last.pt")["step"] == 4
+
+
+def test_init_from_starts_from_the_weights_with_a_fresh_schedule(brats: Path, tmp_path: Path) -> None:
+    first = train(tiny_config(brats, epochs=1, steps_per_epoch=3), tmp_path / "first")
+    cfg = tiny_config(brats, epochs=1, steps_per_epoch=1)
+    cfg.init_from = str(first)
+    cfg.optim.lr_extractor = cfg.optim.lr_rest = 0.0  # no update: the run's weights are the starting weights
+    train(cfg, tmp_path / "second")
+    before, after = load_checkpoint(first)["model"], load_checkpoint(tmp_path / "second" / "last.pt")
+    assert after["step"] == 1 and after["epoch"] == 1  # its own schedule, not the first run's
+    assert all(torch.equal(before[k], v) for k, v in after["model"].items())
+    assert "starting from the weights of" in (tmp_path / "second" / "train.log").read_text()
+
+
+def test_init_from_another_architecture_names_the_setting(brats: Path, tmp_path: Path) -> None:
+    first = train(tiny_config(brats, epochs=1, steps_per_epoch=1), tmp_path / "first")
+    cfg = tiny_config(brats)
+    cfg.init_from, cfg.model.n_feats = str(first), 8
+    with pytest.raises(FasrError, match=r"other \['model.n_feats'\] \(model.n_feats=4\)"):
+        train(cfg, tmp_path / "second")
+    cfg.init_from = str(tmp_path / "nowhere.pt")
+    with pytest.raises(FasrError, match="neither a file nor a shipped model"):
+        train(cfg, tmp_path / "first", force=True)
+    assert (tmp_path / "first" / "last.pt").is_file()  # the refused run did not clear the folder

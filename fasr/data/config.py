@@ -44,6 +44,9 @@ class DataConfig:
         min_foreground: slices whose target (and reference) has less content than this fraction are skipped.
         slice_step: keep every n-th slice with content.
         misalign: max random reference misalignment as (shift px, rotation deg, scale fraction); 0 = off.
+        self_reference: training also pairs each target slice with itself as the reference (misaligned like
+            the others when ``misalign`` is on), so that the fusion learns to copy texture a reference has;
+            validation and test never do (ours, not the paper's).
         intensity_jitter: random joint gain of the training target's HR and LR, in [1 - j, 1 + j] about the
             background (robustness to LR-only normalisation at inference; 0 = off, as the paper).
         norm_percentiles: percentile of all voxels mapped to -1 (background) and of the foreground mapped to +1
@@ -67,6 +70,7 @@ class DataConfig:
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
     augment: bool = True
     misalign: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    self_reference: bool = False
     intensity_jitter: float = 0.0
     batch_size: int = 4
     num_workers: int = 0

@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -262,8 +262,13 @@ def split_sources(cfg: DataConfig) -> dict[str, list[PairSource]]:
     """
     root = data_roots(cfg)[0]
     if _pre_split(cfg):
-        return {split: find_pairs(cfg, root / split) if (root / split).is_dir() else [] for split in SPLITS}
-    return split_pairs(find_pairs(cfg), cfg.val_subjects, cfg.test_subjects)
+        splits = {split: find_pairs(cfg, root / split) if (root / split).is_dir() else [] for split in SPLITS}
+    else:
+        splits = split_pairs(find_pairs(cfg), cfg.val_subjects, cfg.test_subjects)
+    if cfg.self_reference:  # ours: the target as its own reference, training only (see DataConfig)
+        own = {(p.subject, p.target): replace(p, reference=p.target) for p in splits["train"]}
+        splits["train"] = splits["train"] + list(own.values())
+    return splits
 
 
 def pairs_for_split(cfg: DataConfig, split: str) -> list[PairSource]:

@@ -5,7 +5,8 @@ is a (3f x 3f) window at stride f (3x3 at 1/4, 6x6 at 1/2, 12x12 at full resolut
 code), and overlapping windows are averaged, i.e. ``fold(unfold(V)[matched]) / fold(ones)``.
 
 Instead of unfolding V (9 f^2 copies of it: ~1 GB at 640x640), each output pixel reads from the 9 queries whose
-windows cover it, displaced by that query's match offset: the same result with 9 gathers of V's size.
+windows cover it, displaced by that query's match offset: the same result with 9 gathers of V's size, each a
+copy of whole pixel rows (C contiguous values) in channels-last order.
 """
 
 from __future__ import annotations
@@ -31,8 +32,11 @@ def transfer_patches(values: Tensor, disp: Tensor, factor: int) -> Tensor:
     b, c, h, w = values.shape
     hq, wq = disp.shape[-2:]
     assert (h, w) == (hq * factor, wq * factor), f"values {h}x{w} vs grid {hq}x{wq} x{factor}"
-    # (B, C, H*W + 1): a zero column at index H*W receives every read that falls outside V.
-    flat = torch.cat([values.reshape(b, c, h * w), values.new_zeros(b, c, 1)], dim=2)
+    # Pixel rows (B*(H*W + 1), C): each read copies one contiguous C-vector (a view of channels-last V); row
+    # H*W of each image is zero and receives every read that falls outside V.
+    pixels = values.permute(0, 2, 3, 1).reshape(b, h * w, c)  # (B, C, H, W) -> (B, H*W, C)
+    rows = torch.cat([pixels, pixels.new_zeros(b, 1, c)], dim=1).reshape(b * (h * w + 1), c)
+    first_row = (torch.arange(b, device=values.device) * (h * w + 1)).view(b, 1)
     ys = torch.arange(h, device=values.device)
     xs = torch.arange(w, device=values.device)
     out: Tensor | None = None
@@ -49,9 +53,10 @@ def transfer_patches(values: Tensor, disp: Tensor, factor: int) -> Tensor:
             sy = ys[None, :, None] + d[:, 0]  # (B, H, W) source row
             sx = xs[None, None, :] + d[:, 1]
             inside = valid & (sy >= 0) & (sy < h) & (sx >= 0) & (sx < w)  # (B, H, W)
-            src = torch.where(inside, sy * w + sx, h * w).reshape(b, 1, h * w)
-            taken = torch.gather(flat, 2, src.expand(b, c, h * w))  # (B, C, H*W)
+            src = torch.where(inside, sy * w + sx, h * w).reshape(b, h * w) + first_row
+            taken = rows.index_select(0, src.reshape(-1))  # (B*H*W, C)
             out = taken if out is None else out.add_(taken)
             count += valid
     assert out is not None
-    return out.reshape(b, c, h, w) / count
+    out = out.reshape(b, h, w, c) / count[None, :, :, None]
+    return out.permute(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W), channels-last memory

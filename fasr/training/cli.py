@@ -25,13 +25,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--perceptual-weights",
         type=Path,
         metavar="FILE",
-        help="torchvision VGG19 ImageNet checkpoint for the perceptual loss (default: the model's own extractor)",
+        help="torchvision-format VGG19 checkpoint for the fixed perceptual network (default: the shipped MRI VGG19, "
+        "loss.perceptual_weights=mri)",
     )
     parser.add_argument(
         "--backbone-weights",
         type=Path,
         metavar="FILE",
-        help="torchvision ImageNet checkpoint (e.g. vgg19-dcbb9e9d.pth) to start the texture extractor from",
+        help="torchvision-format VGG19 checkpoint to start the texture extractor from (e.g. ImageNet "
+        "vgg19-dcbb9e9d.pth or a fasr pretrain-extractor output; default: the shipped MRI VGG19)",
     )
 
 

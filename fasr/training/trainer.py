@@ -27,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from fasr.checkpoint import METRICS_FILE, load_checkpoint, save_checkpoint
+from fasr.checkpoint import INFERENCE_FIELDS, METRICS_FILE, load_checkpoint, load_model, save_checkpoint
 from fasr.config import RunConfig, from_dict, save_config, to_dict
 from fasr.data.datasets import build_dataset
 from fasr.data.normalize import FOREGROUND_LEVEL
@@ -110,6 +110,8 @@ class Trainer:
 
     def __init__(self, cfg: RunConfig, out_dir: Path, ctx: DistContext, resume: bool, force: bool) -> None:
         self.cfg, self.out_dir, self.ctx = resolve(cfg), out_dir, ctx
+        # Checked before the run folder is touched: a wrong init_from must not cost an earlier run (--force).
+        start = self._starting_weights(self.cfg.init_from) if self.cfg.init_from and not resume else None
         state = self._prepare_run_dir(resume, force)
         seed_everything(self.cfg.seed + ctx.rank)
         data, scale = self.cfg.data, self.cfg.model.scale
@@ -118,6 +120,8 @@ class Trainer:
         if len(self.val_set) == 0:
             self.val_set = None
         self.model = build_model(self.cfg.model).to(ctx.device)
+        if start is not None:
+            self.model.load_state_dict(start)
         self.loss, self.perceptual_source = build_loss(self.cfg.loss, self.cfg.model.feature_levels)
         # Correspondence supervision (ours) for models with alignment modules, when loss.match_weight > 0.
         self.supervise_matching = self.loss.match_weight > 0 and hasattr(self.model, "align")
@@ -179,6 +183,19 @@ class Trainer:
             save_config(self.cfg, self.out_dir / "config.yaml")
         self.ctx.barrier()
         return state
+
+    def _starting_weights(self, source: str) -> dict[str, Tensor]:
+        """The weights of ``source`` (``init_from``), for a model of this run's architecture."""
+        start, stored = load_model(source)
+        ignored = {"backbone_weights", *INFERENCE_FIELDS}  # neither changes the weights' shapes
+        ours, theirs = to_dict(self.cfg)["model"], to_dict(stored)["model"]
+        differ = sorted(f"model.{k}" for k in ours if k not in ignored and ours[k] != theirs.get(k))
+        if differ:
+            raise FasrError(
+                f"init_from '{source}' was trained with other {differ} "
+                f"({', '.join(f'{k}={theirs.get(k[6:])!r}' for k in differ)}); set them as it has to fine-tune it"
+            )
+        return start.state_dict()
 
     def _restore(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
@@ -267,6 +284,8 @@ class Trainer:
             f"on {self.ctx.device}; {len(self.train_set)} training slices"
         )
         self.log.info(f"perceptual loss (Eq. 23): {self.perceptual_source}")
+        if self.cfg.init_from and self.step == 0:
+            self.log.info(f"starting from the weights of '{self.cfg.init_from}' (init_from)")
         if self.supervise_matching:
             self.log.info(f"correspondence loss on (loss.match_weight={self.loss.match_weight})")
         try:
