@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from fasr.data.degrade import Bicubic
+from fasr.data.degrade import Bicubic, resize
 from fasr.data.samples import INVALID_COORD, RawSlice, SampleMaker, canvas_coords
 from fasr.data.types import NormStats
 from fasr.models.alignment import Matcher, MultiMultiAlignment, SingleMultiAlignment
@@ -88,6 +88,11 @@ def test_model_correspondence_loss_trains_extractor_and_embeddings_and_falls_on_
         if step == 0:
             for name in ("extractor.net.features.0.weight", "align.sa.embed_q.weight", "align.sa.embed_k.g1.weight"):
                 assert dict(model.named_parameters())[name].grad.abs().sum() > 0, name
+            # the forward pass reuses its matching terms: the same loss as each module's matching-only loss
+            q = model.extractor(resize(lr, (48, 48)), model.qk_grids)
+            k = model.extractor(model.ref_degradation.down_up(ref, 4), model.qk_grids)
+            alone = torch.stack([m.correspondence_loss(q, k, target, 0.07) for m in model.align.values()]).mean()
+            assert torch.allclose(alone, loss, atol=1e-5)
         opt.step()
         losses.append(float(loss))
     assert losses[-1] < losses[0] - 0.1, losses

@@ -52,11 +52,13 @@ __all__ = [
 class AlignmentResult(NamedTuple):
     """``features[grid]``: (B, C_grid, H_grid, W_grid) aligned texture; ``score[grid]``: (B, 1, Hq, Wq) soft
     attention on the 1/4 grid for the texture at that grid; ``index``: (B, Nq) long, the 1/4-grid key cell
-    matched to each query (diagnostics: matching accuracy)."""
+    matched to each query (diagnostics: matching accuracy); ``match_loss``: the correspondence loss when the
+    forward pass was given the true keys (training), else None."""
 
     features: dict[str, Tensor]
     score: dict[str, Tensor]
     index: Tensor
+    match_loss: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -156,11 +158,17 @@ class AlignmentModule(nn.Module):
     def from_settings(cls, settings: AlignmentSettings) -> AlignmentModule:
         raise NotImplementedError
 
-    def forward(self, q: dict[str, Tensor], k: dict[str, Tensor], v: dict[str, Tensor]) -> AlignmentResult:
+    def forward(
+        self, q: dict[str, Tensor], k: dict[str, Tensor], v: dict[str, Tensor],
+        match: MatchTarget | None = None, temperature: float = 0.07,
+    ) -> AlignmentResult:
+        """Align V to the queries; with ``match`` (the true keys, training) the result also carries the
+        correspondence loss, computed from the same embeddings/correlation terms as the matching."""
         raise NotImplementedError
 
     def correspondence_loss(self, q: dict[str, Tensor], k: dict[str, Tensor], target: MatchTarget, t: float) -> Tensor:
-        """InfoNCE of the true keys ``target`` (on the 1/4 grid) under this module's matching, temperature t."""
+        """InfoNCE of the true keys ``target`` (on the 1/4 grid) under this module's matching, temperature t
+        (matching alone, without V: the extractor pretraining)."""
         raise NotImplementedError
 
 
@@ -217,11 +225,15 @@ class SingleMultiAlignment(AlignmentModule):
             keys[grid] = (F.normalize(ek, dim=1).flatten(2).transpose(1, 2), ek.shape[-1])  # (B, Nk, d)
         return eq.flatten(2).transpose(1, 2), keys  # (B, d, Hq, Wq) -> (B, Nq, d)
 
-    def forward(self, q: dict[str, Tensor], k: dict[str, Tensor], v: dict[str, Tensor]) -> AlignmentResult:
+    def forward(
+        self, q: dict[str, Tensor], k: dict[str, Tensor], v: dict[str, Tensor],
+        match: MatchTarget | None = None, temperature: float = 0.07,
+    ) -> AlignmentResult:
         b, _, hq, wq = q[QUERY_GRID].shape
         features, score, cells = {}, {}, None
         with _fp32(q[QUERY_GRID]):
             eq, keys = self._embed(q, k)
+            loss = None if match is None else self._nce(eq, keys, wq, match, temperature)
             for grid, (ek, wk) in keys.items():
                 f = grid.cells_per(QUERY_GRID)
                 index, s = self.matcher([MatchLevel(eq, ek)], (hq, wq), (ek.shape[1] // wk, wk))  # Eqs. 10-11, 18
@@ -231,19 +243,21 @@ class SingleMultiAlignment(AlignmentModule):
                 score[grid] = s.reshape(b, 1, hq, wq)
                 if grid == QUERY_GRID:
                     cells = index
-        return AlignmentResult(features, score, cells)
+        return AlignmentResult(features, score, cells, loss)
 
     def correspondence_loss(self, q: dict[str, Tensor], k: dict[str, Tensor], target: MatchTarget, t: float) -> Tensor:
-        wq = q[QUERY_GRID].shape[-1]
         with _fp32(q[QUERY_GRID]):
-            eq, keys = self._embed(q, k)
-            losses = []
-            for grid, (ek, wk) in keys.items():
-                f = grid.cells_per(QUERY_GRID)
-                stride, start = self._key_stride(f)
-                ty, tx = target.index // wq, target.index % wq  # true key cell on the 1/4 grid
-                index = ((f * ty + f // 2 - start) // stride) * wk + (f * tx + f // 2 - start) // stride
-                losses.append(self.matcher.nce([MatchLevel(eq, ek)], target._replace(index=index), t))
+            return self._nce(*self._embed(q, k), q[QUERY_GRID].shape[-1], target, t)
+
+    def _nce(self, eq: Tensor, keys: dict[Grid, tuple[Tensor, int]], wq: int, target: MatchTarget, t: float) -> Tensor:
+        """Mean over the key grids of the InfoNCE of the key nearest each true 1/4-grid key cell."""
+        losses = []
+        for grid, (ek, wk) in keys.items():
+            f = grid.cells_per(QUERY_GRID)
+            stride, start = self._key_stride(f)
+            ty, tx = target.index // wq, target.index % wq  # true key cell on the 1/4 grid
+            index = ((f * ty + f // 2 - start) // stride) * wk + (f * tx + f // 2 - start) // stride
+            losses.append(self.matcher.nce([MatchLevel(eq, ek)], target._replace(index=index), t))
         return torch.stack(losses).mean()
 
 
@@ -295,15 +309,20 @@ class MultiMultiAlignment(AlignmentModule):
             terms.append(patch_level(ql, kl, weight=1.0 / len(self.levels), q_parent=parent, k_parent=parent))  # Eq. 14
         return terms
 
-    def forward(self, q: dict[str, Tensor], k: dict[str, Tensor], v: dict[str, Tensor]) -> AlignmentResult:
+    def forward(
+        self, q: dict[str, Tensor], k: dict[str, Tensor], v: dict[str, Tensor],
+        match: MatchTarget | None = None, temperature: float = 0.07,
+    ) -> AlignmentResult:
         b, _, hq, wq = q[QUERY_GRID].shape
         with _fp32(q[QUERY_GRID]):
-            index, s = self.matcher(self._correlation(q, k), (hq, wq), (hq, wq))  # Eq. 16 index, Eq. 19 score
+            levels = self._correlation(q, k)
+            index, s = self.matcher(levels, (hq, wq), (hq, wq))  # Eq. 16 index, Eq. 19 score
+            loss = None if match is None else self.matcher.nce(levels, match, temperature)
         ky, kx = index // wq, index % wq
         features = {g: _transfer(v[g], g.cells_per(QUERY_GRID) * ky, g.cells_per(QUERY_GRID) * kx,
                                  g.cells_per(QUERY_GRID), hq, wq) for g in self.v_grids}
         s = s.reshape(b, 1, hq, wq)
-        return AlignmentResult(features, {g: s for g in self.v_grids}, index)
+        return AlignmentResult(features, {g: s for g in self.v_grids}, index, loss)
 
     def correspondence_loss(self, q: dict[str, Tensor], k: dict[str, Tensor], target: MatchTarget, t: float) -> Tensor:
         with _fp32(q[QUERY_GRID]):

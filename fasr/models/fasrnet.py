@@ -126,7 +126,10 @@ class FASRNet(nn.Module):
         q = self.extractor(lr_up_p, self.qk_grids)  # Eq. 4
         k = self.extractor(ref_du_p, self.qk_grids)  # Eq. 5
         v = self.extractor(ref_p, TRANSFER_GRIDS)  # Eq. 6
-        results: list[AlignmentResult] = [m(q, k, v) for m in self.align.values()]  # Eqs. 1-2
+        n_q = q[QUERY_GRID].shape[-2] * q[QUERY_GRID].shape[-1]
+        if match is not None and match.index.shape[1] != n_q:
+            raise ValueError(f"match target has {match.index.shape[1]} queries, the padded 1/4 grid {n_q}")
+        results: list[AlignmentResult] = [m(q, k, v, match, match_temperature) for m in self.align.values()]  # Eqs. 1-2
         tex = {g: torch.cat([r.features[g] for r in results], dim=1) for g in TRANSFER_GRIDS}  # Eq. 17
         # Eq. 20 (averaged rather than summed: a constant factor the injection convolution absorbs).
         score = {g: torch.stack([r.score[g] for r in results]).mean(0) for g in TRANSFER_GRIDS}
@@ -135,13 +138,7 @@ class FASRNet(nn.Module):
         feats = self.fusion(self.head(lr_up_p), tex, s)  # Eq. 3 / 21
         sr = (lr_up_p + self.tail(feats))[..., :H, :W]  # global residual over LR-up
         confidence = s["1"][..., :H, :W].clamp(0.0, 1.0)
-        match_loss = None
-        if match is not None:
-            n_q = q[QUERY_GRID].shape[-2] * q[QUERY_GRID].shape[-1]
-            if match.index.shape[1] != n_q:
-                raise ValueError(f"match target has {match.index.shape[1]} queries, the padded 1/4 grid {n_q}")
-            losses = [m.correspondence_loss(q, k, match, match_temperature) for m in self.align.values()]
-            match_loss = torch.stack(losses).mean()
+        match_loss = None if match is None else torch.stack([r.match_loss for r in results]).mean()
         matches = {name: r.index for name, r in zip(self.align, results)}
         return SROutput(sr=sr, attention=score, confidence=confidence, match_loss=match_loss, matches=matches)
 
