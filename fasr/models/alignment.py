@@ -86,10 +86,12 @@ class Matcher:
     ) -> tuple[Tensor, Tensor]:
         """Returns (index (B, Nq) long, score (B, Nq)) with the score differentiable."""
         window = SearchWindow(q_grid, k_grid, self.search_window) if self.search_window else None
-        index = blocked_match(levels, self.match_memory_mib, window=window).index  # Eqs. 11 / 16
+        best = blocked_match(levels, self.match_memory_mib, window=window)  # Eqs. 11 / 16
         if self.attention_score == "softmax":
-            return index, softmax_score(levels, index, self.temperature, self.match_memory_mib)
-        return index, matched_score(levels, index)
+            return best.index, softmax_score(levels, best.index, self.temperature, self.match_memory_mib)
+        if not torch.is_grad_enabled():  # inference: the blocked maximum is the score (no recomputation)
+            return best.index, best.score
+        return best.index, matched_score(levels, best.index)
 
     def nce(self, levels: list[MatchLevel], target: MatchTarget, temperature: float) -> Tensor:
         """Correspondence InfoNCE of these levels (ours), memory-bounded like the match."""
