@@ -18,6 +18,7 @@ COMMANDS = {
     "demo": ("fasr.inference.demo", []),
     "figure residuals": ("fasr.evaluation.figures", ["residuals", "--checkpoint", "c", "--out", "f.png"]),
     "bench speed": ("fasr.bench.speed", []),
+    "export": ("fasr.training.export", ["a.pt", "b.pt"]),
     "bench quality": ("fasr.bench.quality.cli", ["--suite", "methods"]),
 }
 

@@ -115,6 +115,11 @@ def test_export_half_precision_reloads_close_to_original(tmp_path) -> None:
     lr, ref = torch.rand(1, 1, 8, 8) * 2 - 1, torch.rand(1, 1, 32, 32) * 2 - 1
     with torch.no_grad():
         torch.testing.assert_close(again(lr, ref).sr, model.eval()(lr, ref).sr, atol=2e-2, rtol=0)
+    # --set stores an inference setting as the file's default; a learned one is refused
+    assert main(["export", str(src), str(tmp_path / "w.pt"), "--set", "model.search_window=16"]) == 0
+    assert load_model(tmp_path / "w.pt")[1].model.search_window == 16
+    assert main(["export", str(src), str(tmp_path / "x.pt"), "--set", "model.n_feats=4"]) == 2
+    assert not (tmp_path / "x.pt").exists()
 
 
 def test_backbone_weights_flag_and_reload_without_the_file(tmp_path) -> None:
