@@ -53,3 +53,18 @@ def test_a_config_builds_on_its_base(tmp_path) -> None:
     (tmp_path / "lost.yaml").write_text("base: missing.yaml\n")
     with pytest.raises(FasrError, match="missing.yaml' not found; it is the 'base' of"):
         load_config(tmp_path / "lost.yaml")
+
+
+def test_every_config_file_of_the_repository_loads() -> None:
+    from pathlib import Path
+
+    from fasr.config import from_dict, load_config, read_yaml
+    from fasr.training.pretrain import PretrainConfig
+
+    files = sorted((Path(__file__).parents[1] / "configs").rglob("*.yaml"))
+    assert len(files) > 5
+    for path in files:
+        if path.name == "pretrain-extractor.yaml":
+            assert from_dict(PretrainConfig, read_yaml(path)).steps > 0
+        elif path.parent.name != "ablations":  # ablation rows are deltas on a suite's base config
+            assert load_config(path).model.scale in (2, 3, 4, 8), path
