@@ -135,9 +135,10 @@ class FASRNet(nn.Module):
         score = {g: torch.stack([r.score[g] for r in results]).mean(0) for g in TRANSFER_GRIDS}
         s = {g: F.interpolate(score[g], size=tex[g].shape[-2:], mode="bilinear", align_corners=False) for g in tex}
 
-        feats = self.fusion(self.head(lr_up_p), tex, s)  # Eq. 3 / 21
-        sr = (lr_up_p + self.tail(feats))[..., :H, :W]  # global residual over LR-up
         confidence = s["1"][..., :H, :W].clamp(0.0, 1.0)
+        # S in the texture's dtype: under bf16 autocast an fp32 S would promote every fused map to fp32.
+        feats = self.fusion(self.head(lr_up_p), tex, {g: m.to(tex[g].dtype) for g, m in s.items()})  # Eq. 3 / 21
+        sr = (lr_up_p + self.tail(feats))[..., :H, :W]  # global residual over LR-up
         match_loss = None if match is None else torch.stack([r.match_loss for r in results]).mean()
         matches = {name: r.index for name, r in zip(self.align, results)}
         return SROutput(sr=sr, attention=score, confidence=confidence, match_loss=match_loss, matches=matches)
