@@ -23,6 +23,7 @@ A field left unset (``None``) takes its preset's value; an explicit value always
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import types
 import typing
@@ -46,6 +47,7 @@ __all__ = [
     "OPTIM_PRESETS",
     "load_config",
     "read_yaml",
+    "deep_merge",
     "apply_overrides",
     "add_set_argument",
     "from_dict",
@@ -329,15 +331,18 @@ def _read_yaml_chain(path: Path, missing_hint: str, chain: tuple[Path, ...]) -> 
     chain = (*chain, path.resolve())
     if parent.resolve() in chain:
         raise FasrError(f"config file '{path}': 'base: {base}' makes a cycle; a config cannot build on itself")
-    return _merged(_read_yaml_chain(parent, f"it is the 'base' of '{path}'", chain), data)
+    return deep_merge(_read_yaml_chain(parent, f"it is the 'base' of '{path}'", chain), data)
 
 
-def _merged(base: dict, top: dict) -> dict:
-    """``top`` merged into ``base``: mappings key by key, any other value replaced."""
-    out = dict(base)
-    for key, value in top.items():
-        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
+def deep_merge(base: dict, delta: dict) -> dict:
+    """A copy of ``base`` with ``delta`` merged in (nested mappings merged, other values replaced)."""
+    merged = copy.deepcopy(base)
+    for key, value in delta.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:

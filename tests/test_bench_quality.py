@@ -19,7 +19,6 @@ from fasr.bench.quality.suites import (
     METHODS,
     SUITES,
     Entry,
-    deep_merge,
     find_subjects,
     named_entry,
     run_config,
@@ -27,7 +26,7 @@ from fasr.bench.quality.suites import (
     suite_entries,
 )
 from fasr.cli import main
-from fasr.config import RunConfig, from_dict
+from fasr.config import RunConfig, deep_merge, from_dict
 from fasr.errors import FasrError
 
 

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from fasr.config import RunConfig, apply_overrides, from_dict, read_yaml
+from fasr.config import RunConfig, apply_overrides, deep_merge, from_dict, read_yaml
 from fasr.errors import FasrError
 from fasr.models import USES
 
@@ -24,7 +24,6 @@ __all__ = [
     "QUICK_DELTA",
     "MISSING_HINT",
     "Entry",
-    "deep_merge",
     "suite_entries",
     "named_entry",
     "find_subjects",
@@ -78,17 +77,6 @@ class Entry:
 
     label: str
     delta: dict
-
-
-def deep_merge(base: dict, delta: dict) -> dict:
-    """A copy of ``base`` with ``delta`` merged in (nested mappings merged, other values replaced)."""
-    merged = copy.deepcopy(base)
-    for key, value in delta.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 def suite_entries(suite: str, ablations: Path = ABLATIONS) -> list[Entry]:
