@@ -45,6 +45,7 @@ __all__ = [
     "load_model",
     "resolve_checkpoint_path",
     "INFERENCE_FIELDS",
+    "stored_config",
     "resolve_device",
     "METRICS_FILE",
     "read_history",
@@ -177,6 +178,32 @@ def resolve_checkpoint_path(path_or_name: str | Path) -> Path:
 INFERENCE_FIELDS = ("search_window", "match_memory_mib")
 
 
+def stored_config(state: dict[str, Any], path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
+    """The run config stored in a loaded checkpoint, with ``--set`` overrides of which, in the model section,
+    only :data:`INFERENCE_FIELDS` may change.
+
+    Args:
+        state: a checkpoint as :func:`load_checkpoint` returns it.
+        path: its file (for the messages).
+        overrides: ``--set key=value`` strings.
+
+    Raises:
+        FasrError: a config this fasr cannot read, or an override of a learned model setting.
+    """
+    try:
+        stored = from_dict(RunConfig, state["config"])
+    except FasrError as exc:
+        raise FasrError(f"checkpoint '{path}' has a config this fasr cannot read ({exc}); retrain or upgrade") from None
+    cfg = from_dict(RunConfig, apply_overrides(to_dict(stored), list(overrides))) if overrides else stored
+    before, after = dataclasses.asdict(stored.model), dataclasses.asdict(cfg.model)
+    changed = {name for name in after if after[name] != before[name]}
+    unsafe = sorted(f"model.{name}" for name in changed - set(INFERENCE_FIELDS))
+    if unsafe:
+        allowed = [f"model.{name}" for name in INFERENCE_FIELDS]
+        raise FasrError(f"model setting(s) {unsafe} cannot change after training; only {allowed} can")
+    return cfg
+
+
 def load_model(
     path_or_name: str | Path, map_location: str | torch.device = "cpu", overrides: Sequence[str] = ()
 ) -> tuple[nn.Module, RunConfig]:
@@ -196,17 +223,7 @@ def load_model(
     """
     path = resolve_checkpoint_path(path_or_name)
     state = load_checkpoint(path, map_location=map_location)
-    try:
-        stored = from_dict(RunConfig, state["config"])
-    except FasrError as exc:
-        raise FasrError(f"checkpoint '{path}' has a config this fasr cannot read ({exc}); retrain or upgrade") from None
-    cfg = from_dict(RunConfig, apply_overrides(to_dict(stored), list(overrides))) if overrides else stored
-    before, after = dataclasses.asdict(stored.model), dataclasses.asdict(cfg.model)
-    changed = {name for name in after if after[name] != before[name]}
-    unsafe = sorted(f"model.{name}" for name in changed - set(INFERENCE_FIELDS))
-    if unsafe:
-        allowed = [f"model.{name}" for name in INFERENCE_FIELDS]
-        raise FasrError(f"model setting(s) {unsafe} cannot change after training; only {allowed} can")
+    cfg = stored_config(state, path, overrides)
     # The stored weights replace any ImageNet initialisation, whose file need not exist where the model is used.
     model = build_model(dataclasses.replace(cfg.model, backbone_weights=None))
     reference = model.state_dict()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from fasr.checkpoint import load_checkpoint, load_model, save_checkpoint
+from fasr.checkpoint import load_checkpoint, save_checkpoint, stored_config
 from fasr.config import add_set_argument, to_dict
 from fasr.errors import FasrError
 
@@ -33,9 +33,8 @@ def export_checkpoint(src: str | Path, dst: str | Path, half: bool = True, overr
     """
     state = load_checkpoint(src)
     kept = {k: state[k] for k in KEPT_KEYS if k in state}
-    if overrides:
-        _, cfg = load_model(src, overrides=overrides)  # refuses a change of a learned setting
-        kept["config"] = to_dict(cfg)
+    if overrides:  # refuses a change of a learned setting
+        kept["config"] = to_dict(stored_config(state, src, overrides))
     if half:
         kept["model"] = {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()}
     kept["exported_from"] = str(src)
