@@ -32,7 +32,7 @@ def _pyramid(q: torch.Tensor, k: torch.Tensor, factorised: bool) -> list[MatchLe
         qp = None if ratio == 1 else parent_index(tuple(q.shape[-2:]), tuple(ql.shape[-2:]), 2)
         kp = None if ratio == 1 else parent_index(tuple(k.shape[-2:]), tuple(kl.shape[-2:]), 2)
         if factorised:
-            levels.append(patch_level(ql, kl, weight=0.5, q_parent=qp, k_parent=kp))
+            levels.append(patch_level(ql, kl, weight=0.5, q_parent=qp, k_parent=kp, ratio=ratio))
         else:
             levels.append(MatchLevel(patch_vectors(ql) * 0.5, patch_vectors(kl), qp, kp))
     return levels
@@ -112,3 +112,44 @@ def test_matching_stays_fp32_under_bf16_autocast() -> None:
         torch.testing.assert_close(a.score, b.score, atol=1e-6, rtol=0)
     assert score.dtype == torch.float32
     torch.testing.assert_close(score, fp32[0].score, atol=1e-6, rtol=0)
+
+
+def _three_levels(q: torch.Tensor, k: torch.Tensor) -> tuple[list[MatchLevel], list[MatchLevel]]:
+    """M-A's three levels (ratios 1, 2, 4, weights 1/3): factorised with ``ratio`` set, and on the unfold path."""
+    new, ref_levels = [], []
+    for ratio in (1, 2, 4):
+        ql, kl = (F.avg_pool2d(x, ratio, ceil_mode=True) for x in (q, k))  # ratio 1: the maps themselves
+        qp = None if ratio == 1 else parent_index(tuple(q.shape[-2:]), tuple(ql.shape[-2:]), ratio)
+        kp = None if ratio == 1 else parent_index(tuple(k.shape[-2:]), tuple(kl.shape[-2:]), ratio)
+        new.append(patch_level(ql, kl, weight=1 / 3, q_parent=qp, k_parent=kp, ratio=ratio))
+        ref_levels.append(MatchLevel(patch_vectors(ql) / 3, patch_vectors(kl), qp, kp))
+    return new, ref_levels
+
+
+@pytest.mark.parametrize("match_memory_mib", [0.02, 0.2, 64.0])
+def test_broadcast_pyramid_equals_gathered_pyramid(match_memory_mib: float) -> None:
+    """On grids the ratios divide, blocks of whole rows add the coarse levels by broadcasting
+    (``_pyramid_scores``); same matches as the unfold path, also with the blocks split."""
+    from fasr.models.matching import _pyramid_blocks
+
+    new, ref_levels = _three_levels(*_maps(4, (8, 12), (12, 8)))
+    assert _pyramid_blocks(new, slice(0, 96), slice(0, 96)) is not None  # the broadcast path is taken
+    assert _pyramid_blocks(new, slice(0, 24), slice(0, 96)) is None  # 2 grid rows: not a multiple of 4
+    ref = dense_match(ref_levels, temperature=0.1)
+    _assert_same_match(blocked_match(new, match_memory_mib=match_memory_mib, temperature=0.1), ref, ref_levels)
+    _assert_same_match(dense_match(new, temperature=0.1), ref, ref_levels)
+
+
+@pytest.mark.parametrize("shape", [(16, 12), (14, 10)])
+def test_windowed_pyramid_equals_masked_unfold(shape: tuple[int, int]) -> None:
+    """The search window on M-A's three levels: rectangles on multiples of 4 broadcast the coarse levels, the
+    14 x 10 grid, which 4 does not divide, gathers; both equal the masked dense unfold path."""
+    from fasr.models.matching import Rect, _pyramid_blocks
+
+    new, ref_levels = _three_levels(*_maps(5, shape, shape))
+    window = SearchWindow(shape, shape, search_window=4, tile=4)
+    first = next(window.tiles())
+    assert (_pyramid_blocks(new, *first) is not None) == (shape == (16, 12))
+    assert first == (Rect(0, 4, 0, 4, shape[1]), Rect(0, 8, 0, 8, shape[1]))
+    ref = dense_match(ref_levels, temperature=0.1, window=window)
+    _assert_same_match(blocked_match(new, temperature=0.1, window=window), ref, ref_levels)

@@ -151,7 +151,7 @@ def test_transfer_equals_fold_of_unfolded_patches(factor: int) -> None:
     """Eqs. 12/16: warping (3f x 3f) windows at stride f and averaging overlaps, as fold(unfold(V)[M])."""
     g = torch.Generator().manual_seed(factor)
     b, c, hq, wq = 2, 3, 5, 7
-    v = torch.randn(b, c, hq * factor, wq * factor, generator=g)
+    v = torch.randn(b, c, hq * factor, wq * factor, generator=g, requires_grad=True)
     idx = torch.randint(0, hq * wq, (b, hq * wq), generator=g)
     unf = F.unfold(v, 3 * factor, stride=factor, padding=factor)  # (B, C*9f^2, Nq)
     picked = torch.gather(unf, 2, idx[:, None, :].expand(-1, unf.shape[1], -1))
@@ -159,7 +159,30 @@ def test_transfer_equals_fold_of_unfolded_patches(factor: int) -> None:
     expected = F.fold(picked, **fold) / F.fold(torch.ones_like(picked), **fold)
     qi = torch.arange(hq * wq)
     disp = torch.stack([(idx // wq - qi // wq) * factor, (idx % wq - qi % wq) * factor], 1).reshape(b, 2, hq, wq)
-    torch.testing.assert_close(transfer_patches(v, disp, factor), expected, atol=1e-5, rtol=0)
+    out = transfer_patches(v, disp, factor)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+    # Any displacement, also off the cell lattice and far outside V (S-A keys at every position): each output
+    # pixel is the mean of the 9 covering windows' reads, zero outside V.
+    odd = torch.randint(-4 * factor * hq, 4 * factor * hq, (b, 2, hq, wq), generator=g)
+    pad = 12 * factor * hq
+    vp = F.pad(v, (pad, pad, pad, pad))
+    ys, xs = torch.arange(hq * factor), torch.arange(wq * factor)
+    naive = torch.zeros_like(v)
+    for a in (-1, 0, 1):
+        for bb in (-1, 0, 1):
+            qy, qx = ys // factor + a, xs // factor + bb
+            ok = ((qy >= 0) & (qy < hq))[:, None] & ((qx >= 0) & (qx < wq))[None, :]
+            d = odd[:, :, qy.clamp(0, hq - 1)[:, None], qx.clamp(0, wq - 1)[None, :]]  # (B, 2, H, W)
+            sy, sx = ys[None, :, None] + d[:, 0] + pad, xs[None, None, :] + d[:, 1] + pad
+            read = torch.stack([vp[i][:, sy[i], sx[i]] for i in range(b)])  # (B, C, H, W)
+            naive = naive + read * ok
+    counts = (3 - (ys < factor).long() - (ys >= (hq - 1) * factor).long())[:, None] * (
+        3 - (xs < factor).long() - (xs >= (wq - 1) * factor).long())[None, :]
+    torch.testing.assert_close(transfer_patches(v, odd, factor), naive / counts, atol=1e-5, rtol=0)
+    w = torch.randn(out.shape, generator=g)  # the gradient reaching V (training) equals the fold path's too
+    (grad,) = torch.autograd.grad((out * w).sum(), v)
+    (grad_ref,) = torch.autograd.grad((expected * w).sum(), v)
+    torch.testing.assert_close(grad, grad_ref, atol=1e-5, rtol=0)
 
 
 def test_identity_reference_transfers_itself() -> None:

@@ -305,10 +305,11 @@ class MultiMultiAlignment(AlignmentModule):
         terms = []
         for grid in self.levels:
             ql, kl = self._level_features(q, grid), self._level_features(k, grid)
-            parent = None
+            parent, ratio = None, QUERY_GRID.cells_per(grid)
             if grid != QUERY_GRID:
-                parent = parent_index((hq, wq), tuple(ql.shape[-2:]), QUERY_GRID.cells_per(grid), device=ql.device)
-            terms.append(patch_level(ql, kl, weight=1.0 / len(self.levels), q_parent=parent, k_parent=parent))  # Eq. 14
+                parent = parent_index((hq, wq), tuple(ql.shape[-2:]), ratio, device=ql.device)
+            terms.append(patch_level(ql, kl, weight=1.0 / len(self.levels), q_parent=parent, k_parent=parent,
+                                     ratio=ratio))  # Eq. 14
         return terms
 
     def forward(

@@ -5,13 +5,14 @@ is a (3f x 3f) window at stride f (3x3 at 1/4, 6x6 at 1/2, 12x12 at full resolut
 code), and overlapping windows are averaged, i.e. ``fold(unfold(V)[matched]) / fold(ones)``.
 
 Instead of unfolding V (9 f^2 copies of it: ~1 GB at 640x640), each output pixel reads from the 9 queries whose
-windows cover it, displaced by that query's match offset: the same result with 9 gathers of V's size, each a
-copy of whole pixel rows (C contiguous values) in channels-last order.
+windows cover it, displaced by that query's match offset: the same result with 9 reads per output pixel, each
+a whole pixel row (C contiguous values) of channels-last V, summed in one embedding-bag pass.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["transfer_patches"]
@@ -31,32 +32,38 @@ def transfer_patches(values: Tensor, disp: Tensor, factor: int) -> Tensor:
     """
     b, c, h, w = values.shape
     hq, wq = disp.shape[-2:]
-    assert (h, w) == (hq * factor, wq * factor), f"values {h}x{w} vs grid {hq}x{wq} x{factor}"
-    # Pixel rows (B*(H*W + 1), C): each read copies one contiguous C-vector (a view of channels-last V); row
-    # H*W of each image is zero and receives every read that falls outside V.
-    pixels = values.permute(0, 2, 3, 1).reshape(b, h * w, c)  # (B, C, H, W) -> (B, H*W, C)
-    rows = torch.cat([pixels, pixels.new_zeros(b, 1, c)], dim=1).reshape(b * (h * w + 1), c)
-    first_row = (torch.arange(b, device=values.device) * (h * w + 1)).view(b, 1)
+    f = factor
+    assert (h, w) == (hq * f, wq * f), f"values {h}x{w} vs grid {hq}x{wq} x{f}"
+    # V zero-padded by 3f, the length of a window: a window whose top-left lies more than 3f outside V reads
+    # only zeros, so moving it to 3f outside changes nothing, and then every read lies in the padded V.
+    # Pixel rows (B * H' * W', C) of the padded V, H' = H + 6f: each read is one contiguous C-vector.
+    pad = 3 * f
+    hp, wp = h + 2 * pad, w + 2 * pad
+    rows = F.pad(values, (pad,) * 4).permute(0, 2, 3, 1).reshape(b * hp * wp, c)  # (B, C, H', W') -> rows
     ys = torch.arange(h, device=values.device)
     xs = torch.arange(w, device=values.device)
-    out: Tensor | None = None
-    count = torch.zeros((h, w), device=values.device, dtype=values.dtype)
-    for a in (-1, 0, 1):
-        qy = ys // factor + a  # query row whose window covers pixel row y
-        valid_y = (qy >= 0) & (qy < hq)
-        qy = qy.clamp(0, hq - 1)
-        for bb in (-1, 0, 1):
-            qx = xs // factor + bb
-            valid = valid_y[:, None] & ((qx >= 0) & (qx < wq))[None, :]  # (H, W)
-            qx = qx.clamp(0, wq - 1)
-            d = disp[:, :, qy[:, None], qx[None, :]]  # (B, 2, H, W)
-            sy = ys[None, :, None] + d[:, 0]  # (B, H, W) source row
-            sx = xs[None, None, :] + d[:, 1]
-            inside = valid & (sy >= 0) & (sy < h) & (sx >= 0) & (sx < w)  # (B, H, W)
-            src = torch.where(inside, sy * w + sx, h * w).reshape(b, h * w) + first_row
-            taken = rows.index_select(0, src.reshape(-1))  # (B*H*W, C)
-            out = taken if out is None else out.add_(taken)
-            count += valid
-    assert out is not None
-    out = out.reshape(b, h, w, c) / count[None, :, :, None]
-    return out.permute(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W), channels-last memory
+    top = (f * (torch.arange(hq, device=values.device) - 1)).view(1, hq, 1)  # window top-left of each query
+    left = (f * (torch.arange(wq, device=values.device) - 1)).view(1, 1, wq)
+    dy = (top + disp[:, 0]).clamp(-pad, h) - top  # (B, Hq, Wq)
+    dx = (left + disp[:, 1]).clamp(-pad, w) - left
+    # Row offset of each query's match on the padded grid, with a one-cell border of invalid queries whose
+    # offset sends every read past the last row (clamped to it: the zero bottom-right corner).
+    offset = torch.full((b, hq + 2, wq + 2), hp * wp, dtype=torch.long, device=values.device)
+    offset[:, 1:-1, 1:-1] = dy * wp + dx  # (B, Hq + 2, Wq + 2)
+    base = ((ys + pad) * wp)[:, None] + (xs + pad)[None, :]  # (H, W) row of pixel (y, x) itself
+    first_row = (torch.arange(b, device=values.device) * (hp * wp)).view(b, 1, 1)
+    sources = []
+    for a in (0, 1, 2):  # query row y // f + a - 1 covers pixel row y
+        for bb in (0, 1, 2):
+            shifted = offset[:, a : a + hq, bb : bb + wq]  # (B, Hq, Wq) offsets of the covering queries
+            up = shifted[:, :, None, :, None].expand(b, hq, f, wq, f).reshape(b, h, w)  # nearest upsampling
+            sources.append(((base + up).clamp_(max=hp * wp - 1) + first_row).reshape(-1))
+    # How many of the 9 covering queries exist (fewer on the border), separable: rows x columns.
+    count_y = 3 - (ys < f).long() - (ys >= h - f).long()
+    count_x = 3 - (xs < f).long() - (xs >= w - f).long()
+    weight = (1.0 / (count_y[:, None] * count_x[None, :])).to(values.dtype)  # (H, W)
+    # The 9 reads of every output pixel, averaged in one pass (an embedding bag: no 9 intermediate copies of V).
+    src = torch.stack(sources, dim=1)  # (B*H*W, 9)
+    out = F.embedding_bag(src, rows, mode="sum", per_sample_weights=weight.reshape(1, h * w, 1)
+                          .expand(b, -1, 9).reshape(-1, 9))  # (B*H*W, C)
+    return out.reshape(b, h, w, c).permute(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W), channels-last memory
