@@ -123,11 +123,13 @@ def test_empty_slices_skip_the_network() -> None:
     calls = []
     original = model.forward
     model.forward = lambda lr, ref: calls.append(lr.shape[0]) or original(lr, ref)
-    lr, ref = _images(3, 16, 16)
+    lr, ref = _images(4, 16, 16)
     lr[1] = -1.0  # background only
+    lr[3] = -1.0 + 1e-6 * np.random.default_rng(0).standard_normal((16, 16))  # blank up to resampling round-off
     out = super_resolve_slices(model, lr, ref, SCALE, 4, torch.device("cpu"), False)
-    assert calls == [2] and out.stats["skipped_empty"] == 1
+    assert calls == [2] and out.stats["skipped_empty"] == 2
     assert np.all(out.sr[1] == -1.0) and np.all(out.confidence[1] == 0.0)
+    assert np.allclose(out.sr[3], -1.0, atol=1e-5) and np.all(out.confidence[3] == 0.0)
     assert out.stats["slices_per_second"] > 0
 
 

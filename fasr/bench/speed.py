@@ -100,7 +100,8 @@ def measure(
     load = _load()
     overrides = overrides or []
     # Dense: a block budget large enough to hold every correlation matrix whole.
-    model = _model(scale, overrides, device, match_memory_mib=1e9 if dense else None, checkpoint=checkpoint)[0].eval()
+    model, model_cfg = _model(scale, overrides, device, match_memory_mib=1e9 if dense else None, checkpoint=checkpoint)
+    model.eval()
     scale = int(getattr(model, "scale", scale))
     precision = resolve_precision(precision, torch.device(device))
     forward = precision_forward(model, precision, torch.device(device))
@@ -151,6 +152,7 @@ def measure(
         "model": checkpoint or "default",
         "size": size,
         "matching": "dense" if dense else "blocked",
+        "search_window": getattr(model_cfg, "search_window", None),
         "precision": precision,
         "batch": batch,
         "threads": torch.get_num_threads(),

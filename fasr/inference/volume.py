@@ -122,6 +122,11 @@ def _plan(
     return plan, budget
 
 
+# A slice whose normalised LR values span less than this has no content (ours: 0.05 % of the [-1, 1] range,
+# far below any anatomy, above the round-off that degradation and resampling leave on a blank slice).
+EMPTY_RANGE = 1e-3
+
+
 def super_resolve_slices(
     model: nn.Module,
     lr: np.ndarray,
@@ -158,10 +163,11 @@ def super_resolve_slices(
     precision = resolve_precision(settings.precision, device)
     settings = RunSettings(**{**settings.__dict__, "precision": precision})
     flat = lr.reshape(n, -1)
-    busy = np.flatnonzero(flat.max(axis=1) > flat.min(axis=1))  # slices with content
+    busy = np.flatnonzero(flat.max(axis=1) - flat.min(axis=1) > EMPTY_RANGE)  # slices with content
     plan, budget = _plan((h, w), scale, max(1, min(batch_size, len(busy))), settings, device)
     forward = precision_forward(model, precision, device)
-    sr = np.repeat(lr[:, :1, :1], h * scale, axis=1).repeat(w * scale, axis=2).astype(np.float32)  # constants
+    level = flat.mean(axis=1, dtype=np.float64).astype(np.float32)[:, None, None]  # (N, 1, 1) empty slices' value
+    sr = np.repeat(level, h * scale, axis=1).repeat(w * scale, axis=2)  # constants, replaced where there is content
     confidence: np.ndarray | None = None
     tiles = 1
     start = time.perf_counter()

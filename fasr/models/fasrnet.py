@@ -40,7 +40,7 @@ class FASRNet(nn.Module):
         ma_pyramid: ``pooled`` or ``deep`` M-A pyramid.
         attention_score / softmax_temperature: soft-attention value (max cosine or max softmax probability).
         match_memory_mib: byte budget of one correlation block.
-        search_window: match only within this many 1/4-grid cells of each query (0 = whole image).
+        search_window: match only within this many 1/4-grid cells of each query (16, ours; 0 = whole image).
         ref_degradation: how I_Ref-down-up is made (the LR's degradation; default antialiased bicubic).
     """
 
@@ -59,7 +59,7 @@ class FASRNet(nn.Module):
         attention_score: str = "cosine",
         softmax_temperature: float = 0.05,
         match_memory_mib: float = 128.0,
-        search_window: int = 0,
+        search_window: int = 16,
         backbone_weights: str | None = None,
         ref_degradation: Degradation | None = None,
     ) -> None:
