@@ -52,18 +52,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _model(scale: int, overrides: list[str], device: str, match_memory_mib: float | None = None,
            checkpoint: str | None = None):
-    """(model, its model config): the default model for ``scale`` (random weights), or a checkpoint's."""
+    """(model, its model config): the default model for ``scale`` (random weights), or a checkpoint's; with
+    ``match_memory_mib`` (the dense rows) that block budget and global search (a window never builds a matrix)."""
     from fasr.checkpoint import load_model
     from fasr.models import build_model
 
+    dense = [] if match_memory_mib is None else [f"model.match_memory_mib={match_memory_mib}", "model.search_window=0"]
     if checkpoint is not None:
-        extra = [f"model.match_memory_mib={match_memory_mib}"] if match_memory_mib is not None else []
-        model, cfg = load_model(checkpoint, map_location=device, overrides=[*overrides, *extra])
+        model, cfg = load_model(checkpoint, map_location=device, overrides=[*overrides, *dense])
         return model, cfg.model
-    cfg = load_config(None, overrides)
+    cfg = load_config(None, [*overrides, *dense])
     cfg.model.scale = scale
-    if match_memory_mib is not None:
-        cfg.model.match_memory_mib = match_memory_mib
     return build_model(cfg.model).to(device), cfg.model
 
 
@@ -100,7 +99,8 @@ def measure(
     load = _load()
     overrides = overrides or []
     # Dense: a block budget large enough to hold every correlation matrix whole.
-    model, model_cfg = _model(scale, overrides, device, match_memory_mib=1e9 if dense else None, checkpoint=checkpoint)
+    budget = 10**9 if dense else None
+    model, model_cfg = _model(scale, overrides, device, match_memory_mib=budget, checkpoint=checkpoint)
     model.eval()
     scale = int(getattr(model, "scale", scale))
     precision = resolve_precision(precision, torch.device(device))

@@ -80,7 +80,7 @@ def estimate(
     *,
     n_feats: int = 64,
     match_memory_mib: float = 128.0,
-    search_window: int = 0,
+    search_window: int = 16,
     precision: str = "fp32",
     base_gib: float = PROCESS_BASE_GIB,
 ) -> Estimate:
@@ -119,7 +119,7 @@ def plan_tiles(
     *,
     n_feats: int = 64,
     match_memory_mib: float = 128.0,
-    search_window: int = 0,
+    search_window: int = 16,
     precision: str = "fp32",
     base_gib: float = PROCESS_BASE_GIB,
 ) -> TilePlan:

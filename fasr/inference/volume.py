@@ -38,7 +38,7 @@ class RunSettings:
     max_memory_gib: float | None = None
     n_feats: int = 64
     match_memory_mib: float = 128.0
-    search_window: int = 0
+    search_window: int = 16
 
     @classmethod
     def for_model(cls, model_cfg: Any, precision: str = "fp32", max_memory_gib: float | None = None) -> RunSettings:

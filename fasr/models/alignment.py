@@ -79,7 +79,8 @@ class Matcher:
 
     def __post_init__(self) -> None:
         if self.search_window and self.attention_score == "softmax":
-            raise ValueError("search_window needs attention_score 'cosine' (the softmax is over all keys)")
+            raise ValueError("search_window needs attention_score 'cosine' (the softmax is over all keys); "
+                             "set model.search_window=0 for attention_score 'softmax'")
 
     def __call__(
         self, levels: list[MatchLevel], q_grid: tuple[int, int], k_grid: tuple[int, int]

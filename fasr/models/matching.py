@@ -398,8 +398,8 @@ def _broadcast_add(fine: Tensor, coarse: Tensor, r: int, q_hw: tuple[int, int], 
 
 def _pyramid_scores(levels: list[MatchLevel], q: Rect, k: Rect) -> Tensor:
     """C[i, j] of a multi-level correlation for a query and a key rectangle (see :func:`_pyramid_blocks`), the
-    coarse levels summed coarsest first and broadcast up one ratio at a time (ours: the same sum as the gather
-    path, with the terms added in another order)."""
+    coarse levels summed coarsest first and broadcast up one ratio at a time (ours: the gather path's sum with
+    the terms added in another order, so equal to fp32 round-off, ~1 ulp)."""
     fine, *coarse = levels
 
     def on(r: int, rect: Rect) -> Rect:  # the rectangle on a grid r times coarser
@@ -428,6 +428,9 @@ def _fine_width(levels: list[MatchLevel], which: str) -> int:
 # in the last-level cache between the GEMM and the maxima (S-A at 256x256: 74 ms in one 4096 x 4096 block,
 # 49 ms in 512-row blocks, one thread).
 CACHE_BLOCK_ELEMS = 2**21
+# Budgets above this are taken literally, without the cache cap (the whole-matrix reference rows of
+# ``fasr bench speed --dense``).
+LITERAL_BUDGET_MIB = 2**16
 
 
 def _block_sizes(levels: list[MatchLevel], match_memory_mib: float) -> tuple[int, int]:
@@ -440,7 +443,9 @@ def _block_sizes(levels: list[MatchLevel], match_memory_mib: float) -> tuple[int
     """
     n_q, n_k = _n_fine(levels, "q"), _n_fine(levels, "k")
     per_elem = 4 * (1 + sum(3 if lvl.is_patch else 1 for lvl in levels))
-    elems = max(1, min(int(match_memory_mib * 2**20) // per_elem, CACHE_BLOCK_ELEMS))
+    elems = max(1, int(match_memory_mib * 2**20) // per_elem)
+    if match_memory_mib <= LITERAL_BUDGET_MIB:
+        elems = min(elems, CACHE_BLOCK_ELEMS)
     if n_q * n_k <= elems:
         return n_q, n_k
     wq, wk = _fine_width(levels, "q"), _fine_width(levels, "k")

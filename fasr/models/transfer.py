@@ -61,9 +61,9 @@ def transfer_patches(values: Tensor, disp: Tensor, factor: int) -> Tensor:
     # How many of the 9 covering queries exist (fewer on the border), separable: rows x columns.
     count_y = 3 - (ys < f).long() - (ys >= h - f).long()
     count_x = 3 - (xs < f).long() - (xs >= w - f).long()
-    weight = (1.0 / (count_y[:, None] * count_x[None, :])).to(values.dtype)  # (H, W)
-    # The 9 reads of every output pixel, averaged in one pass (an embedding bag: no 9 intermediate copies of V).
+    count = (count_y[:, None] * count_x[None, :]).to(values.dtype)  # (H, W), exact small integers
+    # The 9 reads of every output pixel summed in one pass (an embedding bag: no 9 intermediate copies of V),
+    # then divided by the exact count (weights of 1/count would carry bf16's rounding of 1/9 into every pixel).
     src = torch.stack(sources, dim=1)  # (B*H*W, 9)
-    out = F.embedding_bag(src, rows, mode="sum", per_sample_weights=weight.reshape(1, h * w, 1)
-                          .expand(b, -1, 9).reshape(-1, 9))  # (B*H*W, C)
-    return out.reshape(b, h, w, c).permute(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W), channels-last memory
+    out = F.embedding_bag(src, rows, mode="sum").reshape(b, h, w, c) / count[None, :, :, None]  # (B, H, W, C)
+    return out.permute(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W), channels-last memory
