@@ -15,6 +15,7 @@ the fine grid scores the parents of i and j at each coarser level.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import torch
@@ -141,7 +142,7 @@ class SearchWindow(NamedTuple):
         rows, cols = self.separable_mask(Rect(0, hq, 0, wq, wq), Rect(0, hk, 0, wk, wk))
         return (rows[:, None, :, None] & cols[None, :, None, :]).reshape(hq * wq, hk * wk)
 
-    def tiles(self):
+    def tiles(self) -> Iterator[tuple[Rect, Rect]]:
         """Yield (query rectangle, its windows' key rectangle) per query tile."""
         (hq, wq), (hk, wk) = self.q_grid, self.k_grid
         ry, rx = self.key_radius()
