@@ -57,11 +57,11 @@ def _model(scale: int, overrides: list[str], device: str, match_memory_mib: floa
     from fasr.checkpoint import load_model
     from fasr.models import build_model
 
-    dense = [] if match_memory_mib is None else [f"model.match_memory_mib={match_memory_mib}", "model.search_window=0"]
+    whole = [] if match_memory_mib is None else [f"model.match_memory_mib={match_memory_mib}", "model.search_window=0"]
     if checkpoint is not None:
-        model, cfg = load_model(checkpoint, map_location=device, overrides=[*overrides, *dense])
+        model, cfg = load_model(checkpoint, map_location=device, overrides=[*overrides, *whole])
         return model, cfg.model
-    cfg = load_config(None, [*overrides, *dense])
+    cfg = load_config(None, [*overrides, *whole])
     cfg.model.scale = scale
     return build_model(cfg.model).to(device), cfg.model
 

@@ -23,6 +23,9 @@ import resource
 from typing import NamedTuple
 
 from fasr.errors import FasrError
+from fasr.models.config import ModelConfig
+
+_MODEL = ModelConfig()  # the defaults below are the default model's settings
 
 __all__ = [
     "Estimate",
@@ -78,9 +81,9 @@ def estimate(
     scale: int,
     batch: int = 1,
     *,
-    n_feats: int = 64,
-    match_memory_mib: float = 128.0,
-    search_window: int = 16,
+    n_feats: int = _MODEL.n_feats,
+    match_memory_mib: float = _MODEL.match_memory_mib,
+    search_window: int = _MODEL.search_window,
     precision: str = "fp32",
     base_gib: float = PROCESS_BASE_GIB,
 ) -> Estimate:
@@ -117,9 +120,9 @@ def plan_tiles(
     batch: int,
     max_memory_gib: float,
     *,
-    n_feats: int = 64,
-    match_memory_mib: float = 128.0,
-    search_window: int = 16,
+    n_feats: int = _MODEL.n_feats,
+    match_memory_mib: float = _MODEL.match_memory_mib,
+    search_window: int = _MODEL.search_window,
     precision: str = "fp32",
     base_gib: float = PROCESS_BASE_GIB,
 ) -> TilePlan:

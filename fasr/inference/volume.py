@@ -17,10 +17,14 @@ from tqdm import tqdm
 from fasr.errors import FasrError
 from fasr.inference.memory import TilePlan, current_rss_gib, default_max_memory_gib, plan_tiles
 from fasr.inference.tiling import tiled_forward
+from fasr.models.config import ModelConfig
 
 __all__ = ["RunSettings", "SliceResult", "precision_forward", "resolve_precision", "super_resolve_slices", "PRECISIONS"]
 
 PRECISIONS = ("fp32", "bf16", "auto")
+
+
+_MODEL = ModelConfig()  # RunSettings' defaults are the default model's settings
 
 
 @dataclass(frozen=True)
@@ -36,9 +40,9 @@ class RunSettings:
 
     precision: str = "fp32"
     max_memory_gib: float | None = None
-    n_feats: int = 64
-    match_memory_mib: float = 128.0
-    search_window: int = 16
+    n_feats: int = _MODEL.n_feats
+    match_memory_mib: float = _MODEL.match_memory_mib
+    search_window: int = _MODEL.search_window
 
     @classmethod
     def for_model(cls, model_cfg: Any, precision: str = "fp32", max_memory_gib: float | None = None) -> RunSettings:

@@ -52,18 +52,18 @@ def transfer_patches(values: Tensor, disp: Tensor, factor: int) -> Tensor:
     offset[:, 1:-1, 1:-1] = dy * wp + dx  # (B, Hq + 2, Wq + 2)
     base = ((ys + pad) * wp)[:, None] + (xs + pad)[None, :]  # (H, W) row of pixel (y, x) itself
     first_row = (torch.arange(b, device=values.device) * (hp * wp)).view(b, 1, 1)
-    sources = []
+    src = torch.empty((b, h, w, 9), dtype=torch.long, device=values.device)  # row each covering query reads
     for a in (0, 1, 2):  # query row y // f + a - 1 covers pixel row y
         for bb in (0, 1, 2):
             shifted = offset[:, a : a + hq, bb : bb + wq]  # (B, Hq, Wq) offsets of the covering queries
             up = shifted[:, :, None, :, None].expand(b, hq, f, wq, f).reshape(b, h, w)  # nearest upsampling
-            sources.append(((base + up).clamp_(max=hp * wp - 1) + first_row).reshape(-1))
+            src[..., 3 * a + bb] = (base + up).clamp_(max=hp * wp - 1) + first_row
     # How many of the 9 covering queries exist (fewer on the border), separable: rows x columns.
     count_y = 3 - (ys < f).long() - (ys >= h - f).long()
     count_x = 3 - (xs < f).long() - (xs >= w - f).long()
     count = (count_y[:, None] * count_x[None, :]).to(values.dtype)  # (H, W), exact small integers
     # The 9 reads of every output pixel summed in one pass (an embedding bag: no 9 intermediate copies of V),
     # then divided by the exact count (weights of 1/count would carry bf16's rounding of 1/9 into every pixel).
-    src = torch.stack(sources, dim=1)  # (B*H*W, 9)
-    out = F.embedding_bag(src, rows, mode="sum").reshape(b, h, w, c) / count[None, :, :, None]  # (B, H, W, C)
+    out = F.embedding_bag(src.view(b * h * w, 9), rows, mode="sum").view(b, h, w, c)  # (B, H, W, C)
+    out = out / count[None, :, :, None]
     return out.permute(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W), channels-last memory
