@@ -14,8 +14,10 @@ average when it started (timings on a shared CPU are only comparable at similar 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import platform
 import resource
 import statistics
 import subprocess
@@ -69,6 +71,19 @@ def _model(scale: int, overrides: list[str], device: str, match_memory_mib: floa
 def _load() -> float:
     """1-minute load average of the machine (shared CPUs: timings are comparable only at similar load)."""
     return round(os.getloadavg()[0], 2)
+
+
+def _cpu() -> dict:
+    """The CPU the rows were timed on: timings move with it (2-core machines here have been Intel with native
+    bf16 and AMD EPYC with AVX2 only, ~2x apart in fp32)."""
+    import torch
+
+    name = platform.processor() or "unknown"
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as f:
+            name = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), name)
+    bf16 = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return {"cpu_model": name, "cpu_native_bf16": bool(bf16)}
 
 
 def _peak_mib(device: str) -> float:
@@ -176,9 +191,11 @@ def measure_volume(
     overrides: list[str] | None = None,
     checkpoint: str | None = None,
     max_memory_gib: float | None = None,
+    progress: bool = False,
 ) -> dict:
     """One row: a whole synthetic volume of SR size ``shape`` (X, Y, slices) through the slice loop of
-    ``fasr infer`` (:func:`fasr.inference.volume.super_resolve_slices`), model already loaded and warm."""
+    ``fasr infer`` (:func:`fasr.inference.volume.super_resolve_slices`), model already loaded and warm;
+    ``progress`` shows its slice (or tile) progress bar on stderr."""
     import numpy as np
     import torch
 
@@ -194,9 +211,12 @@ def measure_volume(
     lr = ref.reshape(n, h, scale, w, scale).mean((2, 4))
     settings = RunSettings.for_model(model_cfg, precision, max_memory_gib)
     dev = torch.device(device)
-    super_resolve_slices(model, lr[:1], ref[:1], scale, 1, dev, False, settings)  # warm-up
+    # Warm-up (threads, allocator) on at most 64x64 LR pixels: a whole 1024x1024 LR slice would double the run.
+    warm = min(h, w, 64)
+    super_resolve_slices(model, lr[:1, :warm, :warm], ref[:1, : warm * scale, : warm * scale], scale, 1, dev,
+                         False, settings)
     t0 = time.perf_counter()
-    out = super_resolve_slices(model, lr, ref, scale, batch, dev, False, settings)
+    out = super_resolve_slices(model, lr, ref, scale, batch, dev, progress, settings)
     seconds = time.perf_counter() - t0
     return {
         "model": checkpoint or "default",
@@ -234,13 +254,16 @@ def _worker(spec: dict) -> dict:
 
 
 def _spawn(spec: dict) -> dict:
-    """Run one measurement in a fresh interpreter (its own peak RSS); returns its JSON row."""
+    """Run one measurement in a fresh interpreter (its own peak RSS); returns its JSON row. A worker asked for
+    progress (``spec["args"]["progress"]``) writes to this process's stderr instead of a captured pipe."""
+    shown = bool(spec["args"].get("progress"))
     proc = subprocess.run(
-        [sys.executable, "-m", "fasr.bench.speed", json.dumps(spec)], capture_output=True, text=True
+        [sys.executable, "-m", "fasr.bench.speed", json.dumps(spec)], stdout=subprocess.PIPE,
+        stderr=None if shown else subprocess.PIPE, text=True,
     )
     if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return {**spec["args"], "error": tail}
+        tail = "see its messages above" if shown else (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {**spec["args"], "error": f"worker exited with code {proc.returncode}: {tail}"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -270,12 +293,13 @@ def run(args: argparse.Namespace) -> int:
                 _emit(rows, {"kind": "infer", "args": dict(size=size, repeats=args.repeats, dense=dense,
                                                            checkpoint=checkpoint, **common)})
         if volume is not None:
-            _emit(rows, {"kind": "volume", "args": dict(shape=volume, checkpoint=checkpoint,
+            _emit(rows, {"kind": "volume", "args": dict(shape=volume, checkpoint=checkpoint, progress=True,
                                                         max_memory_gib=args.max_memory_gib, **common)})
     result = {
         "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
+        **_cpu(),
         "torch": torch.__version__,
         "scale": args.scale,
         "overrides": args.overrides,

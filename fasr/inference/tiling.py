@@ -50,6 +50,7 @@ def tiled_forward(
     tile: int,
     margin: int,
     overlap: int,
+    on_tile: Callable[[], None] | None = None,
 ) -> tuple[Tensor, Tensor | None, int]:
     """Run ``forward(lr_tile, ref_tile) -> (sr_tile, confidence_tile or None)`` tile by tile and blend.
 
@@ -61,6 +62,7 @@ def tiled_forward(
         tile: LR tile side (pixels, without margin).
         margin: LR pixels of context on each side (clipped at the border).
         overlap: LR pixels over which neighbouring tiles are blended.
+        on_tile: called after each tile (progress).
 
     Returns:
         sr (B, 1, H, W), confidence (B, 1, H, W) or None, and the number of tiles.
@@ -90,6 +92,8 @@ def tiled_forward(
                     conf = torch.zeros_like(sr)
                 conf[region] += out_conf[crop].float() * wt
             weight[region] += wt
+            if on_tile is not None:
+                on_tile()
     sr /= weight
     if conf is not None:
         conf /= weight

@@ -15,8 +15,14 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from fasr.errors import FasrError
-from fasr.inference.memory import TilePlan, current_rss_gib, default_max_memory_gib, plan_tiles
-from fasr.inference.tiling import tiled_forward
+from fasr.inference.memory import (
+    TilePlan,
+    current_rss_gib,
+    default_max_memory_gib,
+    plan_tiles,
+    release_freed_memory,
+)
+from fasr.inference.tiling import tile_spans, tiled_forward
 from fasr.models.config import ModelConfig
 
 __all__ = ["RunSettings", "SliceResult", "precision_forward", "resolve_precision", "super_resolve_slices", "PRECISIONS"]
@@ -126,6 +132,14 @@ def _plan(
     return plan, budget
 
 
+def _after_tile(bar: tqdm):
+    def done() -> None:
+        release_freed_memory()  # else the heap fragments over many tiles and RSS creeps past the budget
+        bar.update(1)
+
+    return done
+
+
 # A slice whose normalised LR values span less than this has no content (ours: 0.05 % of the [-1, 1] range,
 # far below any anatomy, above the round-off that degradation and resampling leave on a blank slice).
 EMPTY_RANGE = 1e-3
@@ -173,10 +187,14 @@ def super_resolve_slices(
     level = flat.mean(axis=1, dtype=np.float64).astype(np.float32)[:, None, None]  # (N, 1, 1) empty slices' value
     sr = np.repeat(level, h * scale, axis=1).repeat(w * scale, axis=2)  # constants, replaced where there is content
     confidence: np.ndarray | None = None
-    tiles = 1
+    # A tiled plan counts progress in tiles: one large slice can take many minutes.
+    tiles = 1 if plan.tile is None else len(tile_spans(h, plan.tile, plan.overlap)) * len(
+        tile_spans(w, plan.tile, plan.overlap))
+    unit = "slice" if plan.tile is None else "tile"
     start = time.perf_counter()
-    with torch.inference_mode(), tqdm(total=n, desc="super-resolving", unit="slice", disable=not progress) as bar:
-        bar.update(n - len(busy))
+    with torch.inference_mode(), tqdm(total=n * tiles, desc="super-resolving", unit=unit,
+                                      disable=not progress) as bar:
+        bar.update((n - len(busy)) * tiles)
         for b0 in range(0, len(busy), plan.batch):
             idx = busy[b0 : b0 + plan.batch]
             lr_b = torch.from_numpy(np.ascontiguousarray(lr[idx], dtype=np.float32))[:, None].to(device)
@@ -184,15 +202,17 @@ def super_resolve_slices(
             if plan.tile is None:
                 out_sr, out_conf = forward(lr_b, ref_b)  # (b, 1, H, W)
             else:
-                out_sr, out_conf, tiles = tiled_forward(
-                    forward, lr_b, ref_b, scale, plan.tile, plan.margin, plan.overlap
+                out_sr, out_conf, _ = tiled_forward(
+                    forward, lr_b, ref_b, scale, plan.tile, plan.margin, plan.overlap, on_tile=_after_tile(bar)
                 )
             sr[idx] = out_sr[:, 0].cpu().numpy()
             if out_conf is not None:
                 if confidence is None:
                     confidence = np.zeros_like(sr)
                 confidence[idx] = out_conf[:, 0].cpu().numpy()
-            bar.update(len(idx))
+            if plan.tile is None:
+                release_freed_memory()
+                bar.update(len(idx))
     seconds = time.perf_counter() - start
     stats = {
         "slices": n,
