@@ -74,8 +74,11 @@ def test_tiled_equals_untiled_away_from_seams() -> None:
     lr, ref = (torch.from_numpy(a)[:, None] for a in _images(2, 45, 38))
     with torch.inference_mode():
         whole = model(lr, ref)
-        sr, conf, n_tiles = tiled_forward(_forward(model), lr, ref, SCALE, tile=16, margin=6, overlap=4)
+        done: list[int] = []
+        sr, conf, n_tiles = tiled_forward(_forward(model), lr, ref, SCALE, tile=16, margin=6, overlap=4,
+                                          on_tile=lambda: done.append(1))
     assert n_tiles == len(tile_spans(45, 16, 4)) * len(tile_spans(38, 16, 4)) > 4
+    assert len(done) == n_tiles  # the progress callback fires once per tile
     seam = torch.zeros(45 * SCALE, 38 * SCALE, dtype=torch.bool)
     for axis, n in ((0, 45), (1, 38)):
         for a, _ in tile_spans(n, 16, 4)[1:]:

@@ -185,8 +185,9 @@ def release_freed_memory() -> None:
 
     Ours, measured: forward passes over tiles of varying sizes fragment glibc's heap, and the process's RSS
     between tiles crept from 0.7 to 1.6 GiB over 26 tiles of a 512x512 slice (peak 2.7 GiB over its 121
-    tiles under a 1.6 GiB budget). Trimming after every pass keeps it at 0.3 GiB; a fixed mmap threshold does
-    too but made every pass ~50 % slower.
+    tiles under a 1.6 GiB budget). Trimming after every tile keeps it at 0.3 GiB; a fixed mmap threshold does
+    too but made every pass ~50 % slower. Whole-slice batches (all one size) are not trimmed: the next pass
+    reuses the heap, and trimming would make it fault its pages in again.
     """
     if _MALLOC_TRIM is not None:
         _MALLOC_TRIM(0)

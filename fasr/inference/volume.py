@@ -211,7 +211,6 @@ def super_resolve_slices(
                     confidence = np.zeros_like(sr)
                 confidence[idx] = out_conf[:, 0].cpu().numpy()
             if plan.tile is None:
-                release_freed_memory()
                 bar.update(len(idx))
     seconds = time.perf_counter() - start
     stats = {
