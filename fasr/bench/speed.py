@@ -76,14 +76,13 @@ def _load() -> float:
 def _cpu() -> dict:
     """The CPU the rows were timed on: timings move with it (2-core machines here have been Intel with native
     bf16 and AMD EPYC with AVX2 only, ~2x apart in fp32)."""
-    import torch
+    from fasr.inference.volume import cpu_native_bf16
 
     name = platform.processor() or "unknown"
     with contextlib.suppress(OSError):
         with open("/proc/cpuinfo") as f:
             name = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), name)
-    bf16 = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    return {"cpu_model": name, "cpu_native_bf16": bool(bf16)}
+    return {"cpu_model": name, "cpu_native_bf16": cpu_native_bf16()}
 
 
 def _peak_mib(device: str) -> float:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["tile_spans", "tiled_forward"]
+__all__ = ["tile_count", "tile_spans", "tiled_forward"]
 
 
 def tile_spans(n: int, tile: int, overlap: int) -> list[tuple[int, int]]:
@@ -26,6 +26,11 @@ def tile_spans(n: int, tile: int, overlap: int) -> list[tuple[int, int]]:
     step = max(1, tile - overlap)
     starts = list(range(0, n - tile, step)) + [n - tile]
     return [(s, s + tile) for s in starts]
+
+
+def tile_count(h: int, w: int, tile: int, overlap: int) -> int:
+    """Tiles of :func:`tiled_forward` over an (h, w) LR slice."""
+    return len(tile_spans(h, tile, overlap)) * len(tile_spans(w, tile, overlap))
 
 
 def _ramp(start: int, stop: int, n: int, overlap: int, scale: int, device) -> Tensor:
@@ -97,4 +102,4 @@ def tiled_forward(
     sr /= weight
     if conf is not None:
         conf /= weight
-    return sr, conf, len(ys) * len(xs)
+    return sr, conf, tile_count(h, w, tile, overlap)

@@ -22,10 +22,18 @@ from fasr.inference.memory import (
     plan_tiles,
     release_freed_memory,
 )
-from fasr.inference.tiling import tile_spans, tiled_forward
+from fasr.inference.tiling import tile_count, tiled_forward
 from fasr.models.config import ModelConfig
 
-__all__ = ["RunSettings", "SliceResult", "precision_forward", "resolve_precision", "super_resolve_slices", "PRECISIONS"]
+__all__ = [
+    "RunSettings",
+    "SliceResult",
+    "cpu_native_bf16",
+    "precision_forward",
+    "resolve_precision",
+    "super_resolve_slices",
+    "PRECISIONS",
+]
 
 PRECISIONS = ("fp32", "bf16", "auto")
 
@@ -78,6 +86,11 @@ class SliceResult(NamedTuple):
     stats: dict[str, Any] | None = None
 
 
+def cpu_native_bf16() -> bool:
+    """Whether this CPU runs bf16 natively (AVX512-BF16/AMX); without it bf16 is emulated, far slower than fp32."""
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def resolve_precision(name: str, device: torch.device) -> str:
     """``fp32`` / ``bf16``; ``auto`` picks bf16 on CUDA and on CPUs with native bf16, else fp32.
 
@@ -86,9 +99,7 @@ def resolve_precision(name: str, device: torch.device) -> str:
     """
     if name not in PRECISIONS:
         raise FasrError(f"unknown --precision '{name}'; use {', '.join(PRECISIONS)}")
-    native = device.type == "cuda" or (
-        torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    )
+    native = device.type == "cuda" or cpu_native_bf16()
     if name == "auto":
         return "bf16" if native else "fp32"
     if name == "bf16" and not native:
@@ -188,8 +199,7 @@ def super_resolve_slices(
     sr = np.repeat(level, h * scale, axis=1).repeat(w * scale, axis=2)  # constants, replaced where there is content
     confidence: np.ndarray | None = None
     # A tiled plan counts progress in tiles: one large slice can take many minutes.
-    tiles = 1 if plan.tile is None else len(tile_spans(h, plan.tile, plan.overlap)) * len(
-        tile_spans(w, plan.tile, plan.overlap))
+    tiles = 1 if plan.tile is None else tile_count(h, w, plan.tile, plan.overlap)
     unit = "slice" if plan.tile is None else "tile"
     start = time.perf_counter()
     with torch.inference_mode(), tqdm(total=n * tiles, desc="super-resolving", unit=unit,
