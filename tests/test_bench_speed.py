@@ -20,7 +20,8 @@ def test_bench_speed_json(tmp_path) -> None:
     out = tmp_path / "speed.json"
     cmd = [sys.executable, "-m", "fasr", "bench", "speed", "--sizes", "32", "--repeats", "1",
            "--set", "model.n_feats=8", "--set", "model.n_blocks=[1,1,1]", "--set", "model.backbone_weights=null",
-           "--patch-size", "32", "--models", str(ckpt), "--volume", "64x48x3", "--json", str(out)]
+           "--patch-size", "32", "--models", str(ckpt), "--volume", "64x48x3", "--volume-batch", "2",
+           "--json", str(out)]
     subprocess.run(cmd, check=True, capture_output=True, timeout=300)
     result = json.loads(out.read_text())
     assert result["device"] == "cpu" and result["threads"] >= 1
@@ -28,7 +29,7 @@ def test_bench_speed_json(tmp_path) -> None:
     rows = {r["matching"]: r for r in sizes if r["model"] == "default"}
     assert set(rows) == {"blocked", "dense"}
     for row in sizes:
-        assert row["size"] == 32 and row["precision"] == "fp32" and row["load_avg_1min"] >= 0
+        assert row["size"] == 32 and row["precision"] == "fp32" and row["load_avg_1min"] >= 0 and row["batch"] == 1
         assert row["seconds_per_slice"] > 0 and row["peak_mem_mib"] > 50
         assert row["gflops"] > 0
         parts = [row[f"{p}_seconds_per_slice"] for p in ("extractor", "matching", "fusion")]
@@ -41,6 +42,7 @@ def test_bench_speed_json(tmp_path) -> None:
     assert [r["model"] for r in volumes] == ["default", str(ckpt)]
     for row in volumes:
         assert row["volume"] == "64x48x3" and row["seconds"] > 0 and row["tile"] is None
+        assert row["batch"] == 2  # --volume-batch; the size rows keep --batch (1)
         assert abs(row["slices_per_second"] - 3 / row["seconds"]) < 0.05 * row["slices_per_second"]
     assert result["train"]["samples_per_second"] > 0
 

@@ -36,13 +36,15 @@ DENSE_MAX_SIZE = 320  # a full 1/4-grid correlation at 640x640 alone is 2.4 GiB 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", default="128,256,320,640", help="comma-separated square HR sizes")
     parser.add_argument("--scale", type=int, default=4)
-    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=1, help="slices per forward pass of the size rows")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
                         help="convolutions in fp32 or bf16 (as fasr infer --precision); matching is fp32")
     parser.add_argument("--models", default="", help="comma-separated checkpoints or shipped models to time too")
     parser.add_argument("--volume", default="", metavar="XxYxZ",
                         help="also time a whole synthetic volume of this SR size (e.g. 240x240x155)")
+    parser.add_argument("--volume-batch", type=int, default=None, metavar="N",
+                        help="slices per forward pass of the --volume rows (default: fasr infer's --batch-size)")
     parser.add_argument("--max-memory-gib", type=float, help="memory budget of the slice loop (as fasr infer)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per size (median reported)")
     parser.add_argument("--no-dense", action="store_true", help="skip the dense-matching reference rows")
@@ -275,12 +277,17 @@ def _emit(rows: list[dict], spec: dict) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from fasr.inference.volume import DEFAULT_BATCH_SIZE
+
     sizes = [int(s) for s in str(args.sizes).split(",") if s]
     models = [m for m in str(args.models).split(",") if m]
     volume = tuple(int(v) for v in str(args.volume).lower().split("x")) if args.volume else None
     if volume is not None and len(volume) != 3:
         raise FasrError(f"--volume '{args.volume}': give the SR size as XxYxZ, e.g. 240x240x155")
     load_config(None, args.overrides)  # a bad --set fails here, not in every worker
+    volume_batch = DEFAULT_BATCH_SIZE if args.volume_batch is None else args.volume_batch
+    if min(args.batch, volume_batch) < 1:
+        raise FasrError(f"--batch / --volume-batch must be >= 1, got {args.batch} / {volume_batch}")
     common = dict(scale=args.scale, batch=args.batch, device=args.device, precision=args.precision,
                   overrides=args.overrides)
     rows: list[dict] = []
@@ -293,7 +300,8 @@ def run(args: argparse.Namespace) -> int:
                                                            checkpoint=checkpoint, **common)})
         if volume is not None:
             _emit(rows, {"kind": "volume", "args": dict(shape=volume, checkpoint=checkpoint, progress=True,
-                                                        max_memory_gib=args.max_memory_gib, **common)})
+                                                        max_memory_gib=args.max_memory_gib,
+                                                        **{**common, "batch": volume_batch})})
     result = {
         "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
         "threads": torch.get_num_threads(),

@@ -25,7 +25,7 @@ from fasr.inference.frontend import load_model, super_resolve
 from fasr.inference.output import require_nifti, sidecar_path
 from fasr.inference.plan import check_output_paths, checkpoint_scale, plan_inference
 from fasr.inference.predict import LoadedModel, metrics_table
-from fasr.inference.volume import PRECISIONS
+from fasr.inference.volume import DEFAULT_BATCH_SIZE, PRECISIONS
 
 __all__ = ["add_arguments", "run"]
 
@@ -57,7 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("bicubic", "kspace"),
         help="with --simulate-from: how the LR is made (default: the checkpoint's training degradation)",
     )
-    parser.add_argument("--batch-size", type=int, default=4, help="slices per forward pass (default 4)")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                        help=f"slices per forward pass (default {DEFAULT_BATCH_SIZE})")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
     parser.add_argument(
         "--precision", choices=PRECISIONS, default="auto",

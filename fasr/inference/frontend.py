@@ -32,6 +32,7 @@ from fasr.inference.predict import (
     sidecar_record,
     write_prediction,
 )
+from fasr.inference.volume import DEFAULT_BATCH_SIZE
 
 __all__ = ["DEFAULT_MODEL", "SRResult", "load_model", "super_resolve"]
 
@@ -138,7 +139,7 @@ def super_resolve(
     device: str | torch.device = "auto",
     scale: int | None = None,
     overrides: Sequence[str] = (),
-    batch_size: int = 4,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = False,
     simulate: bool = False,
     degradation: str | None = None,
