@@ -79,6 +79,7 @@ def test_default_constructor_and_wrong_reference_shape() -> None:
         {"feature_levels": "paper", "ma_pyramid": "deep"},
         {"attention_score": "softmax", "search_window": 0},
         {"sa_key_stride": "1"},
+        {"ref_detail": True},
     ],
 )
 def test_every_configuration_trains(overrides: dict) -> None:
@@ -92,6 +93,30 @@ def test_every_configuration_trains(overrides: dict) -> None:
     F.l1_loss(out.sr, torch.zeros_like(out.sr)).backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
     assert not missing, missing
+
+
+def test_ref_detail_grows_a_model_from_the_same_output() -> None:
+    """model.ref_detail (ours) adds only zero-initialised weights: a trained model without it loads into one with
+    it (init_from) and gives the same output; once those weights move, the reference's missing band
+    I_Ref - I_Ref-down-up reaches the output, and nothing else may be missing from the loaded weights."""
+    from fasr.training.trainer import _load_starting_weights
+
+    torch.manual_seed(0)
+    base = _untie(build_model(ModelConfig(name="fasr", scale=4, **TINY))).eval()
+    grown = build_model(ModelConfig(name="fasr", scale=4, ref_detail=True, **TINY)).eval()
+    _load_starting_weights(grown, base.state_dict(), "base")
+    lr, ref = _pair(2, 9, 7, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(grown(lr, ref).sr, base(lr, ref).sr, atol=0, rtol=0)
+        torch.nn.init.normal_(grown.fusion.inject[2].detail.weight, std=0.5)
+        assert (grown(lr, ref).sr - base(lr, ref).sr).abs().max() > 1e-3
+        # A smooth reference (a ramp) has (almost) no missing band: the detail path adds (almost) nothing.
+        smooth = torch.linspace(-0.5, 0.5, ref.shape[-1]).expand_as(ref).contiguous()
+        moved = grown(lr, smooth).sr - base(lr, smooth).sr
+        assert moved.abs().max() < 0.5 * (grown(lr, ref).sr - base(lr, ref).sr).abs().max()
+    state = {k: v for k, v in base.state_dict().items() if not k.startswith("tail.")}
+    with pytest.raises(FasrError, match="does not fit this model"):
+        _load_starting_weights(grown, state, "base")
 
 
 def test_ttsr_is_cross_attention() -> None:

@@ -175,3 +175,28 @@ def test_init_from_another_architecture_names_the_setting(brats: Path, tmp_path:
     with pytest.raises(FasrError, match="neither a file nor a shipped model"):
         train(cfg, tmp_path / "first", force=True)
     assert (tmp_path / "first" / "last.pt").is_file()  # the refused run did not clear the folder
+
+
+def test_init_from_may_grow_a_model_by_ref_detail_only(tmp_path: Path) -> None:
+    """``model.ref_detail`` only adds zero-initialised weights, so a model without it is a valid init_from for a
+    model with it (not the other way round)."""
+    from types import SimpleNamespace
+
+    from fasr.checkpoint import save_checkpoint
+    from fasr.config import RunConfig, to_dict
+    from fasr.models import ModelConfig, build_model
+
+    def checkpoint(name: str, ref_detail: bool) -> str:
+        model = ModelConfig(name="fasr", n_feats=8, n_blocks=(1, 1, 1), embed_dim=8, backbone_weights=None,
+                            ref_detail=ref_detail)
+        state = {"model": build_model(model).state_dict(), "config": to_dict(RunConfig(model=model))}
+        return str(save_checkpoint(tmp_path / name, state))
+
+    plain, detailed = checkpoint("plain.pt", False), checkpoint("detail.pt", True)
+    cfg = RunConfig(model=ModelConfig(name="fasr", n_feats=8, n_blocks=(1, 1, 1), embed_dim=8,
+                                      backbone_weights=None, ref_detail=True))
+    start = trainer_module.Trainer._starting_weights(SimpleNamespace(cfg=cfg), plain)
+    assert not any(".detail." in k for k in start)
+    cfg.model.ref_detail = False
+    with pytest.raises(FasrError, match=r"other \['model.ref_detail'\]"):
+        trainer_module.Trainer._starting_weights(SimpleNamespace(cfg=cfg), detailed)

@@ -37,6 +37,10 @@ class ModelConfig:
             ImageNet), or None = random init.
         ref_degradation: how the model makes I_Ref-down-up: ``auto`` (default) = the LR's degradation
             (``data.degradation.kind``, Section III-A's domain consistency), or ``bicubic`` / ``kspace``.
+        ref_detail: ours, not the paper's: also transfer the reference's own missing band, I_Ref - I_Ref-down-up,
+            with the full-resolution texture (same matches) and inject it at full resolution through a
+            zero-initialised convolution (``docs/architecture.md``). A model without it can be fine-tuned into
+            one with it (``init_from``): the new weights start at zero, so training starts from the same output.
     """
 
     name: str = "fasr"
@@ -56,3 +60,4 @@ class ModelConfig:
     search_window: int = 16
     backbone_weights: str | None = "mri"
     ref_degradation: Literal["auto", "bicubic", "kspace"] = "auto"
+    ref_detail: bool = False

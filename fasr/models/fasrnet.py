@@ -22,9 +22,13 @@ from fasr.models.fusion import ProgressiveFusion
 from fasr.models.grids import GRIDS, QUERY_GRID, TRANSFER_GRIDS
 from fasr.models.output import SROutput
 
-__all__ = ["FASRNet", "FASROutput", "from_config", "ttsr_from_config"]
+__all__ = ["FASRNet", "FASROutput", "GROWN_WEIGHTS", "from_config", "ttsr_from_config"]
 
 FASROutput = SROutput  # the public name in the README; same record as every model returns
+
+# Model fields that, switched on, only add zero-initialised weights (named with this substring): a model trained
+# without them can be fine-tuned into one with them (``init_from``) and starts from the same output.
+GROWN_WEIGHTS = {"ref_detail": ".detail."}
 
 
 class FASRNet(nn.Module):
@@ -42,6 +46,8 @@ class FASRNet(nn.Module):
         match_memory_mib: byte budget of one correlation block.
         search_window: match only within this many 1/4-grid cells of each query (16, ours; 0 = whole image).
         ref_degradation: how I_Ref-down-up is made (the LR's degradation; default antialiased bicubic).
+        ref_detail: also transfer I_Ref - I_Ref-down-up with the full-resolution texture and inject it at full
+            resolution (ours; ``ModelConfig.ref_detail``).
     """
 
     def __init__(
@@ -62,6 +68,7 @@ class FASRNet(nn.Module):
         search_window: int = 16,
         backbone_weights: str | None = None,
         ref_degradation: Degradation | None = None,
+        ref_detail: bool = False,
     ) -> None:
         super().__init__()
         if scale < 2:
@@ -72,6 +79,7 @@ class FASRNet(nn.Module):
             raise ValueError(f"unknown fusion '{fusion}'")
         self.scale = scale
         self.alignment = alignment
+        self.ref_detail = ref_detail
         self.ref_degradation = ref_degradation or Bicubic()
         matcher = Matcher(attention_score=attention_score, temperature=softmax_temperature,
                           match_memory_mib=match_memory_mib, search_window=search_window)
@@ -87,7 +95,8 @@ class FASRNet(nn.Module):
         # Trunk head: LR-up folded onto the 1/4 grid without loss (pixel unshuffle), for any integer scale.
         self.head = nn.Sequential(nn.PixelUnshuffle(4), nn.Conv2d(16, n_feats, 3, padding=1), nn.ReLU(inplace=True))
         self.fusion = ProgressiveFusion(
-            n_feats, {g: n_align * CHANNELS[g] for g in TRANSFER_GRIDS}, tuple(n_blocks), fusion == "chpf"
+            n_feats, {g: n_align * CHANNELS[g] for g in TRANSFER_GRIDS}, tuple(n_blocks), fusion == "chpf",
+            detail_channels=n_align if ref_detail else 0,
         )
         self.tail = nn.Conv2d(n_feats, 1, 3, padding=1)
         # Zero-initialised output: an untrained model is exactly bicubic (I_LR-up), like the baselines, so short
@@ -126,10 +135,17 @@ class FASRNet(nn.Module):
         q = self.extractor(lr_up_p, self.qk_grids)  # Eq. 4
         k = self.extractor(ref_du_p, self.qk_grids)  # Eq. 5
         v = self.extractor(ref_p, TRANSFER_GRIDS)  # Eq. 6
+        if self.ref_detail:  # ours: the band the LR lacks, as the reference shows it, rides along with V^1
+            full = v["1"]
+            v = {**v, "1": torch.cat([full, (ref_p - ref_du_p).to(full.dtype)], dim=1)}  # (B, C_1 + 1, H, W)
         n_q = q[QUERY_GRID].shape[-2] * q[QUERY_GRID].shape[-1]
         if match is not None and match.index.shape[1] != n_q:
             raise ValueError(f"match target has {match.index.shape[1]} queries, the padded 1/4 grid {n_q}")
         results: list[AlignmentResult] = [m(q, k, v, match, match_temperature) for m in self.align.values()]  # Eqs. 1-2
+        detail = None
+        if self.ref_detail:  # split the detail channel off each module's full-resolution texture again
+            detail = torch.cat([r.features["1"][:, -1:] for r in results], dim=1)  # (B, n_align, H, W)
+            results = [r._replace(features={**r.features, "1": r.features["1"][:, :-1]}) for r in results]
         tex = {g: torch.cat([r.features[g] for r in results], dim=1) for g in TRANSFER_GRIDS}  # Eq. 17
         # Eq. 20 (averaged rather than summed: a constant factor the injection convolution absorbs).
         score = {g: torch.stack([r.score[g] for r in results]).mean(0) for g in TRANSFER_GRIDS}
@@ -137,7 +153,8 @@ class FASRNet(nn.Module):
 
         confidence = s["1"][..., :H, :W].clamp(0.0, 1.0)
         # S in the texture's dtype: under bf16 autocast an fp32 S would promote every fused map to fp32.
-        feats = self.fusion(self.head(lr_up_p), tex, {g: m.to(tex[g].dtype) for g, m in s.items()})  # Eq. 3 / 21
+        s = {g: m.to(tex[g].dtype) for g, m in s.items()}
+        feats = self.fusion(self.head(lr_up_p), tex, s, detail)  # Eq. 3 / 21
         sr = (lr_up_p + self.tail(feats))[..., :H, :W]  # global residual over LR-up
         match_loss = None if match is None else torch.stack([r.match_loss for r in results]).mean()
         matches = {name: r.index for name, r in zip(self.align, results)}

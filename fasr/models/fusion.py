@@ -37,14 +37,27 @@ def _stack(n_feats: int, n: int) -> nn.Sequential:
 
 
 class TextureInjection(nn.Module):
-    """Eq. 21: the trunk takes the aligned texture, weighted per position by the soft attention S."""
+    """Eq. 21: the trunk takes the aligned texture, weighted per position by the soft attention S.
 
-    def __init__(self, n_feats: int, tex_channels: int) -> None:
+    With ``detail_channels`` (ours, ``model.ref_detail``) the aligned reference detail enters through its own
+    convolution, zero-initialised, added to the texture's before S weights both.
+    """
+
+    def __init__(self, n_feats: int, tex_channels: int, detail_channels: int = 0) -> None:
         super().__init__()
         self.conv = nn.Conv2d(n_feats + tex_channels, n_feats, 3, padding=1)
+        self.detail = None
+        if detail_channels:
+            self.detail = nn.Conv2d(detail_channels, n_feats, 3, padding=1, bias=False)
+            nn.init.zeros_(self.detail.weight)
 
-    def forward(self, x: Tensor, tex: Tensor, s: Tensor) -> Tensor:
-        return x + self.conv(torch.cat([x, tex], dim=1)) * s
+    def forward(self, x: Tensor, tex: Tensor, s: Tensor, detail: Tensor | None = None) -> Tensor:
+        y = self.conv(torch.cat([x, tex], dim=1))
+        if self.detail is not None:
+            if detail is None:
+                raise ValueError("this injection was built with detail channels: pass the aligned detail")
+            y = y + self.detail(detail)
+        return x + y * s
 
 
 class _Exchange(nn.Module):
@@ -89,6 +102,7 @@ class ProgressiveFusion(nn.Module):
         tex_channels: aligned-texture channels per grid (``"1/4"``, ``"1/2"``, ``"1"``).
         n_blocks: residual blocks per branch in the stages that end at 1/4, 1/2 and full resolution.
         cross_hierarchical: exchange between branches and merge them (CHPF) or not (decoder).
+        detail_channels: channels of the aligned reference detail injected at full resolution (0 = none; ours).
     """
 
     def __init__(
@@ -97,10 +111,13 @@ class ProgressiveFusion(nn.Module):
         tex_channels: dict[str, int],
         n_blocks: tuple[int, int, int] = (8, 4, 2),
         cross_hierarchical: bool = True,
+        detail_channels: int = 0,
     ) -> None:
         super().__init__()
         self.cross = cross_hierarchical
-        self.inject = nn.ModuleList(TextureInjection(n_feats, tex_channels[g]) for g in GRIDS)
+        self.inject = nn.ModuleList(
+            TextureInjection(n_feats, tex_channels[g], detail_channels if g == "1" else 0) for g in GRIDS
+        )
         self.up = nn.ModuleList(_Up2(n_feats) for _ in GRIDS[1:])
         # Stage s runs n_blocks[s] blocks on each live branch: CHPF keeps s + 1 branches, the decoder one.
         self.blocks = nn.ModuleList(
@@ -111,13 +128,16 @@ class ProgressiveFusion(nn.Module):
             self.exchange = nn.ModuleList(_Exchange(n_feats, n) for n in (2, 3))
             self.merge = nn.Conv2d(3 * n_feats, n_feats, 1)
 
-    def forward(self, x: Tensor, tex: dict[str, Tensor], s: dict[str, Tensor]) -> Tensor:
+    def forward(
+        self, x: Tensor, tex: dict[str, Tensor], s: dict[str, Tensor], detail: Tensor | None = None
+    ) -> Tensor:
         """Fuse.
 
         Args:
             x: (B, n_feats, Hq, Wq) trunk features on the 1/4 grid.
             tex: F_in per grid, (B, C_g, Hq * f, Wq * f).
             s: soft attention per grid, (B, 1, Hq * f, Wq * f).
+            detail: (B, detail_channels, 4 Hq, 4 Wq) aligned reference detail, when built with it.
 
         Returns:
             (B, n_feats, 4 Hq, 4 Wq) full-resolution features.
@@ -125,7 +145,8 @@ class ProgressiveFusion(nn.Module):
         branches = [self.inject[0](x, tex["1/4"], s["1/4"])]
         branches = [blk(b) for blk, b in zip(self.blocks[0], branches)]
         for stage, grid in enumerate(GRIDS[1:], start=1):
-            grown = self.inject[stage](self.up[stage - 1](branches[-1]), tex[grid], s[grid])
+            grown = self.inject[stage](self.up[stage - 1](branches[-1]), tex[grid], s[grid],
+                                       detail if grid == "1" else None)
             if self.cross:
                 branches = self.exchange[stage - 1]([*branches, grown])
             else:

@@ -35,6 +35,7 @@ from fasr.data.types import PairedSample
 from fasr.errors import FasrError
 from fasr.models import build_model
 from fasr.models.correspondence import match_target
+from fasr.models.fasrnet import GROWN_WEIGHTS
 from fasr.scoring.volumes import BICUBIC, merge_predictions, predict_volumes, score_predictions, spread_indices
 from fasr.training.distributed import DistContext, init_distributed, shutdown
 from fasr.training.logger import LOG_FILE, TB_DIR, RunLogger
@@ -75,6 +76,17 @@ def _changed_keys(old: RunConfig, new: RunConfig) -> list[str]:
 
 
 _BATCH_FIELDS = ("lr", "ref", "hr", "hr_coords", "ref_coords")
+
+
+def _load_starting_weights(model: torch.nn.Module, start: dict[str, Tensor], source: str) -> None:
+    """Load ``init_from`` weights; only the zero-initialised weights of a switched-on GROWN_WEIGHTS field may be
+    missing from them (they keep their fresh zeros)."""
+    missing, unexpected = model.load_state_dict(start, strict=False)
+    grown = tuple(GROWN_WEIGHTS.values())
+    missing = [k for k in missing if not any(g in k for g in grown)]
+    if missing or unexpected:
+        raise FasrError(f"init_from '{source}' does not fit this model (missing {missing[:3]}, unexpected "
+                        f"{unexpected[:3]}); fine-tune a checkpoint of the same architecture")
 
 
 def _collate(samples: list[PairedSample]) -> tuple[Tensor, ...]:
@@ -121,7 +133,7 @@ class Trainer:
             self.val_set = None
         self.model = build_model(self.cfg.model).to(ctx.device)
         if start is not None:
-            self.model.load_state_dict(start)
+            _load_starting_weights(self.model, start, self.cfg.init_from)
         self.loss, self.perceptual_source = build_loss(self.cfg.loss, self.cfg.model.feature_levels)
         # Correspondence supervision (ours) for models with alignment modules, when loss.match_weight > 0.
         self.supervise_matching = self.loss.match_weight > 0 and hasattr(self.model, "align")
@@ -189,7 +201,8 @@ class Trainer:
         start, stored = load_model(source)
         ignored = {"backbone_weights", *INFERENCE_FIELDS}  # neither changes the weights' shapes
         ours, theirs = to_dict(self.cfg)["model"], to_dict(stored)["model"]
-        differ = sorted(f"model.{k}" for k in ours if k not in ignored and ours[k] != theirs.get(k))
+        grown = {k for k in GROWN_WEIGHTS if ours.get(k) and not theirs.get(k)}  # new weights start at zero
+        differ = sorted(f"model.{k}" for k in ours if k not in ignored | grown and ours[k] != theirs.get(k))
         if differ:
             raise FasrError(
                 f"init_from '{source}' was trained with other {differ} "
