@@ -186,17 +186,16 @@ def test_init_from_may_grow_a_model_by_ref_detail_only(tmp_path: Path) -> None:
     from fasr.config import RunConfig, to_dict
     from fasr.models import ModelConfig, build_model
 
-    def checkpoint(name: str, ref_detail: bool) -> str:
-        model = ModelConfig(name="fasr", n_feats=8, n_blocks=(1, 1, 1), embed_dim=8, backbone_weights=None,
-                            ref_detail=ref_detail)
-        state = {"model": build_model(model).state_dict(), "config": to_dict(RunConfig(model=model))}
-        return str(save_checkpoint(tmp_path / name, state))
+    def config(ref_detail: bool) -> RunConfig:
+        return RunConfig(model=ModelConfig(name="fasr", n_feats=8, n_blocks=(1, 1, 1), embed_dim=8,
+                                           backbone_weights=None, ref_detail=ref_detail))
 
-    plain, detailed = checkpoint("plain.pt", False), checkpoint("detail.pt", True)
-    cfg = RunConfig(model=ModelConfig(name="fasr", n_feats=8, n_blocks=(1, 1, 1), embed_dim=8,
-                                      backbone_weights=None, ref_detail=True))
-    start = trainer_module.Trainer._starting_weights(SimpleNamespace(cfg=cfg), plain)
-    assert not any(".detail." in k for k in start)
-    cfg.model.ref_detail = False
+    def checkpoint(ref_detail: bool) -> str:
+        cfg = config(ref_detail)
+        state = {"model": build_model(cfg.model).state_dict(), "config": to_dict(cfg)}
+        return str(save_checkpoint(tmp_path / f"detail-{ref_detail}.pt", state))
+
+    start, grown = trainer_module.Trainer._starting_weights(SimpleNamespace(cfg=config(True)), checkpoint(False))
+    assert grown == {"ref_detail"} and not any(".detail." in k for k in start)
     with pytest.raises(FasrError, match=r"other \['model.ref_detail'\]"):
-        trainer_module.Trainer._starting_weights(SimpleNamespace(cfg=cfg), detailed)
+        trainer_module.Trainer._starting_weights(SimpleNamespace(cfg=config(False)), checkpoint(True))

@@ -277,7 +277,7 @@ def _emit(rows: list[dict], spec: dict) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from fasr.inference.volume import DEFAULT_BATCH_SIZE
+    from fasr.inference.memory import DEFAULT_BATCH_SIZE
 
     sizes = [int(s) for s in str(args.sizes).split(",") if s]
     models = [m for m in str(args.models).split(",") if m]
@@ -301,7 +301,7 @@ def run(args: argparse.Namespace) -> int:
         if volume is not None:
             _emit(rows, {"kind": "volume", "args": dict(shape=volume, checkpoint=checkpoint, progress=True,
                                                         max_memory_gib=args.max_memory_gib,
-                                                        **{**common, "batch": volume_batch})})
+                                                        **dict(common, batch=volume_batch))})
     result = {
         "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
         "threads": torch.get_num_threads(),

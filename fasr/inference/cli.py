@@ -22,10 +22,11 @@ from fasr.config import add_set_argument
 from fasr.errors import FasrError
 from fasr.inference import bids
 from fasr.inference.frontend import load_model, super_resolve
+from fasr.inference.memory import DEFAULT_BATCH_SIZE
 from fasr.inference.output import require_nifti, sidecar_path
 from fasr.inference.plan import check_output_paths, checkpoint_scale, plan_inference
 from fasr.inference.predict import LoadedModel, metrics_table
-from fasr.inference.volume import DEFAULT_BATCH_SIZE, PRECISIONS
+from fasr.inference.volume import PRECISIONS
 
 __all__ = ["add_arguments", "run"]
 

@@ -21,6 +21,7 @@ import torch
 from fasr.checkpoint import resolve_device
 from fasr.errors import FasrError
 from fasr.inference.inputs import ImageInput, read_inputs
+from fasr.inference.memory import DEFAULT_BATCH_SIZE
 from fasr.inference.output import require_nifti, sidecar_path
 from fasr.inference.plan import check_output_paths, checkpoint_scale, plan_inference
 from fasr.inference.predict import (
@@ -32,7 +33,6 @@ from fasr.inference.predict import (
     sidecar_record,
     write_prediction,
 )
-from fasr.inference.volume import DEFAULT_BATCH_SIZE
 
 __all__ = ["DEFAULT_MODEL", "SRResult", "load_model", "super_resolve"]
 

@@ -39,7 +39,7 @@ from fasr.data.types import Volume
 from fasr.errors import FasrError
 from fasr.inference.grid import SRGrid, choose_inplane_axes, plan_sr_grid, spacing_along_axes, voxel_sizes
 from fasr.inference.inputs import is_slice_file, read_inputs
-from fasr.inference.memory import estimate
+from fasr.inference.memory import DEFAULT_BATCH_SIZE, estimate
 from fasr.inference.output import check_outputs
 from fasr.pretrained import PRETRAINED
 
@@ -363,7 +363,7 @@ def check_output_paths(outputs: Mapping[str, Path], inputs: Sequence[Path], forc
 
 
 def plan_inference(
-    target: Source, ref: Source, scale: int, *, simulate: bool = False, batch_size: int = 4
+    target: Source, ref: Source, scale: int, *, simulate: bool = False, batch_size: int = DEFAULT_BATCH_SIZE
 ) -> InferencePlan:
     """Check an inference job from the inputs' geometry only, before the model is loaded.
 

@@ -33,11 +33,9 @@ __all__ = [
     "resolve_precision",
     "super_resolve_slices",
     "PRECISIONS",
-    "DEFAULT_BATCH_SIZE",
 ]
 
 PRECISIONS = ("fp32", "bf16", "auto")
-DEFAULT_BATCH_SIZE = 4  # slices per forward pass of `fasr infer` / `fasr.super_resolve` (fewer if memory needs)
 
 
 _MODEL = ModelConfig()  # RunSettings' defaults are the default model's settings

@@ -16,7 +16,9 @@ from fasr.errors import FasrError
 from fasr.models.config import ModelConfig
 from fasr.models.output import SROutput
 
-__all__ = ["build_model", "register", "ignored_settings", "MODELS", "USES", "SROutput", "ModelConfig"]
+__all__ = [
+    "build_model", "register", "ignored_settings", "MODELS", "USES", "GROWN_WEIGHTS", "SROutput", "ModelConfig"
+]
 
 # name -> "module:factory"; a factory takes a ModelConfig and returns an nn.Module.
 MODELS: dict[str, str] = {
@@ -36,6 +38,10 @@ USES: dict[str, frozenset[str]] = {
     "bicubic": frozenset({"name", "scale"}),
     **{name: frozenset({"name", "scale", "n_feats"}) for name in ("edsr", "swinir", "mcsr", "minet")},
 }
+
+# ModelConfig fields that, switched on, only add zero-initialised weights, named with this substring: a model
+# trained without them can be fine-tuned into one with them (``init_from``) and starts from the same output.
+GROWN_WEIGHTS: dict[str, str] = {"ref_detail": ".detail."}
 
 
 def register(name: str, target: str, uses: frozenset[str] = _ALL) -> None:

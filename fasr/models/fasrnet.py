@@ -22,13 +22,9 @@ from fasr.models.fusion import ProgressiveFusion
 from fasr.models.grids import GRIDS, QUERY_GRID, TRANSFER_GRIDS
 from fasr.models.output import SROutput
 
-__all__ = ["FASRNet", "FASROutput", "GROWN_WEIGHTS", "from_config", "ttsr_from_config"]
+__all__ = ["FASRNet", "FASROutput", "from_config", "ttsr_from_config"]
 
 FASROutput = SROutput  # the public name in the README; same record as every model returns
-
-# Model fields that, switched on, only add zero-initialised weights (named with this substring): a model trained
-# without them can be fine-tuned into one with them (``init_from``) and starts from the same output.
-GROWN_WEIGHTS = {"ref_detail": ".detail."}
 
 
 class FASRNet(nn.Module):
@@ -136,8 +132,9 @@ class FASRNet(nn.Module):
         k = self.extractor(ref_du_p, self.qk_grids)  # Eq. 5
         v = self.extractor(ref_p, TRANSFER_GRIDS)  # Eq. 6
         if self.ref_detail:  # ours: the band the LR lacks, as the reference shows it, rides along with V^1
-            full = v["1"]
-            v = {**v, "1": torch.cat([full, (ref_p - ref_du_p).to(full.dtype)], dim=1)}  # (B, C_1 + 1, H, W)
+            band = (ref_p - ref_du_p).to(v["1"].dtype)  # (B, 1, H, W)
+            # (B, C_1 + 1, H, W), channels-last as V (the transfer reads whole pixel rows of channels)
+            v["1"] = torch.cat([v["1"], band], dim=1).contiguous(memory_format=torch.channels_last)
         n_q = q[QUERY_GRID].shape[-2] * q[QUERY_GRID].shape[-1]
         if match is not None and match.index.shape[1] != n_q:
             raise ValueError(f"match target has {match.index.shape[1]} queries, the padded 1/4 grid {n_q}")

@@ -53,9 +53,9 @@ class TextureInjection(nn.Module):
 
     def forward(self, x: Tensor, tex: Tensor, s: Tensor, detail: Tensor | None = None) -> Tensor:
         y = self.conv(torch.cat([x, tex], dim=1))
+        if (self.detail is None) != (detail is None):
+            raise ValueError("pass the aligned detail exactly when the injection was built with detail channels")
         if self.detail is not None:
-            if detail is None:
-                raise ValueError("this injection was built with detail channels: pass the aligned detail")
             y = y + self.detail(detail)
         return x + y * s
 

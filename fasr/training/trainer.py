@@ -33,9 +33,8 @@ from fasr.data.datasets import build_dataset
 from fasr.data.normalize import FOREGROUND_LEVEL
 from fasr.data.types import PairedSample
 from fasr.errors import FasrError
-from fasr.models import build_model
+from fasr.models import GROWN_WEIGHTS, build_model
 from fasr.models.correspondence import match_target
-from fasr.models.fasrnet import GROWN_WEIGHTS
 from fasr.scoring.volumes import BICUBIC, merge_predictions, predict_volumes, score_predictions, spread_indices
 from fasr.training.distributed import DistContext, init_distributed, shutdown
 from fasr.training.logger import LOG_FILE, TB_DIR, RunLogger
@@ -78,12 +77,14 @@ def _changed_keys(old: RunConfig, new: RunConfig) -> list[str]:
 _BATCH_FIELDS = ("lr", "ref", "hr", "hr_coords", "ref_coords")
 
 
-def _load_starting_weights(model: torch.nn.Module, start: dict[str, Tensor], source: str) -> None:
-    """Load ``init_from`` weights; only the zero-initialised weights of a switched-on GROWN_WEIGHTS field may be
-    missing from them (they keep their fresh zeros)."""
+def _load_starting_weights(model: nn.Module, start: dict[str, Tensor], grown: set[str], source: str) -> None:
+    """Load ``init_from`` weights into a fresh ``model``; only the weights that the ``grown`` fields
+    (:data:`GROWN_WEIGHTS`) add may be missing from them, and they must be the model's fresh zeros."""
     missing, unexpected = model.load_state_dict(start, strict=False)
-    grown = tuple(GROWN_WEIGHTS.values())
-    missing = [k for k in missing if not any(g in k for g in grown)]
+    marks = tuple(GROWN_WEIGHTS[f] for f in grown)
+    fresh = model.state_dict()
+    new = [k for k in missing if any(m in k for m in marks)]
+    missing = [k for k in missing if k not in new] + [k for k in new if torch.any(fresh[k] != 0)]
     if missing or unexpected:
         raise FasrError(f"init_from '{source}' does not fit this model (missing {missing[:3]}, unexpected "
                         f"{unexpected[:3]}); fine-tune a checkpoint of the same architecture")
@@ -124,6 +125,7 @@ class Trainer:
         self.cfg, self.out_dir, self.ctx = resolve(cfg), out_dir, ctx
         # Checked before the run folder is touched: a wrong init_from must not cost an earlier run (--force).
         start = self._starting_weights(self.cfg.init_from) if self.cfg.init_from and not resume else None
+        # start: (weights, the GROWN_WEIGHTS fields this run switches on over them), or None
         state = self._prepare_run_dir(resume, force)
         seed_everything(self.cfg.seed + ctx.rank)
         data, scale = self.cfg.data, self.cfg.model.scale
@@ -133,7 +135,7 @@ class Trainer:
             self.val_set = None
         self.model = build_model(self.cfg.model).to(ctx.device)
         if start is not None:
-            _load_starting_weights(self.model, start, self.cfg.init_from)
+            _load_starting_weights(self.model, *start, self.cfg.init_from)
         self.loss, self.perceptual_source = build_loss(self.cfg.loss, self.cfg.model.feature_levels)
         # Correspondence supervision (ours) for models with alignment modules, when loss.match_weight > 0.
         self.supervise_matching = self.loss.match_weight > 0 and hasattr(self.model, "align")
@@ -196,8 +198,9 @@ class Trainer:
         self.ctx.barrier()
         return state
 
-    def _starting_weights(self, source: str) -> dict[str, Tensor]:
-        """The weights of ``source`` (``init_from``), for a model of this run's architecture."""
+    def _starting_weights(self, source: str) -> tuple[dict[str, Tensor], set[str]]:
+        """The weights of ``source`` (``init_from``), for a model of this run's architecture, and the fields of
+        :data:`GROWN_WEIGHTS` that this run switches on over them (their weights start at zero)."""
         start, stored = load_model(source)
         ignored = {"backbone_weights", *INFERENCE_FIELDS}  # neither changes the weights' shapes
         ours, theirs = to_dict(self.cfg)["model"], to_dict(stored)["model"]
@@ -208,7 +211,7 @@ class Trainer:
                 f"init_from '{source}' was trained with other {differ} "
                 f"({', '.join(f'{k}={theirs.get(k[6:])!r}' for k in differ)}); set them as it has to fine-tune it"
             )
-        return start.state_dict()
+        return start.state_dict(), grown
 
     def _restore(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
