@@ -52,9 +52,9 @@ class TextureInjection(nn.Module):
             nn.init.zeros_(self.detail.weight)
 
     def forward(self, x: Tensor, tex: Tensor, s: Tensor, detail: Tensor | None = None) -> Tensor:
-        y = self.conv(torch.cat([x, tex], dim=1))
         if (self.detail is None) != (detail is None):
             raise ValueError("pass the aligned detail exactly when the injection was built with detail channels")
+        y = self.conv(torch.cat([x, tex], dim=1))
         if self.detail is not None:
             y = y + self.detail(detail)
         return x + y * s
