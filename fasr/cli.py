@@ -11,6 +11,7 @@ import sys
 
 from fasr import __version__
 from fasr.errors import FasrError
+from fasr.heap import reuse_freed_memory
 
 __all__ = ["main", "COMMANDS", "EXAMPLES", "DESCRIPTION"]
 
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_module", None):
         parser.print_help()
         return 0
+    reuse_freed_memory()  # ours: no mmap + page faults per large tensor (fasr/heap.py)
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
     except FasrError as exc:

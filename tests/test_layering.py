@@ -1,5 +1,5 @@
 """Import direction: a module of ``fasr`` never imports from a layer above its own (read with ``ast``, nothing
-is imported). The layers, lowest first: errors <- data <- models <- config/pretrained/scoring <- checkpoint <-
+is imported). The layers, lowest first: errors, heap <- data <- models <- config/pretrained/scoring <- checkpoint <-
 training, evaluation <- inference <- bench <- cli <- __main__. Packages of one layer do not import each other."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "fasr"
 # the public API) sits on top and may be imported from anywhere for ``__version__``.
 LAYERS: dict[str, int] = {
     "errors": 0,
+    "heap": 0,  # process-wide allocator settings (no fasr imports)
     "data": 1,
     "models": 2,
     "config": 3,

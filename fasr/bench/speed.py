@@ -80,11 +80,18 @@ def _cpu() -> dict:
     bf16 and AMD EPYC with AVX2 only, ~2x apart in fp32)."""
     from fasr.inference.volume import cpu_native_bf16
 
-    name = platform.processor() or "unknown"
+    info = {"model name": platform.processor() or "unknown", "cpu family": "", "model": ""}
     with contextlib.suppress(OSError):
         with open("/proc/cpuinfo") as f:
-            name = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), name)
-    return {"cpu_model": name, "cpu_native_bf16": cpu_native_bf16()}
+            for ln in f:
+                key, _, value = ln.partition(":")
+                if key.strip() in info:
+                    info[key.strip()] = value.strip()
+                if not ln.strip():
+                    break  # the first processor's block
+    # "AMD EPYC" alone names Zen 4 (family 25) and Zen 5 (family 26) alike
+    generation = f" (family {info['cpu family']} model {info['model']})" if info["cpu family"] else ""
+    return {"cpu_model": info["model name"] + generation, "cpu_native_bf16": cpu_native_bf16()}
 
 
 def _peak_mib(device: str) -> float:
@@ -324,4 +331,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":  # worker entry point used by _spawn
-    print(json.dumps(_worker(json.loads(sys.argv[1]))))
+    from fasr.heap import reuse_freed_memory
+
+    reused = reuse_freed_memory()  # as every fasr command does (fasr/heap.py)
+    print(json.dumps({**_worker(json.loads(sys.argv[1])), "heap_reuse": reused}))

@@ -19,8 +19,6 @@ API (used by ``fasr infer`` and the planner):
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import math
 import os
 import resource
@@ -39,7 +37,6 @@ __all__ = [
     "tile_margin",
     "default_max_memory_gib",
     "current_rss_gib",
-    "release_freed_memory",
     "PROCESS_BASE_GIB",
     "DEFAULT_BATCH_SIZE",
 ]
@@ -172,30 +169,6 @@ def current_rss_gib() -> float:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
     except OSError:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-
-
-def _libc_trim():
-    name = ctypes.util.find_library("c")
-    try:
-        return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
-    except OSError:
-        return None
-
-
-_MALLOC_TRIM = _libc_trim()
-
-
-def release_freed_memory() -> None:
-    """Hand the memory freed since the last call back to the OS (glibc ``malloc_trim``; elsewhere a no-op).
-
-    Ours, measured: forward passes over tiles of varying sizes fragment glibc's heap, and the process's RSS
-    between tiles crept from 0.7 to 1.6 GiB over 26 tiles of a 512x512 slice (peak 2.7 GiB over its 121
-    tiles under a 1.6 GiB budget). Trimming after every tile keeps it at 0.3 GiB; a fixed mmap threshold does
-    too but made every pass ~50 % slower. Whole-slice batches (all one size) are not trimmed: the next pass
-    reuses the heap, and trimming would make it fault its pages in again.
-    """
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
 
 
 def default_max_memory_gib(device_type: str = "cpu") -> float:

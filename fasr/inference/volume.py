@@ -15,12 +15,12 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from fasr.errors import FasrError
+from fasr.heap import release_freed_memory
 from fasr.inference.memory import (
     TilePlan,
     current_rss_gib,
     default_max_memory_gib,
     plan_tiles,
-    release_freed_memory,
 )
 from fasr.inference.tiling import tile_count, tiled_forward
 from fasr.models.config import ModelConfig

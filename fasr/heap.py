@@ -1,0 +1,71 @@
+"""How this process's C heap (glibc malloc) keeps and returns the memory that tensors free.
+
+Ours, measured (docs/performance.md): glibc serves every allocation above its mmap threshold (at most 32 MiB)
+with a fresh ``mmap`` and unmaps it on free, so each full-resolution activation of a large slice (a 640x640
+slice's 64-channel fp32 map is 105 MB) is faulted in and zeroed page by page by the kernel on every forward
+pass. On a 2-core CPU that was a third of the CPU time (31 of 90 s of a 256 + 640 speed run was system time)
+and 640x640 ran at 5.8 s instead of 2.6 s. :func:`reuse_freed_memory` makes the heap keep freed memory for the
+next pass instead; :func:`release_freed_memory` still hands it back on demand (the tiled slice loop calls it
+after every tile, so a memory budget holds).
+
+API:
+
+* :func:`reuse_freed_memory` ``() -> bool``: every ``fasr`` command calls it first; library users may too.
+* :func:`release_freed_memory` ``()``: ``malloc_trim(0)``.
+
+Both are no-ops off glibc. An explicit ``MALLOC_MMAP_MAX_``, ``MALLOC_MMAP_THRESHOLD_`` or
+``MALLOC_TRIM_THRESHOLD_`` in the environment is the user's choice and is left alone.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+
+__all__ = ["reuse_freed_memory", "release_freed_memory"]
+
+# glibc <malloc.h> mallopt parameters
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+_KEEP_BYTES = 2**31 - 1  # trim the heap's top on free only past 2 GiB free (mallopt takes an int)
+_USER_SETTINGS = ("MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+
+
+def _libc():
+    name = ctypes.util.find_library("c")
+    try:
+        lib = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    if lib is None or not hasattr(lib, "mallopt") or not hasattr(lib, "malloc_trim"):
+        return None  # not glibc (musl, macOS)
+    lib.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    lib.malloc_trim.argtypes = [ctypes.c_size_t]
+    return lib
+
+
+_LIBC = _libc()
+
+
+def reuse_freed_memory() -> bool:
+    """Serve large allocations from the heap and keep freed memory for reuse (no ``mmap`` per tensor).
+
+    Returns whether the settings were applied (False off glibc or when the environment sets them).
+    """
+    if _LIBC is None or any(k in os.environ for k in _USER_SETTINGS):
+        return False
+    return bool(_LIBC.mallopt(_M_MMAP_MAX, 0)) and bool(_LIBC.mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES))
+
+
+def release_freed_memory() -> None:
+    """Hand the memory freed since the last call back to the OS (glibc ``malloc_trim``; elsewhere a no-op).
+
+    Ours, measured: forward passes over tiles of varying sizes fragment the heap, and the process's RSS
+    between tiles crept from 0.7 to 1.6 GiB over 26 tiles of a 512x512 slice (peak 2.7 GiB over its 121
+    tiles under a 1.6 GiB budget). Trimming after every tile keeps it at 0.3 GiB. Whole-slice batches (all
+    one size) are not trimmed: the next pass reuses the heap, and trimming would make it fault its pages in
+    again.
+    """
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
