@@ -10,8 +10,12 @@ from fasr.bench.params import PAPER_TABLE_II, backbone_rows
 
 
 def test_bench_speed_json(tmp_path) -> None:
+    import torch
+
+    from fasr import heap
     from fasr.checkpoint import save_checkpoint
     from fasr.config import RunConfig, to_dict
+    from fasr.inference.volume import resolve_precision
     from fasr.models import ModelConfig, build_model
 
     tiny = ModelConfig(name="fasr", n_feats=8, n_blocks=(1, 1, 1), embed_dim=8, backbone_weights=None)
@@ -28,8 +32,10 @@ def test_bench_speed_json(tmp_path) -> None:
     sizes = [r for r in result["rows"] if "size" in r]
     rows = {r["matching"]: r for r in sizes if r["model"] == "default"}
     assert set(rows) == {"blocked", "dense"}
+    auto = resolve_precision("auto", torch.device("cpu"))  # the default, as fasr infer's
     for row in sizes:
-        assert row["size"] == 32 and row["precision"] == "fp32" and row["load_avg_1min"] >= 0 and row["batch"] == 1
+        assert row["size"] == 32 and row["precision"] == auto and row["load_avg_1min"] >= 0 and row["batch"] == 1
+        assert row["heap_reuse"] == (heap._LIBC is not None)  # every worker keeps freed memory (fasr/heap.py)
         assert row["seconds_per_slice"] > 0 and row["peak_mem_mib"] > 50
         assert row["gflops"] > 0
         parts = [row[f"{p}_seconds_per_slice"] for p in ("extractor", "matching", "fusion")]

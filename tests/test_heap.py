@@ -4,7 +4,11 @@ environment wins."""
 
 from __future__ import annotations
 
+import os
 import resource
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -56,6 +60,30 @@ def test_release_hands_the_kept_memory_back(no_user_setting):
     heap.release_freed_memory()
     # measured: 526 -> 268 MiB; without the release the pass's memory stays resident for the next one
     assert kept - _rss_pages() > 2 * _PAGES * 4096 // resource.getpagesize()  # the tiled loop's budget holds
+
+
+_EAGER_PROBE = """
+import torch, tests.test_heap as t
+from fasr import heap
+assert heap.reuse_freed_memory()
+with heap.released_eagerly():
+    x = torch.empty(8 * t._SIDE * t._SIDE)
+    x.fill_(1.0)
+    held = t._rss_pages()
+    del x
+    returned = held - t._rss_pages()
+print(returned, t._PAGES, t._faults_per_pass())
+"""
+
+
+def test_within_released_eagerly_freed_memory_goes_back_at_once(no_user_setting):
+    # A fresh process: in this one, large free chunks left by other tests would serve the allocation.
+    env = {k: v for k, v in os.environ.items() if k not in heap._USER_SETTINGS}
+    out = subprocess.run([sys.executable, "-c", _EAGER_PROBE], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1], env=env, timeout=120).stdout.split()
+    returned, pages, faults = (float(v) for v in out)
+    assert returned > pages / 2  # unmapped on free: a budget holds without trimming
+    assert faults < 2 * pages  # and after the context, reuse is back
 
 
 def test_the_users_own_malloc_setting_is_left_alone(monkeypatch):

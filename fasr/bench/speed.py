@@ -38,8 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", type=int, default=4)
     parser.add_argument("--batch", type=int, default=1, help="slices per forward pass of the size rows")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
-                        help="convolutions in fp32 or bf16 (as fasr infer --precision); matching is fp32")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="auto",
+                        help="convolutions in fp32 or bf16, default as fasr infer (auto: bf16 where the CPU or "
+                             "GPU runs it natively); matching is fp32")
     parser.add_argument("--models", default="", help="comma-separated checkpoints or shipped models to time too")
     parser.add_argument("--volume", default="", metavar="XxYxZ",
                         help="also time a whole synthetic volume of this SR size (e.g. 240x240x155)")
@@ -185,8 +186,8 @@ def measure(
         **{f"{part}_seconds_per_slice": round(statistics.median(t[part] for t in part_times) / batch, 4)
            for part in parts},
         "peak_mem_mib": round(peak, 1),
-        "gflops": round(gflops, 2),
-        "gflops_per_s": round(gflops / seconds, 1),
+        "gflops": float(f"{gflops:.4g}"),  # significant digits: tiny test models have ~0.01 GFLOP
+        "gflops_per_s": float(f"{gflops / seconds:.4g}"),
     }
 
 
