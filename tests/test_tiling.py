@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from fasr import heap
 from fasr.errors import FasrError
 from fasr.inference import memory
 from fasr.inference.tiling import tile_spans, tiled_forward
@@ -98,14 +99,18 @@ def test_tiny_budget_forces_tiling_and_too_small_a_budget_is_refused() -> None:
     lr, ref = _images(2, 96, 80)
     settings = RunSettings.for_model(ModelConfig(n_feats=8, search_window=2, match_memory_mib=8))
     kw = dict(n_feats=8, match_memory_mib=8, search_window=2, base_gib=0)
+    reused = heap.reuse_freed_memory()  # as every fasr command does
     budget = memory.current_rss_gib() + 0.7 * memory.estimate((96, 80), SCALE, 1, **kw).peak_gib
     tiled = super_resolve_slices(model, lr, ref, SCALE, 2, torch.device("cpu"), False,
                                  dataclasses.replace(settings, max_memory_gib=budget))
     assert tiled.stats["tile"] is not None and tiled.stats["tiles_per_slice"] > 1 and tiled.stats["batch"] == 1
     assert tiled.stats["estimated_peak_gib"] <= budget
+    assert tiled.stats["heap"] == ("released eagerly" if reused else "allocator defaults")  # tiles: budget first
+    assert heap.reusing() == reused  # and reuse again after the loop
     whole = super_resolve_slices(model, lr, ref, SCALE, 2, torch.device("cpu"), False,
                                  dataclasses.replace(settings, max_memory_gib=1e3))
     assert whole.stats["tile"] is None and whole.stats["tiles_per_slice"] == 1 and whole.stats["batch"] == 2
+    assert whole.stats["heap"] == ("reused" if reused else "allocator defaults")  # room for what reuse adds
     assert np.abs(tiled.sr - whole.sr).max() < 1e-3 and np.abs(tiled.confidence - whole.confidence).max() < 1e-3
     with pytest.raises(FasrError, match="--max-memory-gib .* too small"):
         super_resolve_slices(model, lr, ref, SCALE, 1, torch.device("cpu"), False,

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from fasr.errors import FasrError
-from fasr.heap import REUSE_OVERHEAD, release_freed_memory, released_eagerly
+from fasr.heap import REUSE_OVERHEAD, release_freed_memory, released_eagerly, reusing
 from fasr.inference.memory import (
     TilePlan,
     current_rss_gib,
@@ -206,10 +206,11 @@ def super_resolve_slices(
     start = time.perf_counter()
     # Ours: a heap that keeps freed memory (fasr.heap) adds up to REUSE_OVERHEAD to the peak, and more under tiles
     # of different sizes; within a tight budget, memory goes back to the OS as soon as it is freed.
-    tight = plan.tile is not None or plan.estimate.peak_gib * REUSE_OVERHEAD > budget
-    heap = released_eagerly() if tight else contextlib.nullcontext()
-    with torch.inference_mode(), heap, tqdm(total=n * tiles, desc="super-resolving", unit=unit,
-                                            disable=not progress) as bar:
+    tight = device.type == "cpu" and (plan.tile is not None or plan.estimate.peak_gib * REUSE_OVERHEAD > budget)
+    heap_mode = ("released eagerly" if tight else "reused") if reusing() else "allocator defaults"
+    with torch.inference_mode(), released_eagerly() if tight else contextlib.nullcontext(), tqdm(
+        total=n * tiles, desc="super-resolving", unit=unit, disable=not progress
+    ) as bar:
         bar.update((n - len(busy)) * tiles)
         for b0 in range(0, len(busy), plan.batch):
             idx = busy[b0 : b0 + plan.batch]
@@ -238,7 +239,7 @@ def super_resolve_slices(
         "precision": precision,
         "max_memory_gib": round(budget, 3),
         "estimated_peak_gib": round(plan.estimate.peak_gib, 3),
-        "heap": "released eagerly" if tight else "reused",
+        "heap": heap_mode,  # fasr.heap: how freed memory was handled
         "seconds": round(seconds, 3),
         "slices_per_second": round(n / seconds, 3) if seconds > 0 else None,
     }
