@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -152,6 +153,9 @@ def test_finished_run_is_reused_only_for_the_same_config_and_source(
     stored["result"]["psnr"] = -1.0  # a marker: is the record reused or recomputed?
     (run_dir / "bench.json").write_text(json.dumps(stored))
     assert train_and_score(cfg, "bicubic", run_dir, eval_slices=0).psnr == -1.0
+    shutil.copytree(run_dir, tmp_path / "copy")  # the same run under another suite's row name
+    copied = train_and_score(cfg, "baseline", tmp_path / "copy", eval_slices=0)
+    assert (copied.psnr, copied.label, copied.run_dir) == (-1.0, "baseline", str(tmp_path / "copy"))
     assert train_and_score(cfg, "bicubic", run_dir, eval_slices=1).psnr != -1.0  # other scoring
     (run_dir / "bench.json").write_text(json.dumps(stored))
     monkeypatch.setattr(run_cache, "source_fingerprint", lambda: "v2")

@@ -132,8 +132,8 @@ def train_and_score(cfg: RunConfig, label: str, run_dir: Path, eval_slices: int)
     key = _as_stored({"config": to_dict(cfg), "eval_slices": eval_slices, "source": source_fingerprint()})
     if record.is_file():
         stored = json.loads(record.read_text())
-        if stored["key"] == key:
-            return RunResult(**stored["result"])
+        if stored["key"] == key:  # the row's name and folder are today's (a run may be copied between suites)
+            return RunResult(**{**stored["result"], "label": label, "run_dir": str(run_dir)})
         record.unlink()
     checkpoint, train_seconds = train_cached(cfg, run_dir)
     start = time.perf_counter()
