@@ -100,6 +100,7 @@ def test_tiny_budget_forces_tiling_and_too_small_a_budget_is_refused() -> None:
     settings = RunSettings.for_model(ModelConfig(n_feats=8, search_window=2, match_memory_mib=8))
     kw = dict(n_feats=8, match_memory_mib=8, search_window=2, base_gib=0)
     reused = heap.reuse_freed_memory()  # as every fasr command does
+    heap.release_freed_memory()  # as the planner does before it takes the RSS as its base
     budget = memory.current_rss_gib() + 0.7 * memory.estimate((96, 80), SCALE, 1, **kw).peak_gib
     tiled = super_resolve_slices(model, lr, ref, SCALE, 2, torch.device("cpu"), False,
                                  dataclasses.replace(settings, max_memory_gib=budget))
