@@ -61,8 +61,8 @@ def _libc():
 
 
 _LIBC = _libc()
-_REUSING = False  # whether the reuse settings are in effect now
-_EAGER_DEPTH = 0  # open released_eagerly contexts
+_APPLIED = False  # whether reuse_freed_memory's settings were applied in this process
+_EAGER_DEPTH = 0  # open released_eagerly contexts (they suspend the reuse)
 
 # Ours, measured: peak RSS of a whole-slice forward pass with reuse over glibc's defaults (fp32 640x640 slice:
 # 3007 / 2600 MiB, `fasr bench speed --sizes 640 --precision fp32 --repeats 1` at 2411f9b and 44bc728). A slice
@@ -78,13 +78,13 @@ def available() -> bool:
 
 def reusing() -> bool:
     """Whether freed memory is kept for reuse now (False within :func:`released_eagerly`)."""
-    return _REUSING
+    return _APPLIED and not _EAGER_DEPTH
 
 
 def _apply_reuse() -> bool:
-    global _REUSING
-    _REUSING = bool(_LIBC.mallopt(_M_MMAP_MAX, 0)) and bool(_LIBC.mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES))
-    return _REUSING
+    global _APPLIED
+    _APPLIED = bool(_LIBC.mallopt(_M_MMAP_MAX, 0)) and bool(_LIBC.mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES))
+    return _APPLIED
 
 
 def reuse_freed_memory() -> bool:
@@ -116,15 +116,14 @@ def release_freed_memory() -> None:
 def released_eagerly() -> Iterator[None]:
     """Within: allocations above 1 MiB are mmapped and unmapped on free; after the outermost such context:
     reuse again. A no-op where reuse is not in effect."""
-    global _EAGER_DEPTH, _REUSING
-    if not (_REUSING or _EAGER_DEPTH):
+    global _EAGER_DEPTH
+    if not _APPLIED:
         yield
         return
     if not _EAGER_DEPTH:
         _LIBC.mallopt(_M_MMAP_THRESHOLD, _EAGER_THRESHOLD)
         _LIBC.mallopt(_M_TRIM_THRESHOLD, _EAGER_THRESHOLD)
         _LIBC.mallopt(_M_MMAP_MAX, _GLIBC_MMAP_MAX)
-        _REUSING = False
         release_freed_memory()
     _EAGER_DEPTH += 1
     try:
