@@ -239,8 +239,8 @@ def measure_volume(
         "estimated_peak_gib": out.stats["estimated_peak_gib"],
         "threads": torch.get_num_threads(),
         "load_avg_1min": load,
-        "seconds": round(seconds, 2),
-        "slices_per_second": round(n / seconds, 3),
+        "seconds": float(f"{seconds:.4g}"),  # significant digits: a tiny test volume takes ~0.05 s
+        "slices_per_second": float(f"{n / seconds:.4g}"),
         "peak_mem_mib": round(_peak_mib(device), 1),
     }
 
