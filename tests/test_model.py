@@ -80,6 +80,8 @@ def test_default_constructor_and_wrong_reference_shape() -> None:
         {"attention_score": "softmax", "search_window": 0},
         {"sa_key_stride": "1"},
         {"ref_detail": True},
+        {"ref_guided": True},
+        {"ref_detail": True, "ref_guided": True},
     ],
 )
 def test_every_configuration_trains(overrides: dict) -> None:
@@ -95,11 +97,17 @@ def test_every_configuration_trains(overrides: dict) -> None:
     assert not missing, missing
 
 
+GROWN_INPUTS = {"ref_detail": "detail", "ref_guided": "guide"}  # config field -> full-resolution injection conv
+
+
+@pytest.mark.parametrize("field", sorted(GROWN_INPUTS))
 @pytest.mark.parametrize("arch", [{}, {"alignment": "sa"}, {"alignment": "ma"}, {"name": "ttsr"}])
-def test_ref_detail_grows_a_model_from_the_same_output(arch: dict) -> None:
-    """model.ref_detail (ours) adds only zero-initialised weights: a trained model without it loads into one with
-    it (init_from) and gives the same output. The detail input of the fusion is I_Ref - I_Ref-down-up as each
-    alignment module transfers it with its own matches; a flat reference has no such band and adds nothing."""
+def test_grown_inputs_start_from_the_same_output(arch: dict, field: str) -> None:
+    """model.ref_detail and model.ref_guided (ours) add only zero-initialised weights: a trained model without
+    them loads into one with them (init_from) and gives the same output. The new input of the fusion is, per
+    alignment module, I_Ref - I_Ref-down-up as that module transfers it (ref_detail), or the local linear fit of
+    the LR to the transferred I_Ref-down-up applied to that band (ref_guided); a flat reference adds nothing."""
+    from fasr.models.guided import local_linear_detail
     from fasr.training.trainer import _load_starting_weights
 
     torch.manual_seed(0)
@@ -107,29 +115,44 @@ def test_ref_detail_grows_a_model_from_the_same_output(arch: dict) -> None:
     if cfg["name"] == "ttsr":
         cfg.pop("embed_dim")
     base = _untie(build_model(ModelConfig(**cfg))).eval()
-    grown = build_model(ModelConfig(**cfg, ref_detail=True)).eval()
-    _load_starting_weights(grown, base.state_dict(), {"ref_detail"}, "base")
+    grown = build_model(ModelConfig(**cfg, **{field: True})).eval()
+    _load_starting_weights(grown, base.state_dict(), {field}, "base")
     lr, ref = _pair(2, 9, 7, 4)
+    conv = getattr(grown.fusion.inject[2], GROWN_INPUTS[field])
     with torch.no_grad():
         torch.testing.assert_close(grown(lr, ref).sr, base(lr, ref).sr, atol=0, rtol=0)
         seen = []
-        grown.fusion.inject[2].detail.register_forward_pre_hook(lambda mod, args: seen.append(args[0]))
-        torch.nn.init.normal_(grown.fusion.inject[2].detail.weight, std=0.5)
+        conv.register_forward_pre_hook(lambda mod, args: seen.append(args[0]))
+        torch.nn.init.normal_(conv.weight, std=0.5)
         assert (grown(lr, ref).sr - base(lr, ref).sr).abs().max() > 1e-3
-        band = ref - grown.ref_degradation.down_up(ref, 4)
+        ref_du = grown.ref_degradation.down_up(ref, 4)
         lr_up = F.interpolate(lr, scale_factor=4, mode="bicubic", align_corners=False)
-        q = grown.extractor(lr_up, grown.qk_grids)
-        k = grown.extractor(grown.ref_degradation.down_up(ref, 4), grown.qk_grids)
+        q, k = grown.extractor(lr_up, grown.qk_grids), grown.extractor(ref_du, grown.qk_grids)
         v = grown.extractor(ref, ("1/4", "1/2", "1"))
-        expected = [m(q, k, {**v, "1": band}).features["1"] for m in grown.align.values()]
-        torch.testing.assert_close(seen[0], torch.cat(expected, 1), atol=1e-5, rtol=0)
+
+        def transferred(image: torch.Tensor) -> torch.Tensor:  # (B, n_align, H, W)
+            return torch.cat([m(q, k, {**v, "1": image}).features["1"] for m in grown.align.values()], 1)
+
+        expected = transferred(ref - ref_du)
+        if field == "ref_guided":
+            expected = local_linear_detail(lr_up, transferred(ref_du), expected)
+        torch.testing.assert_close(seen[0], expected, atol=1e-5, rtol=0)
         flat = torch.full_like(ref, 0.3)
-        torch.testing.assert_close(grown(lr, flat).sr, base(lr, flat).sr, atol=1e-5, rtol=0)
+        flat_sr, n_align = grown(lr, flat).sr, len(grown.align)
+        torch.testing.assert_close(seen[-1][:, :n_align], torch.zeros_like(seen[-1][:, :n_align]), atol=1e-5, rtol=0)
+        if field == "ref_detail":  # (the guide's second half, the fit's rho^2, sees the transfer's zero border)
+            torch.testing.assert_close(flat_sr, base(lr, flat).sr, atol=1e-5, rtol=0)
+        else:  # the predicted band also goes straight to the output, gated per pixel: nothing for a flat reference
+            torch.nn.init.zeros_(conv.weight)
+            torch.nn.init.normal_(grown.guide_gate.weight, std=0.5)
+            gated = grown(lr, ref).sr - base(lr, ref).sr
+            assert gated.abs().max() > 1e-3
+            torch.testing.assert_close(grown(lr, flat).sr, base(lr, flat).sr, atol=1e-5, rtol=0)
     state = {k: v for k, v in base.state_dict().items() if not k.startswith("tail.")}
     with pytest.raises(FasrError, match="does not fit this model"):
-        _load_starting_weights(grown, state, {"ref_detail"}, "base")
+        _load_starting_weights(grown, state, {field}, "base")
     with pytest.raises(FasrError, match="does not fit this model"):  # not grown by this run: nothing may miss
-        _load_starting_weights(build_model(ModelConfig(**cfg, ref_detail=True)), base.state_dict(), set(), "base")
+        _load_starting_weights(build_model(ModelConfig(**cfg, **{field: True})), base.state_dict(), set(), "base")
 
 
 def test_ttsr_is_cross_attention() -> None:

@@ -177,25 +177,26 @@ def test_init_from_another_architecture_names_the_setting(brats: Path, tmp_path:
     assert (tmp_path / "first" / "last.pt").is_file()  # the refused run did not clear the folder
 
 
-def test_init_from_may_grow_a_model_by_ref_detail_only(tmp_path: Path) -> None:
-    """``model.ref_detail`` only adds zero-initialised weights, so a model without it is a valid init_from for a
-    model with it (not the other way round)."""
+@pytest.mark.parametrize("field,marker", [("ref_detail", ".detail."), ("ref_guided", "guide")])
+def test_init_from_may_grow_a_model_by_a_grown_input_only(tmp_path: Path, field: str, marker: str) -> None:
+    """``model.ref_detail`` and ``model.ref_guided`` only add zero-initialised weights, so a model without one is
+    a valid init_from for a model with it (not the other way round)."""
     from types import SimpleNamespace
 
     from fasr.checkpoint import save_checkpoint
     from fasr.config import RunConfig, to_dict
     from fasr.models import ModelConfig, build_model
 
-    def config(ref_detail: bool) -> RunConfig:
+    def config(on: bool) -> RunConfig:
         return RunConfig(model=ModelConfig(name="fasr", n_feats=8, n_blocks=(1, 1, 1), embed_dim=8,
-                                           backbone_weights=None, ref_detail=ref_detail))
+                                           backbone_weights=None, **{field: on}))
 
-    def checkpoint(ref_detail: bool) -> str:
-        cfg = config(ref_detail)
+    def checkpoint(on: bool) -> str:
+        cfg = config(on)
         state = {"model": build_model(cfg.model).state_dict(), "config": to_dict(cfg)}
-        return str(save_checkpoint(tmp_path / f"detail-{ref_detail}.pt", state))
+        return str(save_checkpoint(tmp_path / f"{field}-{on}.pt", state))
 
     start, grown = trainer_module.Trainer._starting_weights(SimpleNamespace(cfg=config(True)), checkpoint(False))
-    assert grown == {"ref_detail"} and not any(".detail." in k for k in start)
-    with pytest.raises(FasrError, match=r"other \['model.ref_detail'\]"):
+    assert grown == {field} and not any(marker in k for k in start)
+    with pytest.raises(FasrError, match=rf"other \['model.{field}'\]"):
         trainer_module.Trainer._starting_weights(SimpleNamespace(cfg=config(False)), checkpoint(True))

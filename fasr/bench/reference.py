@@ -8,6 +8,9 @@ On the held-out subject(s) of a checkpoint's data config (x scale, fastMRI conve
 * matching accuracy: the share of foreground queries whose 1/4-grid match lies within one cell (Chebyshev) of
   the true position, on registered pairs and under known shifts of the reference;
 * confidence AUC: per-slice mean confidence over the brain, true vs wrong-subject reference (Mann-Whitney);
+* the same five conditions for the network-free local linear fit (model ``guided``: bicubic plus the reference's
+  missing band mapped into the target's contrast, :mod:`fasr.models.guided`), which shows how much each reference
+  can say about the missing band without any learning;
 * a misregistration curve: PSNR vs reference shift (x, pixels) and rotation (degrees) for the checkpoint and any
   ``--compare NAME=CKPT`` models (e.g. TTSR, MINet, MCSR, EDSR trained the same way).
 
@@ -38,6 +41,7 @@ from fasr.data.normalize import FOREGROUND_LEVEL
 from fasr.data.samples import RawSlice, SampleMaker
 from fasr.data.subjects import Subject, load_subject
 from fasr.errors import FasrError
+from fasr.models import ModelConfig, build_model
 from fasr.scoring.volumes import predict_volumes, score_predictions, spread_indices
 
 __all__ = ["CONDITIONS", "SHIFTS", "ROTATIONS", "run_reference_bench", "add_arguments", "run"]
@@ -45,6 +49,7 @@ __all__ = ["CONDITIONS", "SHIFTS", "ROTATIONS", "run_reference_bench", "add_argu
 CONDITIONS = ("true", "wrong_subject", "shuffled", "noise", "oracle")
 SHIFTS = (0, 1, 2, 4, 8)  # reference shift along x, HR pixels
 ROTATIONS = (2, 5)  # degrees
+GUIDED_FIT = "guided"  # the network-free local linear fit (fasr/models/baselines/guided.py)
 MATCH_SHIFTS = (0, 4, 8)  # shifts (HR pixels, both axes) at which matching accuracy is measured
 
 
@@ -197,10 +202,12 @@ def run_reference_bench(
 
     log(f"held-out {split} subject(s) {sorted({p.subject for p in held_out})}, {len(indices)} slices, x{scale}")
     wrong = _wrong_subjects(cfg, held_out)
+    fit = build_model(ModelConfig(name=GUIDED_FIT, scale=scale, ref_degradation=cfg.model.ref_degradation)).to(device)
     conditions = {}
     for mode in CONDITIONS:
-        conditions[mode] = _score({name: model}, dataset(mode, other=wrong), indices, device)
-        log(f"{mode}: {conditions[mode][name]['psnr']:.2f} dB")
+        conditions[mode] = _score({name: model, GUIDED_FIT: fit}, dataset(mode, other=wrong), indices, device)
+        log(f"{mode}: {conditions[mode][name]['psnr']:.2f} dB (network-free fit "
+            f"{conditions[mode][GUIDED_FIT]['psnr']:.2f})")
     bicubic = conditions["true"]["bicubic"]
     accuracy, conf_true = {}, []
     for s in MATCH_SHIFTS:  # the true reference, shifted
@@ -229,6 +236,7 @@ def run_reference_bench(
         "convention": "fastmri",
         "bicubic": bicubic,
         "conditions": {m: conditions[m][name] for m in CONDITIONS},
+        "network_free_fit": {m: conditions[m][GUIDED_FIT] for m in CONDITIONS},
         "true_minus_wrong_db": gain,
         "oracle_minus_wrong_db": conditions["oracle"][name]["psnr"] - wrong_psnr,
         "matching_accuracy": accuracy,
@@ -246,8 +254,10 @@ def run_reference_bench(
 
 def _markdown(r: dict[str, Any], command: str) -> str:
     conf, acc = r["confidence"], r["matching_accuracy"]
+    fit = r.get("network_free_fit")  # absent from reports written before it existed
     rows = [f"| ({chr(97 + i)}) {c.replace('_', ' ')} | {r['conditions'][c]['psnr']:.2f} | "
-            f"{r['conditions'][c]['ssim']:.4f} |" for i, c in enumerate(CONDITIONS)]
+            f"{r['conditions'][c]['ssim']:.4f} |" + (f" {fit[c]['psnr']:.2f} |" if fit else "")
+            for i, c in enumerate(CONDITIONS)]
     curve = r["misregistration_psnr"]
     labels = list(next(iter(curve.values())))
 
@@ -260,13 +270,16 @@ def _markdown(r: dict[str, Any], command: str) -> str:
         "",
         f"Command: `{command}`",
         "",
-        "| reference | PSNR (dB) | SSIM |",
-        "|---|---|---|",
+        "| reference | PSNR (dB) | SSIM |" + (" network-free fit PSNR (dB) |" if fit else ""),
+        "|---|---|---|" + ("---|" if fit else ""),
         *rows,
-        f"| bicubic (no reference) | {r['bicubic']['psnr']:.2f} | {r['bicubic']['ssim']:.4f} |",
+        f"| bicubic (no reference) | {r['bicubic']['psnr']:.2f} | {r['bicubic']['ssim']:.4f} |"
+        + (f" {r['bicubic']['psnr']:.2f} |" if fit else ""),
         "",
         f"True minus wrong subject: {r['true_minus_wrong_db']:+.2f} dB; oracle minus wrong subject: "
         f"{r['oracle_minus_wrong_db']:+.2f} dB.",
+        *(["", "Network-free fit: bicubic plus the reference's missing band mapped into the target's contrast in "
+            "5x5 windows (model `guided`, no training, no matching)."] if fit else []),
         "",
         "Matching accuracy (foreground queries within one 1/4-grid cell of the true position): "
         + ", ".join(f"shift {s} px {fmt(v)}" for s, v in acc.items()) + ".",

@@ -25,6 +25,7 @@ MODELS: dict[str, str] = {
     "fasr": "fasr.models.fasrnet:from_config",
     "ttsr": "fasr.models.fasrnet:ttsr_from_config",
     "bicubic": "fasr.models.baselines.bicubic:from_config",
+    "guided": "fasr.models.baselines.guided:from_config",
     "edsr": "fasr.models.baselines.edsr:from_config",
     "swinir": "fasr.models.baselines.swinir:from_config",
     "mcsr": "fasr.models.baselines.mcsr:from_config",
@@ -36,12 +37,13 @@ USES: dict[str, frozenset[str]] = {
     "fasr": _ALL,
     "ttsr": _ALL - {"alignment", "embed_dim", "sa_key_stride", "ma_pyramid"},
     "bicubic": frozenset({"name", "scale"}),
+    "guided": frozenset({"name", "scale", "ref_degradation"}),
     **{name: frozenset({"name", "scale", "n_feats"}) for name in ("edsr", "swinir", "mcsr", "minet")},
 }
 
 # ModelConfig fields that, switched on, only add zero-initialised weights, named with this substring: a model
 # trained without them can be fine-tuned into one with them (``init_from``) and starts from the same output.
-GROWN_WEIGHTS: dict[str, str] = {"ref_detail": ".detail."}
+GROWN_WEIGHTS: dict[str, str] = {"ref_detail": ".detail.", "ref_guided": "guide"}
 
 
 def register(name: str, target: str, uses: frozenset[str] = _ALL) -> None:

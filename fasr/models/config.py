@@ -41,6 +41,10 @@ class ModelConfig:
             with the full-resolution texture (same matches) and inject it at full resolution through a
             zero-initialised convolution (``docs/architecture.md``). A model without it can be fine-tuned into
             one with it (``init_from``): the new weights start at zero, so training starts from the same output.
+        ref_guided: ours, not the paper's: also transfer I_Ref-down-up, fit the LR to it window by window
+            (guided-filter style, :mod:`fasr.models.guided`) and inject the fit applied to the transferred band,
+            with the fit's squared correlation, through a zero-initialised convolution; grows a model as
+            ``ref_detail`` does.
     """
 
     name: str = "fasr"
@@ -61,3 +65,4 @@ class ModelConfig:
     backbone_weights: str | None = "mri"
     ref_degradation: Literal["auto", "bicubic", "kspace"] = "auto"
     ref_detail: bool = False
+    ref_guided: bool = False

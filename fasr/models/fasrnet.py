@@ -20,6 +20,7 @@ from fasr.models.correspondence import MatchTarget
 from fasr.models.extractor import CHANNELS, TextureExtractor
 from fasr.models.fusion import ProgressiveFusion
 from fasr.models.grids import GRIDS, QUERY_GRID, TRANSFER_GRIDS
+from fasr.models.guided import local_linear_detail
 from fasr.models.output import SROutput
 
 __all__ = ["FASRNet", "FASROutput", "from_config", "ttsr_from_config"]
@@ -44,6 +45,8 @@ class FASRNet(nn.Module):
         ref_degradation: how I_Ref-down-up is made (the LR's degradation; default antialiased bicubic).
         ref_detail: also transfer I_Ref - I_Ref-down-up with the full-resolution texture and inject it at full
             resolution (ours; ``ModelConfig.ref_detail``).
+        ref_guided: also transfer I_Ref-down-up, fit the LR to it window by window and inject that fit applied to
+            the transferred band at full resolution (ours; ``ModelConfig.ref_guided``, :mod:`fasr.models.guided`).
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class FASRNet(nn.Module):
         backbone_weights: str | None = None,
         ref_degradation: Degradation | None = None,
         ref_detail: bool = False,
+        ref_guided: bool = False,
     ) -> None:
         super().__init__()
         if scale < 2:
@@ -75,7 +79,7 @@ class FASRNet(nn.Module):
             raise ValueError(f"unknown fusion '{fusion}'")
         self.scale = scale
         self.alignment = alignment
-        self.ref_detail = ref_detail
+        self.ref_detail, self.ref_guided = ref_detail, ref_guided
         self.ref_degradation = ref_degradation or Bicubic()
         matcher = Matcher(attention_score=attention_score, temperature=softmax_temperature,
                           match_memory_mib=match_memory_mib, search_window=search_window)
@@ -92,13 +96,19 @@ class FASRNet(nn.Module):
         self.head = nn.Sequential(nn.PixelUnshuffle(4), nn.Conv2d(16, n_feats, 3, padding=1), nn.ReLU(inplace=True))
         self.fusion = ProgressiveFusion(
             n_feats, {g: n_align * CHANNELS[g] for g in TRANSFER_GRIDS}, tuple(n_blocks), fusion == "chpf",
-            detail_channels=n_align if ref_detail else 0,
+            detail_channels=n_align if ref_detail else 0, guide_channels=2 * n_align if ref_guided else 0,
         )
         self.tail = nn.Conv2d(n_feats, 1, 3, padding=1)
         # Zero-initialised output: an untrained model is exactly bicubic (I_LR-up), like the baselines, so short
         # training budgets compare fairly and early training never falls below bicubic.
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
+        # Ours (ref_guided): per pixel and alignment module, how much of the predicted missing band goes straight
+        # into the output; zero-initialised like every grown weight.
+        self.guide_gate = nn.Conv2d(n_feats, n_align, 3, padding=1) if ref_guided else None
+        if self.guide_gate is not None:
+            nn.init.zeros_(self.guide_gate.weight)
+            nn.init.zeros_(self.guide_gate.bias)
 
     def forward(
         self, lr: Tensor, ref: Tensor, match: MatchTarget | None = None, match_temperature: float = 0.07
@@ -131,18 +141,28 @@ class FASRNet(nn.Module):
         q = self.extractor(lr_up_p, self.qk_grids)  # Eq. 4
         k = self.extractor(ref_du_p, self.qk_grids)  # Eq. 5
         v = self.extractor(ref_p, TRANSFER_GRIDS)  # Eq. 6
-        if self.ref_detail:  # ours: the band the LR lacks, as the reference shows it, rides along with V^1
-            band = (ref_p - ref_du_p).to(v["1"].dtype)  # (B, 1, H, W)
-            # (B, C_1 + 1, H, W), channels-last as V (the transfer reads whole pixel rows of channels)
-            v["1"] = torch.cat([v["1"], band], dim=1).contiguous(memory_format=torch.channels_last)
+        # Ours: reference images that ride along with V^1, transferred with each module's own matches -- the band
+        # the LR lacks as the reference shows it (ref_detail, ref_guided) and the reference's LR view (ref_guided).
+        carried = ([ref_p - ref_du_p] if self.ref_detail or self.ref_guided else []) + \
+            ([ref_du_p] if self.ref_guided else [])
+        if carried:
+            # (B, C_1 + len(carried), H, W), channels-last as V (the transfer reads whole pixel rows of channels)
+            v["1"] = torch.cat([v["1"], *(c.to(v["1"].dtype) for c in carried)], dim=1)
+            v["1"] = v["1"].contiguous(memory_format=torch.channels_last)
         n_q = q[QUERY_GRID].shape[-2] * q[QUERY_GRID].shape[-1]
         if match is not None and match.index.shape[1] != n_q:
             raise ValueError(f"match target has {match.index.shape[1]} queries, the padded 1/4 grid {n_q}")
         results: list[AlignmentResult] = [m(q, k, v, match, match_temperature) for m in self.align.values()]  # Eqs. 1-2
-        detail = None
-        if self.ref_detail:  # split the detail channel off each module's full-resolution texture again
-            detail = torch.cat([r.features["1"][:, -1:] for r in results], dim=1)  # (B, n_align, H, W)
-            results = [r._replace(features={**r.features, "1": r.features["1"][:, :-1]}) for r in results]
+        detail = guide = None
+        if carried:  # split the carried channels off each module's full-resolution texture again
+            n = len(carried)
+            aligned = [r.features["1"][:, -n:] for r in results]  # per module (B, n, H, W)
+            results = [r._replace(features={**r.features, "1": r.features["1"][:, :-n]}) for r in results]
+            band = torch.cat([a[:, :1] for a in aligned], dim=1)  # (B, n_align, H, W)
+            detail = band if self.ref_detail else None
+            if self.ref_guided:
+                ref_du_aligned = torch.cat([a[:, 1:2] for a in aligned], dim=1)  # (B, n_align, H, W)
+                guide = local_linear_detail(lr_up_p, ref_du_aligned, band).to(band.dtype)  # (B, 2 n_align, H, W)
         tex = {g: torch.cat([r.features[g] for r in results], dim=1) for g in TRANSFER_GRIDS}  # Eq. 17
         # Eq. 20 (averaged rather than summed: a constant factor the injection convolution absorbs).
         score = {g: torch.stack([r.score[g] for r in results]).mean(0) for g in TRANSFER_GRIDS}
@@ -151,8 +171,12 @@ class FASRNet(nn.Module):
         confidence = s["1"][..., :H, :W].clamp(0.0, 1.0)
         # S in the texture's dtype: under bf16 autocast an fp32 S would promote every fused map to fp32.
         s = {g: m.to(tex[g].dtype) for g, m in s.items()}
-        feats = self.fusion(self.head(lr_up_p), tex, s, detail)  # Eq. 3 / 21
-        sr = (lr_up_p + self.tail(feats))[..., :H, :W]  # global residual over LR-up
+        feats = self.fusion(self.head(lr_up_p), tex, s, detail, guide)  # Eq. 3 / 21
+        residual = self.tail(feats)  # (B, 1, H, W)
+        if guide is not None:  # ours: the predicted band (first half of guide), gated per pixel by the trunk
+            n = guide.shape[1] // 2
+            residual = residual + (self.guide_gate(feats) * guide[:, :n]).sum(1, keepdim=True)
+        sr = (lr_up_p + residual)[..., :H, :W]  # global residual over LR-up
         match_loss = None if match is None else torch.stack([r.match_loss for r in results]).mean()
         matches = {name: r.index for name, r in zip(self.align, results)}
         return SROutput(sr=sr, attention=score, confidence=confidence, match_loss=match_loss, matches=matches)

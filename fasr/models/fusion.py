@@ -39,25 +39,36 @@ def _stack(n_feats: int, n: int) -> nn.Sequential:
 class TextureInjection(nn.Module):
     """Eq. 21: the trunk takes the aligned texture, weighted per position by the soft attention S.
 
-    With ``detail_channels`` (ours, ``model.ref_detail``) the aligned reference detail enters through its own
-    convolution, zero-initialised, added to the texture's before S weights both.
+    Ours, at full resolution only: the aligned reference detail (``model.ref_detail``) and the local linear
+    prediction of the missing band (``model.ref_guided``, :mod:`fasr.models.guided`) each enter through their own
+    convolution, zero-initialised, added to the texture's before S weights all of them.
     """
 
-    def __init__(self, n_feats: int, tex_channels: int, detail_channels: int = 0) -> None:
+    def __init__(self, n_feats: int, tex_channels: int, detail_channels: int = 0, guide_channels: int = 0) -> None:
         super().__init__()
         self.conv = nn.Conv2d(n_feats + tex_channels, n_feats, 3, padding=1)
-        self.detail = None
-        if detail_channels:
-            self.detail = nn.Conv2d(detail_channels, n_feats, 3, padding=1, bias=False)
-            nn.init.zeros_(self.detail.weight)
+        self.detail = _zero_conv(detail_channels, n_feats)
+        self.guide = _zero_conv(guide_channels, n_feats)
 
-    def forward(self, x: Tensor, tex: Tensor, s: Tensor, detail: Tensor | None = None) -> Tensor:
-        if (self.detail is None) != (detail is None):
-            raise ValueError("pass the aligned detail exactly when the injection was built with detail channels")
+    def forward(
+        self, x: Tensor, tex: Tensor, s: Tensor, detail: Tensor | None = None, guide: Tensor | None = None
+    ) -> Tensor:
         y = self.conv(torch.cat([x, tex], dim=1))
-        if self.detail is not None:
-            y = y + self.detail(detail)
+        for name, conv, extra in (("detail", self.detail, detail), ("guide", self.guide, guide)):
+            if (conv is None) != (extra is None):
+                raise ValueError(f"pass the {name} input exactly when the injection was built with {name} channels")
+            if conv is not None:
+                y = y + conv(extra)
         return x + y * s
+
+
+def _zero_conv(c_in: int, c_out: int) -> nn.Conv2d | None:
+    """A bias-free 3x3 convolution starting at zero (a grown input adds nothing until trained), or None."""
+    if not c_in:
+        return None
+    conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+    nn.init.zeros_(conv.weight)
+    return conv
 
 
 class _Exchange(nn.Module):
@@ -103,6 +114,7 @@ class ProgressiveFusion(nn.Module):
         n_blocks: residual blocks per branch in the stages that end at 1/4, 1/2 and full resolution.
         cross_hierarchical: exchange between branches and merge them (CHPF) or not (decoder).
         detail_channels: channels of the aligned reference detail injected at full resolution (0 = none; ours).
+        guide_channels: channels of the local linear detail injected at full resolution (0 = none; ours).
     """
 
     def __init__(
@@ -112,11 +124,13 @@ class ProgressiveFusion(nn.Module):
         n_blocks: tuple[int, int, int] = (8, 4, 2),
         cross_hierarchical: bool = True,
         detail_channels: int = 0,
+        guide_channels: int = 0,
     ) -> None:
         super().__init__()
         self.cross = cross_hierarchical
         self.inject = nn.ModuleList(
-            TextureInjection(n_feats, tex_channels[g], detail_channels if g == "1" else 0) for g in GRIDS
+            TextureInjection(n_feats, tex_channels[g], *((detail_channels, guide_channels) if g == "1" else (0, 0)))
+            for g in GRIDS
         )
         self.up = nn.ModuleList(_Up2(n_feats) for _ in GRIDS[1:])
         # Stage s runs n_blocks[s] blocks on each live branch: CHPF keeps s + 1 branches, the decoder one.
@@ -129,7 +143,8 @@ class ProgressiveFusion(nn.Module):
             self.merge = nn.Conv2d(3 * n_feats, n_feats, 1)
 
     def forward(
-        self, x: Tensor, tex: dict[str, Tensor], s: dict[str, Tensor], detail: Tensor | None = None
+        self, x: Tensor, tex: dict[str, Tensor], s: dict[str, Tensor], detail: Tensor | None = None,
+        guide: Tensor | None = None,
     ) -> Tensor:
         """Fuse.
 
@@ -138,6 +153,7 @@ class ProgressiveFusion(nn.Module):
             tex: F_in per grid, (B, C_g, Hq * f, Wq * f).
             s: soft attention per grid, (B, 1, Hq * f, Wq * f).
             detail: (B, detail_channels, 4 Hq, 4 Wq) aligned reference detail, when built with it.
+            guide: (B, guide_channels, 4 Hq, 4 Wq) local linear detail, when built with it.
 
         Returns:
             (B, n_feats, 4 Hq, 4 Wq) full-resolution features.
@@ -145,8 +161,9 @@ class ProgressiveFusion(nn.Module):
         branches = [self.inject[0](x, tex["1/4"], s["1/4"])]
         branches = [blk(b) for blk, b in zip(self.blocks[0], branches)]
         for stage, grid in enumerate(GRIDS[1:], start=1):
+            at_full = grid == "1"
             grown = self.inject[stage](self.up[stage - 1](branches[-1]), tex[grid], s[grid],
-                                       detail if grid == "1" else None)
+                                       detail if at_full else None, guide if at_full else None)
             if self.cross:
                 branches = self.exchange[stage - 1]([*branches, grown])
             else:

@@ -1,0 +1,37 @@
+"""The local linear fit alone (ours, parameter-free): bicubic plus the reference's missing band mapped into the
+target's contrast window by window (:mod:`fasr.models.guided`). It shows, with no network, how much a reference
+can say about the missing band: a lot for the right one, nothing (or harm) for a wrong one."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from fasr.data.degrade import Bicubic, Degradation, KSpace
+from fasr.models.baselines.common import ResidualSR
+from fasr.models.config import ModelConfig
+from fasr.models.guided import local_linear_detail
+
+__all__ = ["GuidedFitSR", "from_config"]
+
+
+class GuidedFitSR(ResidualSR):
+    """``sr = up(lr) + a * (ref - ref_down_up)`` with the slope ``a`` fitted between ``up(lr)`` and
+    ``ref_down_up`` in 5x5 windows (no training, no matching: the reference must be registered).
+
+    Args:
+        scale: upsampling factor.
+        ref_degradation: how I_Ref-down-up is made (the LR's degradation).
+    """
+
+    def __init__(self, scale: int, ref_degradation: Degradation | None = None) -> None:
+        super().__init__(scale)
+        self.ref_degradation = ref_degradation or Bicubic()
+
+    def residual(self, lr: Tensor, ref: Tensor, base: Tensor) -> Tensor:
+        ref_du = self.ref_degradation.down_up(ref, self.scale)  # (B, 1, H, W)
+        return local_linear_detail(base, ref_du, ref - ref_du)[:, :1]  # the predicted band; rho^2 unused
+
+
+def from_config(cfg: ModelConfig) -> GuidedFitSR:
+    """Build from the model section of a run config (``scale`` and ``ref_degradation``)."""
+    return GuidedFitSR(cfg.scale, KSpace() if cfg.ref_degradation == "kspace" else Bicubic())

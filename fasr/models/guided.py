@@ -1,0 +1,56 @@
+"""Local linear cross-contrast detail (ours, not the paper's; ``model.ref_guided``).
+
+Two co-registered contrasts are, within a small window, close to linear functions of each other (the idea of the
+guided filter, He et al., TPAMI 2013): where T1 rises across an edge, T2 rises or falls by a locally fixed factor.
+The LR target and the reference's LR view (I_Ref-down-up) show the same frequencies, so that factor can be fitted
+on them, window by window, and applied to the band the LR lacks, as the reference shows it (I_Ref -
+I_Ref-down-up): a prediction of the target's missing band. It only exists for the right reference: another
+patient's anatomy or noise fits badly, which the fit's squared correlation says per pixel.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["box_mean", "local_linear_detail", "GUIDE_RADIUS", "GUIDE_EPS"]
+
+GUIDE_RADIUS = 2  # 5x5 windows at full resolution
+# Regulariser of the slope, on [-1, 1] intensities: flat windows (variance << 1e-2) get a slope near 0.
+GUIDE_EPS = 1e-2
+
+
+def box_mean(x: Tensor, radius: int) -> Tensor:
+    """Mean over the (2 radius + 1)^2 window around each pixel, edges replicated; same shape as ``x``."""
+    k = 2 * radius + 1
+    return F.avg_pool2d(F.pad(x, (radius,) * 4, mode="replicate"), k, stride=1)
+
+
+def local_linear_detail(
+    lr_up: Tensor, ref_du: Tensor, band: Tensor, radius: int = GUIDE_RADIUS, eps: float = GUIDE_EPS
+) -> Tensor:
+    """Fit lr_up ~ a * ref_du + b in each window and apply the (window-averaged) slope to the reference's band.
+
+    Computed in fp32 with autocast off: the window variances are differences of close numbers.
+
+    Args:
+        lr_up: (B, 1 or n, H, W) I_LR-up.
+        ref_du: (B, n, H, W) I_Ref-down-up, as each alignment module transferred it.
+        band: (B, n, H, W) I_Ref - I_Ref-down-up, transferred with the same matches.
+        radius: window radius in pixels.
+        eps: slope regulariser.
+
+    Returns:
+        (B, 2 n, H, W): the predicted missing band a * band for each of the n, then the fit's squared
+        correlation rho^2 in [0, 1) for each.
+    """
+    with torch.autocast(lr_up.device.type, enabled=False):
+        lr_up, ref_du, band = lr_up.float(), ref_du.float(), band.float()
+        mean_l, mean_r = box_mean(lr_up, radius), box_mean(ref_du, radius)
+        cov = box_mean(lr_up * ref_du, radius) - mean_l * mean_r  # (B, n, H, W)
+        var_r = (box_mean(ref_du * ref_du, radius) - mean_r * mean_r).clamp_min(0)
+        var_l = (box_mean(lr_up * lr_up, radius) - mean_l * mean_l).clamp_min(0)
+        slope = box_mean(cov / (var_r + eps), radius)
+        rho2 = cov * cov / ((var_l + eps) * (var_r + eps))
+        return torch.cat([slope * band, rho2], dim=1)
