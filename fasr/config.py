@@ -124,6 +124,8 @@ class OptimConfig:
         preset: ``paper`` or ``public``; fills the learning rates left unset.
         lr_extractor: learning rate of parameters named ``extractor.*``.
         lr_rest: learning rate of every other parameter (the only group of a model without an extractor).
+        lr_grown: ours: learning rate of the zero-initialised weights that ``model.ref_detail`` /
+            ``model.ref_guided`` add, so they can learn faster than a trained model is fine-tuned; None = ``lr_rest``.
         betas / weight_decay: Adam's.
         grad_clip: max global gradient norm (0 = no clipping).
     """
@@ -131,6 +133,7 @@ class OptimConfig:
     preset: Preset = "paper"
     lr_extractor: float | None = None
     lr_rest: float | None = None
+    lr_grown: float | None = None
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
     grad_clip: float = 0.0

@@ -28,7 +28,7 @@ def test_box_mean_is_the_window_mean_with_replicated_edges() -> None:
 def test_an_affine_reference_predicts_the_missing_band_exactly_and_noise_does_not() -> None:
     """hr = -0.7 ref + 0.1 (an inverted contrast): the fitted slope is -0.7 wherever the windows have contrast, so
     LR-up plus the prediction is the HR target there, and the fit's squared correlation is ~1; a noise reference
-    fits with rho^2 near 0."""
+    fits badly (its down-up is smooth, so a 5x5 window holds few independent values: chance correlation is ~0.3)."""
     deg = Bicubic()
     ref = _smooth_image(0)
     hr = -0.7 * ref + 0.1
@@ -45,7 +45,7 @@ def test_an_affine_reference_predicts_the_missing_band_exactly_and_noise_does_no
     noise = torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1
     noise_du = deg.down_up(noise, 4)
     rho2_noise = local_linear_detail(lr_up, noise_du, noise - noise_du)[:, 1:]
-    assert rho2_noise[contrast].mean() < 0.3
+    assert rho2_noise[contrast].mean() < 0.5
     assert float(rho2_noise.min()) >= 0 and float(rho2_noise.max()) < 1
 
 

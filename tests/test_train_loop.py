@@ -200,3 +200,24 @@ def test_init_from_may_grow_a_model_by_a_grown_input_only(tmp_path: Path, field:
     assert grown == {field} and not any(marker in k for k in start)
     with pytest.raises(FasrError, match=rf"other \['model.{field}'\]"):
         trainer_module.Trainer._starting_weights(SimpleNamespace(cfg=config(False)), checkpoint(True))
+
+
+def test_grown_weights_get_their_own_learning_rate_only_when_asked() -> None:
+    """optim.lr_grown (ours): the zero-initialised weights of ref_detail / ref_guided form a third Adam group;
+    unset, they stay in ``rest``."""
+    from fasr.config import OptimConfig
+    from fasr.models import ModelConfig, build_model
+    from fasr.training.optim import build_optimizer
+
+    model = build_model(ModelConfig(name="fasr", n_feats=8, n_blocks=(1, 1, 1), embed_dim=8, backbone_weights=None,
+                                    ref_detail=True, ref_guided=True))
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = build_optimizer(model, OptimConfig(lr_extractor=1e-4, lr_rest=2e-4, lr_grown=3e-3), "fasr").param_groups
+    by_name = {g["name"]: g for g in groups}
+    assert [g["name"] for g in groups] == ["extractor", "rest", "grown"] and by_name["grown"]["lr"] == 3e-3
+    grown = {names[id(p)] for p in by_name["grown"]["params"]}
+    assert grown == {"fusion.inject.2.detail.weight", "fusion.inject.2.guide.weight", "guide_gate.weight",
+                     "guide_gate.bias"}
+    assert sum(len(g["params"]) for g in groups) == len(names)
+    groups = build_optimizer(model, OptimConfig(lr_extractor=1e-4, lr_rest=2e-4), "fasr").param_groups
+    assert [g["name"] for g in groups] == ["extractor", "rest"]

@@ -104,8 +104,9 @@ class FASRNet(nn.Module):
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
         # Ours (ref_guided): per pixel and alignment module, how much of the predicted missing band goes straight
-        # into the output; zero-initialised like every grown weight.
-        self.guide_gate = nn.Conv2d(n_feats, n_align, 3, padding=1) if ref_guided else None
+        # into the output, from the trunk's features and the guide itself (band and rho^2); zero-initialised like
+        # every grown weight.
+        self.guide_gate = nn.Conv2d(n_feats + 2 * n_align, n_align, 3, padding=1) if ref_guided else None
         if self.guide_gate is not None:
             nn.init.zeros_(self.guide_gate.weight)
             nn.init.zeros_(self.guide_gate.bias)
@@ -175,7 +176,8 @@ class FASRNet(nn.Module):
         residual = self.tail(feats)  # (B, 1, H, W)
         if guide is not None:  # ours: the predicted band (first half of guide), gated per pixel by the trunk
             n = guide.shape[1] // 2
-            residual = residual + (self.guide_gate(feats) * guide[:, :n]).sum(1, keepdim=True)
+            gate = self.guide_gate(torch.cat([feats, guide], dim=1))  # (B, n_align, H, W)
+            residual = residual + (gate * guide[:, :n]).sum(1, keepdim=True)
         sr = (lr_up_p + residual)[..., :H, :W]  # global residual over LR-up
         match_loss = None if match is None else torch.stack([r.match_loss for r in results]).mean()
         matches = {name: r.index for name, r in zip(self.align, results)}

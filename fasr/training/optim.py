@@ -1,4 +1,5 @@
-"""Adam with two learning-rate groups (Section IV-B), per-epoch decay, and mixed-precision settings."""
+"""Adam with two learning-rate groups (Section IV-B; a third, ours, for grown weights), per-epoch decay, and
+mixed-precision settings."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from torch.optim.lr_scheduler import ConstantLR, CosineAnnealingLR, LRScheduler,
 
 from fasr.config import OptimConfig, ScheduleConfig
 from fasr.errors import FasrError
+from fasr.models import GROWN_WEIGHTS
 
 __all__ = ["EXTRACTOR_PREFIX", "param_groups", "build_optimizer", "build_scheduler", "amp_dtype"]
 
@@ -15,19 +17,25 @@ __all__ = ["EXTRACTOR_PREFIX", "param_groups", "build_optimizer", "build_schedul
 EXTRACTOR_PREFIX = "extractor."
 
 
-def param_groups(model: nn.Module, lr_extractor: float, lr_rest: float) -> list[dict]:
-    """Two Adam groups, ``extractor`` and ``rest`` (one group when the model has no texture extractor).
+def param_groups(
+    model: nn.Module, lr_extractor: float, lr_rest: float, grown: tuple[str, ...] = (), lr_grown: float | None = None
+) -> list[dict]:
+    """Adam groups ``extractor``, ``rest`` and, with ``lr_grown``, ``grown`` (empty groups are left out).
 
     Args:
         model: the bare model (parameter names without a DDP ``module.`` prefix).
         lr_extractor: learning rate of ``extractor.*`` parameters.
         lr_rest: learning rate of all others.
+        grown: name substrings of the weights that grown inputs add (:data:`fasr.models.GROWN_WEIGHTS`).
+        lr_grown: learning rate of those weights (ours); None = they are in ``rest``.
     """
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    is_grown = (lambda n: any(m in n for m in grown)) if lr_grown is not None else (lambda n: False)
     extractor = [p for n, p in named if n.startswith(EXTRACTOR_PREFIX)]
-    rest = [p for n, p in named if not n.startswith(EXTRACTOR_PREFIX)]
-    groups = [{"name": "extractor", "params": extractor, "lr": lr_extractor}] if extractor else []
-    return groups + ([{"name": "rest", "params": rest, "lr": lr_rest}] if rest else [])
+    new = [p for n, p in named if not n.startswith(EXTRACTOR_PREFIX) and is_grown(n)]
+    rest = [p for n, p in named if not n.startswith(EXTRACTOR_PREFIX) and not is_grown(n)]
+    groups = [("extractor", extractor, lr_extractor), ("rest", rest, lr_rest), ("grown", new, lr_grown)]
+    return [{"name": name, "params": params, "lr": lr} for name, params, lr in groups if params]
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig, model_name: str) -> torch.optim.Adam:
@@ -38,7 +46,8 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, model_name: str) -> torc
         cfg: a resolved :class:`OptimConfig`.
         model_name: for the error message when there is nothing to train.
     """
-    groups = param_groups(model, cfg.lr_extractor, cfg.lr_rest)
+    grown = tuple(GROWN_WEIGHTS.values())
+    groups = param_groups(model, cfg.lr_extractor, cfg.lr_rest, grown, cfg.lr_grown)
     if not groups:
         raise FasrError(f"model '{model_name}' has no trainable parameters; evaluate it directly with `fasr eval`")
     return torch.optim.Adam(groups, betas=cfg.betas, weight_decay=cfg.weight_decay)
