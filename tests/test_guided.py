@@ -3,10 +3,12 @@ function of the target, silent for an unrelated one, fp32 under autocast."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from fasr.data.degrade import Bicubic
-from fasr.models.guided import box_mean, local_linear_detail
+from fasr.models.guided import STRENGTH_FLOOR, box_mean, local_linear_detail
 
 
 def _smooth_image(seed: int, size: int = 64) -> torch.Tensor:
@@ -27,26 +29,28 @@ def test_box_mean_is_the_window_mean_with_replicated_edges() -> None:
 
 def test_an_affine_reference_predicts_the_missing_band_exactly_and_noise_does_not() -> None:
     """hr = -0.7 ref + 0.1 (an inverted contrast): the fitted slope is -0.7 wherever the windows have contrast, so
-    LR-up plus the prediction is the HR target there, and the fit's squared correlation is ~1; a noise reference
+    LR-up plus the prediction is the HR target there, and the fit's squared correlation is ~1 (strength > 4.5); a
+    noise reference
     fits badly (its down-up is smooth, so a 5x5 window holds few independent values: chance correlation is ~0.3)."""
     deg = Bicubic()
     ref = _smooth_image(0)
     hr = -0.7 * ref + 0.1
     lr_up, ref_du = deg.down_up(hr, 4), deg.down_up(ref, 4)
     out = local_linear_detail(lr_up, ref_du, ref - ref_du, radius=2, eps=1e-8)
-    pred, rho2 = out[:, :1], out[:, 1:]
+    pred, strength = out[:, :1], out[:, 1:]
     assert out.shape == (1, 2, 64, 64)
     contrast = box_mean((ref_du - box_mean(ref_du, 2)) ** 2, 4) > 1e-3  # slope averaged over 2 windows
     assert contrast.float().mean() > 0.3
     err_before = (hr - lr_up).abs()[contrast].mean()
     err_after = (hr - lr_up - pred).abs()[contrast].mean()
     assert err_after < 1e-3 < err_before
-    assert rho2[contrast].mean() > 0.99
+    assert strength[contrast].mean() > math.log((1 + STRENGTH_FLOOR) / (1 - 0.99 + STRENGTH_FLOOR))
     noise = torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1
     noise_du = deg.down_up(noise, 4)
-    rho2_noise = local_linear_detail(lr_up, noise_du, noise - noise_du)[:, 1:]
-    assert rho2_noise[contrast].mean() < 0.5
-    assert float(rho2_noise.min()) >= 0 and float(rho2_noise.max()) < 1
+    strength_noise = local_linear_detail(lr_up, noise_du, noise - noise_du)[:, 1:]
+    assert strength_noise[contrast].mean() < math.log((1 + STRENGTH_FLOOR) / (1 - 0.5 + STRENGTH_FLOOR))
+    top = math.log((1 + STRENGTH_FLOOR) / STRENGTH_FLOOR)  # at rho^2 = 1
+    assert float(strength_noise.min()) >= 0 and float(strength_noise.max()) <= top + 1e-5
 
 
 def test_fit_runs_in_fp32_under_bf16_autocast() -> None:

@@ -140,7 +140,7 @@ def test_grown_inputs_start_from_the_same_output(arch: dict, field: str) -> None
         flat = torch.full_like(ref, 0.3)
         flat_sr, n_align = grown(lr, flat).sr, len(grown.align)
         torch.testing.assert_close(seen[-1][:, :n_align], torch.zeros_like(seen[-1][:, :n_align]), atol=1e-5, rtol=0)
-        if field == "ref_detail":  # (the guide's second half, the fit's rho^2, sees the transfer's zero border)
+        if field == "ref_detail":  # (the guide's second half, the fit's strength, sees the transfer's zero border)
             torch.testing.assert_close(flat_sr, base(lr, flat).sr, atol=1e-5, rtol=0)
         else:  # the predicted band also goes straight to the output, gated per pixel: nothing for a flat reference
             torch.nn.init.zeros_(conv.weight)

@@ -104,8 +104,8 @@ class FASRNet(nn.Module):
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
         # Ours (ref_guided): per pixel and alignment module, how much of the predicted missing band goes straight
-        # into the output, from the trunk's features and the guide itself (band and rho^2); zero-initialised like
-        # every grown weight.
+        # into the output, from the trunk's features and the guide itself (band and fit strength); zero-initialised
+        # like every grown weight.
         self.guide_gate = nn.Conv2d(n_feats + 2 * n_align, n_align, 3, padding=1) if ref_guided else None
         if self.guide_gate is not None:
             nn.init.zeros_(self.guide_gate.weight)

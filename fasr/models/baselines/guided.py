@@ -29,7 +29,7 @@ class GuidedFitSR(ResidualSR):
 
     def residual(self, lr: Tensor, ref: Tensor, base: Tensor) -> Tensor:
         ref_du = self.ref_degradation.down_up(ref, self.scale)  # (B, 1, H, W)
-        return local_linear_detail(base, ref_du, ref - ref_du)[:, :1]  # the predicted band; rho^2 unused
+        return local_linear_detail(base, ref_du, ref - ref_du)[:, :1]  # the predicted band; its strength unused
 
 
 def from_config(cfg: ModelConfig) -> GuidedFitSR:
