@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["ModelConfig"]
+from fasr.data.degrade import Bicubic, Degradation, KSpace
+
+__all__ = ["ModelConfig", "ref_degradation_of"]
 
 
 @dataclass
@@ -43,8 +45,8 @@ class ModelConfig:
             one with it (``init_from``): the new weights start at zero, so training starts from the same output.
         ref_guided: ours, not the paper's: also transfer I_Ref-down-up, fit the LR to it window by window
             (guided-filter style, :mod:`fasr.models.guided`) and inject the fit applied to the transferred band,
-            with the fit's squared correlation, through a zero-initialised convolution; grows a model as
-            ``ref_detail`` does.
+            with the fit's strength, through a zero-initialised convolution, and add that prediction to the output
+            under a zero-initialised per-pixel gate; grows a model as ``ref_detail`` does.
     """
 
     name: str = "fasr"
@@ -66,3 +68,9 @@ class ModelConfig:
     ref_degradation: Literal["auto", "bicubic", "kspace"] = "auto"
     ref_detail: bool = False
     ref_guided: bool = False
+
+
+def ref_degradation_of(cfg: ModelConfig) -> Degradation:
+    """The degradation a model applies to make I_Ref-down-up, from ``cfg.ref_degradation`` (``auto`` is resolved
+    from the data config before a model is built)."""
+    return KSpace() if cfg.ref_degradation == "kspace" else Bicubic()

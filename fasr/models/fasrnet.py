@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fasr.data.degrade import Bicubic, Degradation, KSpace, resize
+from fasr.data.degrade import Bicubic, Degradation, resize
 from fasr.models.alignment import ALIGNMENT_CHOICES, ALIGNMENTS, AlignmentResult, AlignmentSettings, Matcher
-from fasr.models.config import ModelConfig
+from fasr.models.config import ModelConfig, ref_degradation_of
 from fasr.models.correspondence import MatchTarget
 from fasr.models.extractor import CHANNELS, TextureExtractor
 from fasr.models.fusion import ProgressiveFusion
@@ -189,14 +189,10 @@ def _kwargs(cfg: ModelConfig) -> dict:
     kw = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
     for key in ("name", "ref_degradation"):
         kw.pop(key)
-    kw["ref_degradation"] = _degradation(cfg.ref_degradation)
+    kw["ref_degradation"] = ref_degradation_of(cfg)
     kw["sa_key_stride"] = str(cfg.sa_key_stride)
     return kw
 
-
-def _degradation(name: str) -> Degradation:
-    """I_Ref-down-up's degradation by name (``auto`` is resolved from the data config before a model is built)."""
-    return KSpace() if name == "kspace" else Bicubic()
 
 
 def from_config(cfg: ModelConfig) -> FASRNet:

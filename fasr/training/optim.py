@@ -30,7 +30,11 @@ def param_groups(
         lr_grown: learning rate of those weights (ours); None = they are in ``rest``.
     """
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    is_grown = (lambda n: any(m in n for m in grown)) if lr_grown is not None else (lambda n: False)
+    marks = grown if lr_grown is not None else ()  # without their own rate the grown weights stay in ``rest``
+
+    def is_grown(name: str) -> bool:
+        return any(m in name for m in marks)
+
     extractor = [p for n, p in named if n.startswith(EXTRACTOR_PREFIX)]
     new = [p for n, p in named if not n.startswith(EXTRACTOR_PREFIX) and is_grown(n)]
     rest = [p for n, p in named if not n.startswith(EXTRACTOR_PREFIX) and not is_grown(n)]

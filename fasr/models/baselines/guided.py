@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from fasr.data.degrade import Bicubic, Degradation, KSpace
+from fasr.data.degrade import Bicubic, Degradation
 from fasr.models.baselines.common import ResidualSR
-from fasr.models.config import ModelConfig
+from fasr.models.config import ModelConfig, ref_degradation_of
 from fasr.models.guided import local_linear_detail
 
 __all__ = ["GuidedFitSR", "from_config"]
@@ -34,4 +34,4 @@ class GuidedFitSR(ResidualSR):
 
 def from_config(cfg: ModelConfig) -> GuidedFitSR:
     """Build from the model section of a run config (``scale`` and ``ref_degradation``)."""
-    return GuidedFitSR(cfg.scale, KSpace() if cfg.ref_degradation == "kspace" else Bicubic())
+    return GuidedFitSR(cfg.scale, ref_degradation_of(cfg))
