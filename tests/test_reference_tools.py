@@ -47,6 +47,7 @@ def test_bench_reference_quick_runs_and_writes_its_report(tmp_path: Path) -> Non
                  "--compare", f"same={checkpoint}"]) == 0
     result = json.loads((out / "reference.json").read_text())
     assert result["subjects"] == ["c"] and result["slices"] == 4
+    assert result["command"].endswith(f"--quick --out-dir {out}")  # the command that wrote these files
     assert set(result["conditions"]) == {"true", "wrong_subject", "shuffled", "noise", "oracle"}
     assert set(result["matching_accuracy"]) == {"0", "4", "8"}
     assert 0 <= result["matching_accuracy"]["0"] <= 1

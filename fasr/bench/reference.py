@@ -50,6 +50,7 @@ CONDITIONS = ("true", "wrong_subject", "shuffled", "noise", "oracle")
 SHIFTS = (0, 1, 2, 4, 8)  # reference shift along x, HR pixels
 ROTATIONS = (2, 5)  # degrees
 GUIDED_FIT = "guided"  # the network-free local linear fit (fasr/models/baselines/guided.py)
+OUT_DIR = "benchmarks/results"  # default --out-dir
 MATCH_SHIFTS = (0, 4, 8)  # shifts (HR pixels, both axes) at which matching accuracy is measured
 
 
@@ -202,7 +203,8 @@ def run_reference_bench(
 
     log(f"held-out {split} subject(s) {sorted({p.subject for p in held_out})}, {len(indices)} slices, x{scale}")
     wrong = _wrong_subjects(cfg, held_out)
-    fit = build_model(ModelConfig(name=GUIDED_FIT, scale=scale, ref_degradation=cfg.model.ref_degradation)).to(device)
+    fit = build_model(ModelConfig(name=GUIDED_FIT, scale=scale, ref_degradation=cfg.model.ref_degradation,
+                                  guide_order=cfg.model.guide_order)).to(device)
     conditions = {}
     for mode in CONDITIONS:
         conditions[mode] = _score({name: model, GUIDED_FIT: fit}, dataset(mode, other=wrong), indices, device)
@@ -336,7 +338,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-slices", type=int, default=32, help="evenly spaced slices per held-out subject")
     parser.add_argument("--quick", action="store_true", help="4 slices (a smoke test)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--out-dir", default="benchmarks/results", help="where reference.{json,md,png} go")
+    parser.add_argument("--out-dir", default=OUT_DIR, help="where reference.{json,md,png} go")
     parser.add_argument("--json", help="also write the JSON here")
     add_set_argument(parser, "model.search_window=16")
 
@@ -357,6 +359,7 @@ def run(args: argparse.Namespace) -> int:
     command = "fasr bench reference " + " ".join(
         [f"--checkpoint {args.checkpoint}", *(f"--compare {c}" for c in args.compare)]
         + (["--quick"] if args.quick else [f"--max-slices {args.max_slices}"]) + [f"--set {s}" for s in args.overrides]
+        + ([f"--out-dir {args.out_dir}"] if args.out_dir != OUT_DIR else [])
     )
     result["command"] = command
     text = json.dumps(result, indent=2)
