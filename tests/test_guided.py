@@ -8,7 +8,7 @@ import math
 import torch
 
 from fasr.data.degrade import Bicubic
-from fasr.models.guided import STRENGTH_FLOOR, box_mean, local_linear_detail
+from fasr.models.guided import STRENGTH_FLOOR, box_mean, local_linear_detail, local_quadratic_detail
 
 
 def _smooth_image(seed: int, size: int = 64) -> torch.Tensor:
@@ -53,14 +53,48 @@ def test_an_affine_reference_predicts_the_missing_band_exactly_and_noise_does_no
     assert float(strength_noise.min()) >= 0 and float(strength_noise.max()) <= top + 1e-5
 
 
+def _quadratic_views(ref: torch.Tensor, lr_up: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The arguments of local_quadratic_detail for a registered reference."""
+    deg, sq = Bicubic(), ref * ref
+    ref_du, sq_du = deg.down_up(ref, 4), deg.down_up(sq, 4)
+    return lr_up, ref_du, ref - ref_du, sq_du, sq - sq_du
+
+
+def test_a_quadratic_contrast_needs_the_quadratic_fit() -> None:
+    """hr = 0.5 ref - 0.8 ref^2 + 0.1 (three tissues off one line, as T1 -> T2): the quadratic fit (guide_order 2)
+    recovers the missing band almost exactly with strength near its top, the linear one leaves most of it; the
+    quadratic fit of a linear contrast is as good as the linear fit, and a noise reference fits badly."""
+    ref = torch.nn.functional.interpolate(
+        torch.rand(1, 1, 8, 8, generator=torch.Generator().manual_seed(4)) * 2 - 1, size=(64, 64), mode="bilinear")
+    for hr, exact_linear in ((0.5 * ref - 0.8 * ref**2 + 0.1, False), (-0.7 * ref + 0.1, True)):
+        lr_up = Bicubic().down_up(hr, 4)
+        views = _quadratic_views(ref, lr_up)
+        quad = local_quadratic_detail(*views, eps=1e-8)
+        lin = local_linear_detail(*views[:3], eps=1e-8)
+        assert quad.shape == lin.shape == (1, 2, 64, 64)
+        missing = float((hr - lr_up).abs().mean())
+        err_quad, err_lin = (float((hr - lr_up - f[:, :1]).abs().mean()) for f in (quad, lin))
+        assert err_quad < 0.01 * missing
+        assert (err_lin < 0.01 * missing) == exact_linear
+        assert float(quad[:, 1:].mean()) > 5.0  # rho^2 > 0.99 nearly everywhere
+    noise = torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    strength = local_quadratic_detail(*_quadratic_views(noise, lr_up))[:, 1:]
+    top = math.log((1 + STRENGTH_FLOOR) / STRENGTH_FLOOR)
+    assert float(strength.mean()) < 1.5 and float(strength.min()) >= 0 and float(strength.max()) <= top + 1e-5
+
+
 def test_fit_runs_in_fp32_under_bf16_autocast() -> None:
     ref = _smooth_image(2)
-    lr_up, ref_du = Bicubic().down_up(0.5 * ref, 4), Bicubic().down_up(ref, 4)
-    fp32 = local_linear_detail(lr_up, ref_du, ref - ref_du)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        auto = local_linear_detail(lr_up, ref_du, ref - ref_du)
-    assert auto.dtype == torch.float32
-    torch.testing.assert_close(auto, fp32, atol=0, rtol=0)
+    lr_up = Bicubic().down_up(0.5 * ref - 0.3 * ref * ref, 4)
+    views = _quadratic_views(ref, lr_up)
+    for fit, args in ((local_linear_detail, views[:3]), (local_quadratic_detail, views)):
+        fp32 = fit(*args)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            auto = fit(*(a.bfloat16() if i else a for i, a in enumerate(args)))
+        assert auto.dtype == torch.float32
+        torch.testing.assert_close(auto, fit(*(a.bfloat16().float() if i else a for i, a in enumerate(args))),
+                                   atol=0, rtol=0)
+        assert fp32.isfinite().all()
 
 
 def test_the_network_free_model_is_bicubic_plus_the_fit() -> None:
@@ -70,10 +104,11 @@ def test_the_network_free_model_is_bicubic_plus_the_fit() -> None:
     ref = _smooth_image(3)
     hr = 0.6 * ref - 0.2
     lr = Bicubic().down(hr, 4)
-    model = build_model(ModelConfig(name="guided", scale=4, ref_degradation="bicubic"))
-    assert sum(p.numel() for p in model.parameters()) == 0
-    with torch.no_grad():
-        sr = model(lr, ref).sr
     bicubic = Bicubic().up(lr, 4)
-    assert sr.shape == hr.shape
-    assert float((sr - hr).abs().mean()) < 0.5 * float((bicubic - hr).abs().mean())
+    for order in (1, 2):
+        model = build_model(ModelConfig(name="guided", scale=4, ref_degradation="bicubic", guide_order=order))
+        assert sum(p.numel() for p in model.parameters()) == 0
+        with torch.no_grad():
+            sr = model(lr, ref).sr
+        assert sr.shape == hr.shape
+        assert float((sr - hr).abs().mean()) < 0.5 * float((bicubic - hr).abs().mean())

@@ -82,6 +82,7 @@ def test_default_constructor_and_wrong_reference_shape() -> None:
         {"ref_detail": True},
         {"ref_guided": True},
         {"ref_detail": True, "ref_guided": True},
+        {"ref_guided": True, "guide_order": 2},
     ],
 )
 def test_every_configuration_trains(overrides: dict) -> None:
@@ -100,14 +101,15 @@ def test_every_configuration_trains(overrides: dict) -> None:
 GROWN_INPUTS = {"ref_detail": "detail", "ref_guided": "guide"}  # config field -> full-resolution injection conv
 
 
-@pytest.mark.parametrize("field", sorted(GROWN_INPUTS))
+@pytest.mark.parametrize("field,order", [("ref_detail", 1), ("ref_guided", 1), ("ref_guided", 2)])
 @pytest.mark.parametrize("arch", [{}, {"alignment": "sa"}, {"alignment": "ma"}, {"name": "ttsr"}])
-def test_grown_inputs_start_from_the_same_output(arch: dict, field: str) -> None:
+def test_grown_inputs_start_from_the_same_output(arch: dict, field: str, order: int) -> None:
     """model.ref_detail and model.ref_guided (ours) add only zero-initialised weights: a trained model without
     them loads into one with them (init_from) and gives the same output. The new input of the fusion is, per
-    alignment module, I_Ref - I_Ref-down-up as that module transfers it (ref_detail), or the local linear fit of
-    the LR to the transferred I_Ref-down-up applied to that band (ref_guided); a flat reference adds nothing."""
-    from fasr.models.guided import local_linear_detail
+    alignment module, I_Ref - I_Ref-down-up as that module transfers it (ref_detail), or the local linear
+    (quadratic: guide_order 2) fit of the LR to the transferred I_Ref-down-up (and DU(I_Ref^2)) applied to the
+    transferred band(s) (ref_guided); a flat reference adds nothing."""
+    from fasr.models.guided import local_linear_detail, local_quadratic_detail
     from fasr.training.trainer import _load_starting_weights
 
     torch.manual_seed(0)
@@ -115,7 +117,7 @@ def test_grown_inputs_start_from_the_same_output(arch: dict, field: str) -> None
     if cfg["name"] == "ttsr":
         cfg.pop("embed_dim")
     base = _untie(build_model(ModelConfig(**cfg))).eval()
-    grown = build_model(ModelConfig(**cfg, **{field: True})).eval()
+    grown = build_model(ModelConfig(**cfg, **{field: True}, guide_order=order)).eval()
     _load_starting_weights(grown, base.state_dict(), {field}, "base")
     lr, ref = _pair(2, 9, 7, 4)
     conv = getattr(grown.fusion.inject[2], GROWN_INPUTS[field])
@@ -134,8 +136,12 @@ def test_grown_inputs_start_from_the_same_output(arch: dict, field: str) -> None
             return torch.cat([m(q, k, {**v, "1": image}).features["1"] for m in grown.align.values()], 1)
 
         expected = transferred(ref - ref_du)
-        if field == "ref_guided":
+        if field == "ref_guided" and order == 1:
             expected = local_linear_detail(lr_up, transferred(ref_du), expected)
+        elif field == "ref_guided":
+            sq_du = grown.ref_degradation.down_up(ref * ref, 4)
+            expected = local_quadratic_detail(lr_up, transferred(ref_du), expected, transferred(sq_du),
+                                              transferred(ref * ref - sq_du))
         torch.testing.assert_close(seen[0], expected, atol=1e-5, rtol=0)
         flat = torch.full_like(ref, 0.3)
         flat_sr, n_align = grown(lr, flat).sr, len(grown.align)

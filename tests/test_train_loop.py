@@ -198,6 +198,12 @@ def test_init_from_may_grow_a_model_by_a_grown_input_only(tmp_path: Path, field:
 
     start, grown = trainer_module.Trainer._starting_weights(SimpleNamespace(cfg=config(True)), checkpoint(False))
     assert grown == {field} and not any(marker in k for k in start)
+    if field == "ref_guided":  # the fit's order changes no weight: a linear-fit model fine-tunes into a quadratic one
+        quadratic = config(True)
+        quadratic.model.guide_order = 2
+        start, grown = trainer_module.Trainer._starting_weights(SimpleNamespace(cfg=quadratic), checkpoint(True))
+        assert grown == set() and any(marker in k for k in start)
+        build_model(quadratic.model).load_state_dict(start)
     with pytest.raises(FasrError, match=rf"other \['model.{field}'\]"):
         trainer_module.Trainer._starting_weights(SimpleNamespace(cfg=config(False)), checkpoint(True))
 

@@ -17,7 +17,8 @@ from fasr.models.config import ModelConfig
 from fasr.models.output import SROutput
 
 __all__ = [
-    "build_model", "register", "ignored_settings", "MODELS", "USES", "GROWN_WEIGHTS", "SROutput", "ModelConfig"
+    "build_model", "register", "ignored_settings", "MODELS", "USES", "GROWN_WEIGHTS", "WEIGHT_FREE_FIELDS",
+    "SROutput", "ModelConfig",
 ]
 
 # name -> "module:factory"; a factory takes a ModelConfig and returns an nn.Module.
@@ -37,13 +38,16 @@ USES: dict[str, frozenset[str]] = {
     "fasr": _ALL,
     "ttsr": _ALL - {"alignment", "embed_dim", "sa_key_stride", "ma_pyramid"},
     "bicubic": frozenset({"name", "scale"}),
-    "guided": frozenset({"name", "scale", "ref_degradation"}),
+    "guided": frozenset({"name", "scale", "ref_degradation", "guide_order"}),
     **{name: frozenset({"name", "scale", "n_feats"}) for name in ("edsr", "swinir", "mcsr", "minet")},
 }
 
 # ModelConfig fields that, switched on, only add zero-initialised weights, named with this substring: a model
 # trained without them can be fine-tuned into one with them (``init_from``) and starts from the same output.
 GROWN_WEIGHTS: dict[str, str] = {"ref_detail": ".detail.", "ref_guided": "guide"}
+# ModelConfig fields that change what a model computes but none of its weights: ``init_from`` may change them (the
+# fine-tuning that follows adapts the weights).
+WEIGHT_FREE_FIELDS = frozenset({"guide_order"})
 
 
 def register(name: str, target: str, uses: frozenset[str] = _ALL) -> None:

@@ -47,6 +47,9 @@ class ModelConfig:
             (guided-filter style, :mod:`fasr.models.guided`) and inject the fit applied to the transferred band,
             with the fit's strength, through a zero-initialised convolution, and add that prediction to the output
             under a zero-initialised per-pixel gate; grows a model as ``ref_detail`` does.
+        guide_order: ours: the fit of ``ref_guided`` (and of model ``guided``): 1 = linear in the reference, 2 =
+            quadratic (also transfers I_Ref^2's two views; :func:`fasr.models.guided.local_quadratic_detail`). Both
+            give the network the same channels, so a model trained with one can be fine-tuned with the other.
     """
 
     name: str = "fasr"
@@ -68,6 +71,7 @@ class ModelConfig:
     ref_degradation: Literal["auto", "bicubic", "kspace"] = "auto"
     ref_detail: bool = False
     ref_guided: bool = False
+    guide_order: Literal[1, 2] = 1
 
 
 def ref_degradation_of(cfg: ModelConfig) -> Degradation:

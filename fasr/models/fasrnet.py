@@ -20,7 +20,7 @@ from fasr.models.correspondence import MatchTarget
 from fasr.models.extractor import CHANNELS, TextureExtractor
 from fasr.models.fusion import ProgressiveFusion
 from fasr.models.grids import GRIDS, QUERY_GRID, TRANSFER_GRIDS
-from fasr.models.guided import local_linear_detail
+from fasr.models.guided import local_linear_detail, local_quadratic_detail
 from fasr.models.output import SROutput
 
 __all__ = ["FASRNet", "FASROutput", "from_config", "ttsr_from_config"]
@@ -47,6 +47,7 @@ class FASRNet(nn.Module):
             resolution (ours; ``ModelConfig.ref_detail``).
         ref_guided: also transfer I_Ref-down-up, fit the LR to it window by window and inject that fit applied to
             the transferred band at full resolution (ours; ``ModelConfig.ref_guided``, :mod:`fasr.models.guided`).
+        guide_order: that fit's order: 1 = linear, 2 = quadratic (ours; ``ModelConfig.guide_order``).
     """
 
     def __init__(
@@ -69,6 +70,7 @@ class FASRNet(nn.Module):
         ref_degradation: Degradation | None = None,
         ref_detail: bool = False,
         ref_guided: bool = False,
+        guide_order: int = 1,
     ) -> None:
         super().__init__()
         if scale < 2:
@@ -79,7 +81,9 @@ class FASRNet(nn.Module):
             raise ValueError(f"unknown fusion '{fusion}'")
         self.scale = scale
         self.alignment = alignment
-        self.ref_detail, self.ref_guided = ref_detail, ref_guided
+        if guide_order not in (1, 2):
+            raise ValueError(f"guide_order must be 1 (linear) or 2 (quadratic), got {guide_order}")
+        self.ref_detail, self.ref_guided, self.guide_order = ref_detail, ref_guided, guide_order
         self.ref_degradation = ref_degradation or Bicubic()
         matcher = Matcher(attention_score=attention_score, temperature=softmax_temperature,
                           match_memory_mib=match_memory_mib, search_window=search_window)
@@ -143,9 +147,14 @@ class FASRNet(nn.Module):
         k = self.extractor(ref_du_p, self.qk_grids)  # Eq. 5
         v = self.extractor(ref_p, TRANSFER_GRIDS)  # Eq. 6
         # Ours: reference images that ride along with V^1, transferred with each module's own matches -- the band
-        # the LR lacks as the reference shows it (ref_detail, ref_guided) and the reference's LR view (ref_guided).
-        carried = ([ref_p - ref_du_p] if self.ref_detail or self.ref_guided else []) + \
-            ([ref_du_p] if self.ref_guided else [])
+        # the LR lacks as the reference shows it (ref_detail, ref_guided), the reference's LR view (ref_guided) and
+        # the same two of the squared reference (ref_guided, guide_order 2).
+        carried = [ref_p - ref_du_p] if self.ref_detail or self.ref_guided else []
+        if self.ref_guided:
+            carried.append(ref_du_p)
+            if self.guide_order == 2:
+                sq_du = F.pad(self.ref_degradation.down_up(ref * ref, self.scale), pad, mode="replicate")
+                carried += [sq_du, ref_p * ref_p - sq_du]  # in local_quadratic_detail's argument order
         if carried:
             # (B, C_1 + len(carried), H, W), channels-last as V (the transfer reads whole pixel rows of channels)
             v["1"] = torch.cat([v["1"], *(c.to(v["1"].dtype) for c in carried)], dim=1)
@@ -162,8 +171,10 @@ class FASRNet(nn.Module):
             band = torch.cat([a[:, :1] for a in aligned], dim=1)  # (B, n_align, H, W)
             detail = band if self.ref_detail else None
             if self.ref_guided:
-                ref_du_aligned = torch.cat([a[:, 1:2] for a in aligned], dim=1)  # (B, n_align, H, W)
-                guide = local_linear_detail(lr_up_p, ref_du_aligned, band).to(band.dtype)  # (B, 2 n_align, H, W)
+                # carried channel j of every module: (B, n_align, H, W)
+                views = [torch.cat([a[:, j:j + 1] for a in aligned], dim=1) for j in range(1, n)]
+                fit = local_linear_detail if self.guide_order == 1 else local_quadratic_detail
+                guide = fit(lr_up_p, views[0], band, *views[1:]).to(band.dtype)  # (B, 2 n_align, H, W)
         tex = {g: torch.cat([r.features[g] for r in results], dim=1) for g in TRANSFER_GRIDS}  # Eq. 17
         # Eq. 20 (averaged rather than summed: a constant factor the injection convolution absorbs).
         score = {g: torch.stack([r.score[g] for r in results]).mean(0) for g in TRANSFER_GRIDS}

@@ -8,6 +8,13 @@ I_Ref-down-up): a prediction of the target's missing band. It only exists for th
 patient's anatomy or noise fits badly, which the fit's squared correlation rho^2 says per pixel. The network gets
 it as the fit's strength log(1.001 / (1.001 - rho^2)), on [0, 6.9]: a linear gate on rho^2 barely tells an exact fit
 (0.997, the HR target as reference) from a good one (0.7, the true T1), the strength does: 5.5 and 1.2.
+
+Order 2 (``model.guide_order``, ours): the target as a local quadratic function of the reference, fitted on the
+LR views of the reference and of its square (hr ~ a ref + c ref^2 + b, so LR-up ~ a DU(ref) + c DU(ref^2) + b),
+the missing band predicted as a (ref - DU(ref)) + c (ref^2 - DU(ref^2)). Three tissues in one window (CSF, grey and
+white matter) are not on one line in T1-T2 space but close to a parabola. Measured on the 32 test slices of
+``fasr bench reference`` (x4, bicubic plus the fit alone, 5x5 windows): true T1 30.52 -> 33.07 dB (linear 32.57),
+another subject's T1 29.92 (linear 30.05).
 """
 
 from __future__ import annotations
@@ -18,7 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["box_mean", "local_linear_detail", "GUIDE_RADIUS", "GUIDE_EPS", "RHO_EPS", "STRENGTH_FLOOR"]
+__all__ = [
+    "box_mean", "local_linear_detail", "local_quadratic_detail", "GUIDE_RADIUS", "GUIDE_EPS", "RHO_EPS",
+    "STRENGTH_FLOOR",
+]
 
 GUIDE_RADIUS = 2  # 5x5 windows at full resolution
 # Regulariser of the slope, on [-1, 1] intensities: windows with variance << 1e-3 get a slope near 0. Measured on
@@ -35,6 +45,17 @@ def box_mean(x: Tensor, radius: int) -> Tensor:
     """Mean over the (2 radius + 1)^2 window around each pixel, edges replicated; same shape as ``x``."""
     k = 2 * radius + 1
     return F.avg_pool2d(F.pad(x, (radius,) * 4, mode="replicate"), k, stride=1)
+
+
+def _strength(r2: Tensor) -> Tensor:
+    """log((1 + floor) / (1 + floor - r2)) of a fit's squared correlation r2 on [0, 1]: on [0, 6.9]."""
+    r2 = r2.clamp(0, 1)
+    return math.log1p(STRENGTH_FLOOR) - torch.log1p(STRENGTH_FLOOR - r2)
+
+
+def _cov(x: Tensor, y: Tensor, radius: int) -> Tensor:
+    """Covariance of x and y over each window (same shape)."""
+    return box_mean(x * y, radius) - box_mean(x, radius) * box_mean(y, radius)
 
 
 def local_linear_detail(
@@ -57,11 +78,45 @@ def local_linear_detail(
     """
     with torch.autocast(lr_up.device.type, enabled=False):
         lr_up, ref_du, band = lr_up.float(), ref_du.float(), band.float()
-        mean_l, mean_r = box_mean(lr_up, radius), box_mean(ref_du, radius)
-        cov = box_mean(lr_up * ref_du, radius) - mean_l * mean_r  # (B, n, H, W)
-        var_r = (box_mean(ref_du * ref_du, radius) - mean_r * mean_r).clamp_min(0)
-        var_l = (box_mean(lr_up * lr_up, radius) - mean_l * mean_l).clamp_min(0)
+        cov = _cov(lr_up, ref_du, radius)  # (B, n, H, W)
+        var_r, var_l = _cov(ref_du, ref_du, radius).clamp_min(0), _cov(lr_up, lr_up, radius).clamp_min(0)
         slope = box_mean(cov / (var_r + eps), radius)
-        rho2 = (cov * cov / ((var_l + RHO_EPS) * (var_r + RHO_EPS))).clamp(0, 1)
-        strength = math.log1p(STRENGTH_FLOOR) - torch.log1p(STRENGTH_FLOOR - rho2)
-        return torch.cat([slope * band, strength], dim=1)
+        rho2 = cov * cov / ((var_l + RHO_EPS) * (var_r + RHO_EPS))
+        return torch.cat([slope * band, _strength(rho2)], dim=1)
+
+
+def local_quadratic_detail(
+    lr_up: Tensor, ref_du: Tensor, band: Tensor, sq_du: Tensor, sq_band: Tensor,
+    radius: int = GUIDE_RADIUS, eps: float = GUIDE_EPS,
+) -> Tensor:
+    """Fit lr_up ~ a * ref_du + c * sq_du + b in each window (ridge, two regressors) and apply the window-averaged
+    coefficients to the two bands (order 2 of ``model.guide_order``, ours).
+
+    Args:
+        lr_up: (B, 1 or n, H, W) I_LR-up.
+        ref_du / band: (B, n, H, W) I_Ref-down-up and I_Ref - I_Ref-down-up, as each alignment module transferred them.
+        sq_du / sq_band: (B, n, H, W) the same two for the squared reference: DU(I_Ref^2) and I_Ref^2 - DU(I_Ref^2).
+        radius: window radius in pixels.
+        eps: coefficient regulariser (added to both variances).
+
+    Returns:
+        (B, 2 n, H, W) as :func:`local_linear_detail`: the predicted band, then the strength of the fit's R^2.
+    """
+    with torch.autocast(lr_up.device.type, enabled=False):
+        lr_up, ref_du, band, sq_du, sq_band = (x.float() for x in (lr_up, ref_du, band, sq_du, sq_band))
+        c11, c22 = _cov(ref_du, ref_du, radius).clamp_min(0), _cov(sq_du, sq_du, radius).clamp_min(0)
+        c12 = _cov(ref_du, sq_du, radius)
+        y1, y2 = _cov(lr_up, ref_du, radius), _cov(lr_up, sq_du, radius)
+        var_l = _cov(lr_up, lr_up, radius).clamp_min(0)
+        gram = (c11 * c22 - c12 * c12).clamp_min(0)  # det of the unregularised 2x2 covariance, >= 0
+
+        def solve(reg: float) -> tuple[Tensor, Tensor]:
+            """(a, c) of the 2x2 system [[c11 + reg, c12], [c12, c22 + reg]] (a, c) = (y1, y2)."""
+            det = gram + reg * (c11 + c22) + reg * reg
+            return ((c22 + reg) * y1 - c12 * y2) / det, ((c11 + reg) * y2 - c12 * y1) / det
+
+        a, c = solve(eps)
+        pred = box_mean(a, radius) * band + box_mean(c, radius) * sq_band
+        a0, c0 = solve(RHO_EPS)
+        r2 = (a0 * y1 + c0 * y2) / (var_l + RHO_EPS)  # explained share of the LR's window variance
+        return torch.cat([pred, _strength(r2)], dim=1)

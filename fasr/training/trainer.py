@@ -33,7 +33,7 @@ from fasr.data.datasets import build_dataset
 from fasr.data.normalize import FOREGROUND_LEVEL
 from fasr.data.types import PairedSample
 from fasr.errors import FasrError
-from fasr.models import GROWN_WEIGHTS, build_model
+from fasr.models import GROWN_WEIGHTS, WEIGHT_FREE_FIELDS, build_model
 from fasr.models.correspondence import match_target
 from fasr.scoring.volumes import BICUBIC, merge_predictions, predict_volumes, score_predictions, spread_indices
 from fasr.training.distributed import DistContext, init_distributed, shutdown
@@ -202,7 +202,7 @@ class Trainer:
         """The weights of ``source`` (``init_from``), for a model of this run's architecture, and the fields of
         :data:`GROWN_WEIGHTS` that this run switches on over them (their weights start at zero)."""
         start, stored = load_model(source)
-        ignored = {"backbone_weights", *INFERENCE_FIELDS}  # neither changes the weights' shapes
+        ignored = {"backbone_weights", *INFERENCE_FIELDS, *WEIGHT_FREE_FIELDS}  # none changes the weights' shapes
         ours, theirs = to_dict(self.cfg)["model"], to_dict(stored)["model"]
         grown = {k for k in GROWN_WEIGHTS if ours.get(k) and not theirs.get(k)}  # new weights start at zero
         differ = sorted(f"model.{k}" for k in ours if k not in ignored | grown and ours[k] != theirs.get(k))
