@@ -17,6 +17,7 @@ from fasr.data.config import DataConfig
 from fasr.data.datasets import build_dataset
 from fasr.data.degrade import Bicubic, KSpace
 from fasr.data.layouts import find_pairs, split_pairs, split_sources
+from fasr.errors import FasrError
 from test_data_support import LPS, as_ras, one_line_error, phantom, write_fastmri, write_ixi
 
 SHAPE = (24, 20, 5)  # (X, Y, Z): slices of 20 rows x 24 columns after display reorientation
@@ -121,6 +122,21 @@ def test_evaluation_samples_are_deterministic_with_noise_and_misalignment(tmp_pa
     torch.testing.assert_close(first.lr, again.lr)
     torch.testing.assert_close(first.ref, again.ref)
     assert not torch.allclose(first.ref, first.hr)  # the reference is moved away from the target
+
+
+def test_misalign_prob_keeps_a_share_of_references_registered(tmp_path: Path) -> None:
+    """data.misalign_prob (ours): each sample's reference is misaligned with that probability, else registered
+    exactly; deterministic per evaluation slice; out of [0, 1] is refused."""
+    root = _brats(tmp_path, ["a", "b"], same_contrast=True)
+    moved = {}
+    for prob in (0.0, 0.5, 1.0):
+        dataset = build_dataset(_cfg(root, misalign=(2.0, 5.0, 0.05), misalign_prob=prob), "val", 2, train=False)
+        moved[prob] = [not torch.allclose(s.ref, s.hr) for s in dataset]
+        assert moved[prob] == [not torch.allclose(s.ref, s.hr) for s in dataset]  # same draw every time
+    assert not any(moved[0.0]) and all(moved[1.0])
+    assert 0 < sum(moved[0.5]) < len(moved[0.5])
+    with pytest.raises(FasrError, match="misalign_prob must be in"):
+        build_dataset(_cfg(root, misalign=(2.0, 0.0, 0.0), misalign_prob=1.5), "val", 2, train=False)[0]
 
 
 def test_misalign_moves_the_reference_by_at_most_the_limits() -> None:

@@ -44,6 +44,9 @@ class DataConfig:
         min_foreground: slices whose target (and reference) has less content than this fraction are skipped.
         slice_step: keep every n-th slice with content.
         misalign: max random reference misalignment as (shift px, rotation deg, scale fraction); 0 = off.
+        misalign_prob: share of samples whose reference is misaligned; the others keep it registered (ours:
+            with every training pair misaligned a model learns to distrust pixel-exact detail it could use on
+            well-registered scans; 1 = all, as before).
         self_reference: training also pairs each target slice with itself as the reference (misaligned like
             the others when ``misalign`` is on), so that the fusion learns to copy texture a reference has;
             validation and test never do (ours, not the paper's).
@@ -70,6 +73,7 @@ class DataConfig:
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
     augment: bool = True
     misalign: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    misalign_prob: float = 1.0
     self_reference: bool = False
     intensity_jitter: float = 0.0
     batch_size: int = 4

@@ -129,6 +129,7 @@ class SampleMaker:
             and misalignment drawn from a generator seeded by the sample index (identical every epoch).
         augment: joint flips/90-degree rotations (training only).
         misalign: max (shift px, rotation deg, scale fraction) of the reference; all 0 = off.
+        misalign_prob: share of samples misaligned (drawn per sample; 1 = every sample, without a draw).
         min_foreground: least content fraction a training crop should have.
         intensity_jitter: training only: the target's HR and LR are scaled together by a random factor in
             [1 - j, 1 + j] about the background level -1, so a model tolerates the normalisation shift between
@@ -149,6 +150,7 @@ class SampleMaker:
         misalign: tuple[float, float, float],
         min_foreground: float,
         intensity_jitter: float = 0.0,
+        misalign_prob: float = 1.0,
     ) -> None:
         if slice_size % scale:
             raise FasrError(f"data.slice_size {slice_size} is not divisible by scale {scale}; pick a multiple")
@@ -156,7 +158,10 @@ class SampleMaker:
             raise FasrError(f"data.patch_size {patch_size} must be a positive multiple of scale {scale}")
         self.scale, self.degradation, self.noise, self.snr = scale, degradation, noise, snr
         self.slice_size, self.patch_size, self.train, self.augment = slice_size, patch_size, train, augment
-        self.misalign = tuple(misalign) if any(misalign) else None
+        if not 0.0 <= misalign_prob <= 1.0:
+            raise FasrError(f"data.misalign_prob must be in [0, 1], got {misalign_prob}")
+        self.misalign = tuple(misalign) if any(misalign) and misalign_prob > 0 else None
+        self.misalign_prob = misalign_prob
         self.min_foreground = min_foreground
         self.intensity_jitter = intensity_jitter
 
@@ -167,6 +172,7 @@ class SampleMaker:
             scale=scale, degradation=degradation, noise=cfg.degradation.noise, snr=cfg.degradation.snr,
             slice_size=cfg.slice_size, patch_size=cfg.patch_size, train=train, augment=cfg.augment,
             misalign=cfg.misalign, min_foreground=cfg.min_foreground, intensity_jitter=cfg.intensity_jitter,
+            misalign_prob=cfg.misalign_prob,
         )
 
     def __call__(self, raw: RawSlice, index: int) -> PairedSample:
@@ -185,7 +191,9 @@ class SampleMaker:
         lr = lr_on_canvas(hr, stored, offset, s, self.degradation, self.noise, self.snr, generator, raw.subject)
         coords = canvas_coords(size) if self.train else None  # (1, 2, H, W)
         ref_coords = coords
-        if self.misalign is not None:
+        if self.misalign is not None and (
+            self.misalign_prob == 1.0 or float(torch.rand(1, generator=generator)) < self.misalign_prob
+        ):
             # One draw of the generator warps the reference, its coordinates and a validity channel alike.
             extra = [] if coords is None else [coords, torch.ones_like(ref)]
             warped = misalign(torch.cat([ref, *extra], dim=1), *self.misalign, generator=generator)
