@@ -161,6 +161,11 @@ def test_grown_inputs_start_from_the_same_output(arch: dict, field: str, order: 
         _load_starting_weights(build_model(ModelConfig(**cfg, **{field: True})), base.state_dict(), set(), "base")
 
 
+def test_guide_order_needs_ref_guided() -> None:
+    with pytest.raises(FasrError, match="set model.ref_guided: true"):
+        build_model(ModelConfig(name="fasr", scale=4, **TINY, guide_order=2))
+
+
 def test_ttsr_is_cross_attention() -> None:
     model = build_model(ModelConfig(name="ttsr", **{k: v for k, v in TINY.items() if k in USES["ttsr"]}))
     assert model.alignment == "cross_attention" and list(model.align) == ["cross_attention"]

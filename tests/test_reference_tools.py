@@ -55,6 +55,7 @@ def test_bench_reference_quick_runs_and_writes_its_report(tmp_path: Path) -> Non
     # an untrained FASR-Net is exactly bicubic (zero-initialised output): no reference can change it
     assert result["conditions"]["true"]["psnr"] == pytest.approx(result["bicubic"]["psnr"], abs=1e-6)
     fit = result["network_free_fit"]  # the local linear fit alone: a registered reference of the anatomy helps
+    assert result["network_free_fit_order"] == 1 and "(linear, model `guided`" in (out / "reference.md").read_text()
     assert set(fit) == set(result["conditions"])
     assert min(fit["oracle"]["psnr"], fit["true"]["psnr"]) > result["bicubic"]["psnr"] + 3 > fit["noise"]["psnr"] + 3
     assert fit["wrong_subject"]["psnr"] < fit["true"]["psnr"] - 3  # (another subject's anatomy fits badly)

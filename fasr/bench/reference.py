@@ -8,9 +8,10 @@ On the held-out subject(s) of a checkpoint's data config (x scale, fastMRI conve
 * matching accuracy: the share of foreground queries whose 1/4-grid match lies within one cell (Chebyshev) of
   the true position, on registered pairs and under known shifts of the reference;
 * confidence AUC: per-slice mean confidence over the brain, true vs wrong-subject reference (Mann-Whitney);
-* the same five conditions for the network-free local linear fit (model ``guided``: bicubic plus the reference's
-  missing band mapped into the target's contrast, :mod:`fasr.models.guided`), which shows how much each reference
-  can say about the missing band without any learning;
+* the same five conditions for the network-free local fit (model ``guided``, of the checkpoint's
+  ``model.guide_order``: bicubic plus the reference's missing band mapped into the target's contrast,
+  :mod:`fasr.models.guided`), which shows how much each reference can say about the missing band without any
+  learning;
 * a misregistration curve: PSNR vs reference shift (x, pixels) and rotation (degrees) for the checkpoint and any
   ``--compare NAME=CKPT`` models (e.g. TTSR, MINet, MCSR, EDSR trained the same way).
 
@@ -49,8 +50,9 @@ __all__ = ["CONDITIONS", "SHIFTS", "ROTATIONS", "run_reference_bench", "add_argu
 CONDITIONS = ("true", "wrong_subject", "shuffled", "noise", "oracle")
 SHIFTS = (0, 1, 2, 4, 8)  # reference shift along x, HR pixels
 ROTATIONS = (2, 5)  # degrees
-GUIDED_FIT = "guided"  # the network-free local linear fit (fasr/models/baselines/guided.py)
+GUIDED_FIT = "guided"  # the network-free local fit (fasr/models/baselines/guided.py)
 OUT_DIR = "benchmarks/results"  # default --out-dir
+_FIT_KIND = {1: "linear", 2: "quadratic"}  # model.guide_order -> the network-free fit's name in the report
 MATCH_SHIFTS = (0, 4, 8)  # shifts (HR pixels, both axes) at which matching accuracy is measured
 
 
@@ -239,6 +241,7 @@ def run_reference_bench(
         "bicubic": bicubic,
         "conditions": {m: conditions[m][name] for m in CONDITIONS},
         "network_free_fit": {m: conditions[m][GUIDED_FIT] for m in CONDITIONS},
+        "network_free_fit_order": cfg.model.guide_order,
         "true_minus_wrong_db": gain,
         "oracle_minus_wrong_db": conditions["oracle"][name]["psnr"] - wrong_psnr,
         "matching_accuracy": accuracy,
@@ -281,7 +284,8 @@ def _markdown(r: dict[str, Any], command: str) -> str:
         f"True minus wrong subject: {r['true_minus_wrong_db']:+.2f} dB; oracle minus wrong subject: "
         f"{r['oracle_minus_wrong_db']:+.2f} dB.",
         *(["", "Network-free fit: bicubic plus the reference's missing band mapped into the target's contrast in "
-            "5x5 windows (model `guided`, no training, no matching)."] if fit else []),
+            f"5x5 windows ({_FIT_KIND.get(r.get('network_free_fit_order', 1))}, model `guided`, no training, "
+            "no matching)."] if fit else []),
         "",
         "Matching accuracy (foreground queries within one 1/4-grid cell of the true position): "
         + ", ".join(f"shift {s} px {fmt(v)}" for s, v in acc.items()) + ".",

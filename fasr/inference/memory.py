@@ -5,9 +5,9 @@ batch (about 4.1 KB per pixel plus 24 bytes per trunk channel, measured as peak-
 at 256x256 and 512x512, n_feats 16 and 64, batch 1 and 2, this project's CPU, fp32), plus the correlation
 block budget. A 15 % safety margin is added (it also covers ``model.ref_detail``, whose extra full-resolution
 channel added 4-12 % to the peak growth of a 2 x 240 x 240 batch at n_feats 32, and ``model.ref_guided``, which
-added 0-4 % more to it, with ``model.guide_order`` 1 or 2 alike: 559 and 548 MiB, against 535 without). The estimate holds for a heap
-that returns freed memory; the slice loop keeps freed memory for reuse only where the budget has room for what
-that adds (``fasr.heap.REUSE_OVERHEAD``).
+added 0-4 % more to it, with ``model.guide_order`` 1 or 2 alike: 559 and 548 MiB, against 535 without). The
+estimate holds for a heap that returns freed memory; the slice loop keeps freed memory for reuse only where the
+budget has room for what that adds (``fasr.heap.REUSE_OVERHEAD``).
 Time is FLOPs over a throughput: the convolutions (~2.1 TFLOP per HR megapixel for the default model) and the
 factorised matching (pixel correlations of the 1/4 grid, 256-dim for M-A and 64-dim for S-A's three key grids),
 at rates measured with 2 threads here.

@@ -14,13 +14,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fasr.data.degrade import Bicubic, Degradation, resize
+from fasr.errors import FasrError
 from fasr.models.alignment import ALIGNMENT_CHOICES, ALIGNMENTS, AlignmentResult, AlignmentSettings, Matcher
 from fasr.models.config import ModelConfig, ref_degradation_of
 from fasr.models.correspondence import MatchTarget
 from fasr.models.extractor import CHANNELS, TextureExtractor
 from fasr.models.fusion import ProgressiveFusion
 from fasr.models.grids import GRIDS, QUERY_GRID, TRANSFER_GRIDS
-from fasr.models.guided import local_linear_detail, local_quadratic_detail
+from fasr.models.guided import local_linear_detail, local_quadratic_detail, squared_views
 from fasr.models.output import SROutput
 
 __all__ = ["FASRNet", "FASROutput", "from_config", "ttsr_from_config"]
@@ -83,6 +84,8 @@ class FASRNet(nn.Module):
         self.alignment = alignment
         if guide_order not in (1, 2):
             raise ValueError(f"guide_order must be 1 (linear) or 2 (quadratic), got {guide_order}")
+        if guide_order != 1 and not ref_guided:
+            raise FasrError("model.guide_order is the fit of model.ref_guided; set model.ref_guided: true with it")
         self.ref_detail, self.ref_guided, self.guide_order = ref_detail, ref_guided, guide_order
         self.ref_degradation = ref_degradation or Bicubic()
         matcher = Matcher(attention_score=attention_score, temperature=softmax_temperature,
@@ -153,8 +156,8 @@ class FASRNet(nn.Module):
         if self.ref_guided:
             carried.append(ref_du_p)
             if self.guide_order == 2:
-                sq_du = F.pad(self.ref_degradation.down_up(ref * ref, self.scale), pad, mode="replicate")
-                carried += [sq_du, ref_p * ref_p - sq_du]  # in local_quadratic_detail's argument order
+                squared = squared_views(ref, self.ref_degradation, self.scale)  # (DU(I_Ref^2), its band)
+                carried += [F.pad(x, pad, mode="replicate") for x in squared]  # local_quadratic_detail's order
         if carried:
             # (B, C_1 + len(carried), H, W), channels-last as V (the transfer reads whole pixel rows of channels)
             v["1"] = torch.cat([v["1"], *(c.to(v["1"].dtype) for c in carried)], dim=1)

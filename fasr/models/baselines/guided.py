@@ -9,7 +9,7 @@ from torch import Tensor
 from fasr.data.degrade import Bicubic, Degradation
 from fasr.models.baselines.common import ResidualSR
 from fasr.models.config import ModelConfig, ref_degradation_of
-from fasr.models.guided import local_linear_detail, local_quadratic_detail
+from fasr.models.guided import local_linear_detail, local_quadratic_detail, squared_views
 
 __all__ = ["GuidedFitSR", "from_config"]
 
@@ -27,6 +27,8 @@ class GuidedFitSR(ResidualSR):
 
     def __init__(self, scale: int, ref_degradation: Degradation | None = None, order: int = 1) -> None:
         super().__init__(scale)
+        if order not in (1, 2):
+            raise ValueError(f"order must be 1 (linear) or 2 (quadratic), got {order}")
         self.ref_degradation = ref_degradation or Bicubic()
         self.order = order
 
@@ -34,8 +36,8 @@ class GuidedFitSR(ResidualSR):
         ref_du = self.ref_degradation.down_up(ref, self.scale)  # (B, 1, H, W)
         if self.order == 1:
             return local_linear_detail(base, ref_du, ref - ref_du)[:, :1]  # the predicted band; strength unused
-        sq_du = self.ref_degradation.down_up(ref * ref, self.scale)
-        return local_quadratic_detail(base, ref_du, ref - ref_du, sq_du, ref * ref - sq_du)[:, :1]
+        squared = squared_views(ref, self.ref_degradation, self.scale)  # (DU(ref^2), ref^2 - DU(ref^2))
+        return local_quadratic_detail(base, ref_du, ref - ref_du, *squared)[:, :1]
 
 
 def from_config(cfg: ModelConfig) -> GuidedFitSR:
