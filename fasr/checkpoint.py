@@ -175,7 +175,7 @@ def resolve_checkpoint_path(path_or_name: str | Path) -> Path:
 
 
 # Model settings that change how a trained model runs, not what it learned: safe to change at inference.
-INFERENCE_FIELDS = ("search_window", "match_memory_mib")
+INFERENCE_FIELDS = ("search_window", "match_memory_mib", "ref_degradation")
 
 
 def stored_config(state: dict[str, Any], path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:

@@ -33,7 +33,9 @@ from typing import Any, Literal
 
 import yaml
 
-from fasr.data.config import DataConfig
+from fasr.data.cache import MANIFEST, read_manifest
+from fasr.data.config import DataConfig, DegradationConfig
+from fasr.data.degrade import degradation_from_spec, nominal_spec
 from fasr.errors import FasrError
 from fasr.models.config import ModelConfig
 
@@ -210,8 +212,18 @@ class RunConfig:
     def __post_init__(self) -> None:
         # I_Ref-down-up follows the LR degradation unless the model section names one (Section III-A).
         if self.model.ref_degradation == "auto" and isinstance(self.model, ModelConfig):
-            kind = self.data.degradation.kind if self.data.degradation.kind in ("bicubic", "kspace") else "bicubic"
-            self.model = dataclasses.replace(self.model, ref_degradation=kind)
+            self.model = dataclasses.replace(self.model, ref_degradation=nominal_spec(self._lr_degradation()))
+        elif isinstance(self.model, ModelConfig):
+            degradation_from_spec(self.model.ref_degradation)  # an unknown spec is an error here, not at build
+
+
+    def _lr_degradation(self) -> DegradationConfig:
+        """How the LR of this run's data is made: a slice cache's own degradation (its manifest), else
+        ``data.degradation``."""
+        root = self.data.root if isinstance(self.data.root, str) else None
+        if self.data.kind == "cache" and root is not None and (Path(root) / MANIFEST).is_file():
+            return DegradationConfig(**read_manifest(Path(root))["degradation"])
+        return self.data.degradation
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:

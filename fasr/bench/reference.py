@@ -1,6 +1,13 @@
 """``fasr bench reference``: does the reference count?
 
-On the held-out subject(s) of a checkpoint's data config (x scale, fastMRI convention) it measures:
+On the held-out subject(s) of a checkpoint's data config (``--split val`` by default, ``test`` once for the model
+card; x scale, fastMRI convention) it measures two sections.
+
+``scanner`` (:mod:`fasr.bench.acquisition`): the whole inference job on a k-space LR, with and without noise, with
+the true reference, another subject's, and the true one moved by 0.5 mm / 0.5 deg, 1 / 1 and 2 / 2, each with and
+without registration; PSNR beside cubic interpolation of the same LR.
+
+``paper``: the paper's bicubic LR on 2-D slices (the model's Ref-down-up bicubic too):
 
 * PSNR/SSIM with (a) the true reference, (b) another subject's reference of the same contrast (BraTS subjects
   share an atlas space, so it "covers" the target), (c) the true reference with its slices shuffled, (d) uniform
@@ -32,9 +39,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fasr.bench.acquisition import run_scanner_conditions
 from fasr.checkpoint import load_model, resolve_device
 from fasr.config import RunConfig, add_set_argument
 from fasr.data.augment import similarity_warp
+from fasr.data.config import DegradationConfig
 from fasr.data.datasets import PairedSliceDataset, VolumeSlices
 from fasr.data.degrade import build_degradation
 from fasr.data.layouts import PairSource, data_roots, find_pairs, pairs_for_split
@@ -42,10 +51,11 @@ from fasr.data.normalize import FOREGROUND_LEVEL
 from fasr.data.samples import RawSlice, SampleMaker
 from fasr.data.subjects import Subject, load_subject
 from fasr.errors import FasrError
+from fasr.inference.predict import LoadedModel
 from fasr.models import ModelConfig, build_model
 from fasr.scoring.volumes import predict_volumes, score_predictions, spread_indices
 
-__all__ = ["CONDITIONS", "SHIFTS", "ROTATIONS", "run_reference_bench", "add_arguments", "run"]
+__all__ = ["CONDITIONS", "SECTIONS", "SHIFTS", "ROTATIONS", "run_reference_bench", "add_arguments", "run"]
 
 CONDITIONS = ("true", "wrong_subject", "shuffled", "noise", "oracle")
 SHIFTS = (0, 1, 2, 4, 8)  # reference shift along x, HR pixels
@@ -62,11 +72,11 @@ class _Variant:
     Args:
         source: the true pairs' slices.
         mode: one of :data:`CONDITIONS`, or ``warp`` (the true reference shifted/rotated).
-        other: the wrong-subject reference stacks by subject (``wrong_subject``).
+        other: the wrong-subject reference stacks (with their pairs) by subject (``wrong_subject``).
         warp: (shift x px, shift y px, degrees) for ``warp``.
     """
 
-    def __init__(self, source: VolumeSlices, mode: str, other: dict[str, Subject] | None = None,
+    def __init__(self, source: VolumeSlices, mode: str, other: dict[str, tuple[Subject, PairSource]] | None = None,
                  warp: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> None:
         self.source, self.mode, self.other, self.warp = source, mode, other or {}, warp
         # ``shuffled``: each slice takes the reference of the slice half a volume away (same subject).
@@ -84,7 +94,7 @@ class _Variant:
         raw = self.source[index]
         ref = raw.reference
         if self.mode == "wrong_subject":
-            ref = self.other[raw.subject].reference[raw.slice_index].copy()
+            ref = self.other[raw.subject][0].reference[raw.slice_index].copy()
         elif self.mode == "shuffled":
             ref = self.source[self.partner[index]].reference
         elif self.mode == "noise":
@@ -99,26 +109,34 @@ class _Variant:
         return raw._replace(reference=ref)
 
 
-def _wrong_subjects(cfg: RunConfig, held_out: list[PairSource]) -> dict[str, Subject]:
+def _other_pairs(cfg: RunConfig, pair: PairSource, split: str) -> list[PairSource]:
+    """Pairs of other subjects in ``pair``'s data root with the same reference contrast, in order of preference:
+    for the test split the validation subjects first; for validation never a test subject."""
+    root = next(r for r in data_roots(cfg.data) if pair.target.resolve().is_relative_to(r.resolve()))
+    others = [p for p in find_pairs(cfg.data, root)
+              if p.subject != pair.subject and p.reference.name == pair.reference.name]  # same contrast
+    if split != "test":
+        others = [p for p in others if p.subject not in cfg.data.test_subjects]
+    if not others:
+        raise FasrError(f"no other subject in '{root}' to take a wrong reference from; add one")
+    return sorted(others, key=lambda p: p.subject not in cfg.data.val_subjects)
+
+
+def _wrong_subjects(cfg: RunConfig, held_out: list[PairSource], split: str) -> dict[str, tuple[Subject, PairSource]]:
     """For each held-out pair, the same reference contrast of another subject in the same data root, on the
-    held-out target's grid."""
+    held-out target's grid, with the pair it came from."""
     options = dict(percentiles=tuple(cfg.data.norm_percentiles), min_foreground=0.0, slice_key=cfg.data.slice_key)
     out = {}
     for pair in held_out:
-        root = next(r for r in data_roots(cfg.data) if pair.target.resolve().is_relative_to(r.resolve()))
-        others = [p for p in find_pairs(cfg.data, root)
-                  if p.subject != pair.subject and p.reference.name == pair.reference.name]  # same contrast
-        if not others:
-            raise FasrError(f"no other subject in '{root}' to take a wrong reference from; add one")
-        preferred = sorted(others, key=lambda p: p.subject not in cfg.data.val_subjects)
-        for candidate in preferred:  # the first subject whose scan lies in the same scanner/atlas space
+        for candidate in _other_pairs(cfg, pair, split):  # the first whose scan lies in the same scanner/atlas space
             try:
-                out[pair.subject] = load_subject(PairSource(pair.subject, pair.target, candidate.reference), **options)
-                break
+                subject = load_subject(PairSource(pair.subject, pair.target, candidate.reference), **options)
             except FasrError:
                 continue
+            out[pair.subject] = (subject, candidate)
+            break
         else:
-            raise FasrError(f"no other subject in '{root}' covers the field of view of '{pair.target}'")
+            raise FasrError(f"no other subject covers the field of view of '{pair.target}'")
     return out
 
 
@@ -167,9 +185,13 @@ def _score(models: dict[str, nn.Module], dataset, indices: list[int], device: to
     return {m: {"psnr": scores[m]["psnr"], "ssim": scores[m]["ssim"]} for m in scores["methods"]}
 
 
+SECTIONS = ("paper", "scanner")
+
+
 def run_reference_bench(
     checkpoint: str, compare: dict[str, str], *, overrides: list[str], max_slices: int, device: torch.device,
-    data: str | None = None, log=print,
+    data: str | None = None, split: str = "val", sections: tuple[str, ...] = SECTIONS, slab: int = 40,
+    snr: float = 30.0, log=print,
 ) -> dict[str, Any]:
     """Every measurement of the module docstring, as a JSON-ready dict.
 
@@ -177,23 +199,64 @@ def run_reference_bench(
         checkpoint: the model under test (file or shipped name).
         compare: other models for the misregistration curve, name -> checkpoint.
         overrides: ``--set`` strings for the checkpoint's config (data and inference-only model fields).
-        max_slices: evenly spaced slices per held-out subject.
+        max_slices: evenly spaced slices per held-out subject (``paper`` section).
         device: where models run.
         data: dataset root replacing the config's ``data.root``.
+        split: ``val`` (default: choices are made here) or ``test`` (scored once, for the model card).
+        sections: ``paper`` (the paper's bicubic LR, 2-D slices: conditions, matching, confidence, misregistration
+            curve) and/or ``scanner`` (:mod:`fasr.bench.acquisition`: k-space LR, noise, moved and registered
+            references through the whole inference job).
+        slab: central slices of the target volume in the ``scanner`` section (0: all).
+        snr: SNR of its noisy condition.
         log: progress lines.
     """
     sets = list(overrides) + ([f"data.root={data}"] if data else [])
     model, cfg = load_model(checkpoint, device, sets)
-    split = "test" if cfg.data.test_subjects else "val"
+    if split not in ("val", "test"):
+        raise FasrError(f"--split must be val or test, got '{split}'")
+    subjects = cfg.data.test_subjects if split == "test" else cfg.data.val_subjects
+    if not subjects:
+        raise FasrError(f"the checkpoint's config names no {split} subjects; pass --set data.{split}_subjects=[ID]")
     pairs = pairs_for_split(cfg.data, split)
     # One pair per subject: the first reference contrast of the config (``reference: t1,t1c,flair`` -> t1).
     held_out = [p for p in pairs if p.reference.name == pairs[0].reference.name]
+    wrong = _wrong_subjects(cfg, held_out, split)
+    result: dict[str, Any] = {
+        "checkpoint": str(checkpoint), "model": cfg.model.name, "scale": cfg.model.scale, "split": split,
+        "subjects": sorted({p.subject for p in held_out}), "reference_contrast": held_out[0].reference.name,
+        "convention": "fastmri", "ref_degradation": cfg.model.ref_degradation,
+    }
+    log(f"held-out {split} subject(s) {result['subjects']}, x{cfg.model.scale}")
+    if "scanner" in sections:
+        loaded = LoadedModel(model=model.eval(), config=cfg, label=str(checkpoint), path=Path(str(checkpoint)),
+                             device=device)
+        result["scanner"] = {
+            pair.subject: run_scanner_conditions(
+                loaded, str(pair.target), str(pair.reference), str(wrong[pair.subject][1].reference), slices=slab,
+                snr=snr, log=log,
+            )
+            for pair in held_out
+        }
+    if "paper" in sections:
+        # The paper's LR is bicubic, and a model is told so: its Ref-down-up is bicubic here too.
+        paper_model, paper_cfg = load_model(checkpoint, device, [*sets, "model.ref_degradation=bicubic"])
+        result.update(_paper_conditions(paper_model, paper_cfg, held_out, wrong, compare, sets, max_slices, device,
+                                        log))
+    return result
+
+
+def _paper_conditions(
+    model: nn.Module, cfg: RunConfig, held_out: list[PairSource], wrong: dict[str, tuple[Subject, PairSource]],
+    compare: dict[str, str], sets: list[str], max_slices: int, device: torch.device, log,
+) -> dict[str, Any]:
+    """The ``paper`` section: bicubic LR of 2-D slices, registered references and the conditions a-e."""
     source = VolumeSlices(held_out, percentiles=tuple(cfg.data.norm_percentiles),
                           min_foreground=cfg.data.min_foreground, slice_key=cfg.data.slice_key, slice_step=1,
                           cache_size=max(8, len(held_out)))
     scale = cfg.model.scale
-    maker_cfg = replace(cfg.data, misalign=(0.0, 0.0, 0.0))
-    maker = SampleMaker.from_config(maker_cfg, scale, False, build_degradation(cfg.data.degradation))
+    paper = DegradationConfig(kind="bicubic")
+    maker_cfg = replace(cfg.data, misalign=(0.0, 0.0, 0.0), motion=(0.0, 0.0), degradation=paper)
+    maker = SampleMaker.from_config(maker_cfg, scale, False, build_degradation(paper))
     indices = spread_indices(len(source), max_slices)
     name = cfg.model.name
     models = {name: model}
@@ -203,9 +266,8 @@ def run_reference_bench(
     def dataset(mode: str, **kw) -> PairedSliceDataset:
         return PairedSliceDataset(_Variant(source, mode, **kw), maker)
 
-    log(f"held-out {split} subject(s) {sorted({p.subject for p in held_out})}, {len(indices)} slices, x{scale}")
-    wrong = _wrong_subjects(cfg, held_out)
-    fit = build_model(ModelConfig(name=GUIDED_FIT, scale=scale, ref_degradation=cfg.model.ref_degradation,
+    log(f"paper section: bicubic LR, {len(indices)} slices")
+    fit = build_model(ModelConfig(name=GUIDED_FIT, scale=scale, ref_degradation="bicubic",
                                   guide_order=cfg.model.guide_order)).to(device)
     conditions = {}
     for mode in CONDITIONS:
@@ -230,14 +292,7 @@ def run_reference_bench(
     true_psnr, wrong_psnr = conditions["true"][name]["psnr"], conditions["wrong_subject"][name]["psnr"]
     gain = true_psnr - wrong_psnr
     return {
-        "checkpoint": str(checkpoint),
-        "model": name,
-        "scale": scale,
-        "split": split,
-        "subjects": sorted({p.subject for p in held_out}),
-        "reference_contrast": held_out[0].reference.name,
         "slices": len(indices),
-        "convention": "fastmri",
         "bicubic": bicubic,
         "conditions": {m: conditions[m][name] for m in CONDITIONS},
         "network_free_fit": {m: conditions[m][GUIDED_FIT] for m in CONDITIONS},
@@ -257,7 +312,61 @@ def run_reference_bench(
     }
 
 
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+def _scanner_markdown(subject: str, r: dict[str, Any]) -> list[str]:
+    """The ``scanner`` section's table for one subject, with each condition's gain over cubic interpolation and
+    the share of the registered reference's gain it keeps."""
+    rows = r["conditions"]
+    exact = next(iter(rows.values()))  # "true, registered affines": the reference gain every other row is held to
+    exact_gain = exact["psnr"] - exact["cubic_psnr"]
+    lines = [
+        f"### {subject}: k-space LR, {r['slices']}-slice slab",
+        "",
+        "| LR / reference | PSNR (dB) | SSIM | cubic interpolation (dB) | gain over cubic (dB) | share of the "
+        "registered gain | registration residual (deg / mm) | seconds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for label, row in rows.items():
+        gain = row["psnr"] - row["cubic_psnr"]
+        reg = row.get("registration") or {}
+        residual = f"{reg['residual_deg']:.2f} / {reg['residual_mm']:.2f}" if "residual_deg" in reg else "-"
+        share = f"{gain / exact_gain:.0%}" if exact_gain > 0 and row["noise"] == "none" else "-"
+        lines.append(f"| {label} | {row['psnr']:.2f} | {row['ssim']:.4f} | {row['cubic_psnr']:.2f} | {gain:+.2f} | "
+                     f"{share} | {residual} | {row['seconds']:.1f} |")
+    noisy = [row for row in rows.values() if row["noise"] != "none"]
+    lines += ["", f"Noise: Rician, SNR {r['snr']:g} (mean foreground over sigma)." if noisy else "", ""]
+    return lines
+
+
 def _markdown(r: dict[str, Any], command: str) -> str:
+    lines = [
+        f"# Does the reference count? (`{r['checkpoint']}`, x{r['scale']}, {r['split']} subject(s) "
+        f"{', '.join(r['subjects'])}, reference {r['reference_contrast']}, fastMRI convention)",
+        "",
+        f"Command: `{command}`",
+        "",
+    ]
+    if "scanner" in r:
+        lines += [
+            "## Scans as scanners make them",
+            "",
+            "The whole inference job (`fasr infer --simulate-from`) per condition: the LR is a centre crop of "
+            "k-space (same field of view), the reference the subject's own volume (or another subject's), moved "
+            "by a rigid motion about an oblique axis where stated, and registered unless `--register none`. The "
+            f"model makes its Ref-down-up with `{r.get('ref_degradation', '?')}`.",
+            "",
+        ]
+        for subject, section in r["scanner"].items():
+            lines += _scanner_markdown(subject, section)
+    if "conditions" in r:
+        lines += _paper_markdown(r)
+    return "\n".join(lines)
+
+
+def _paper_markdown(r: dict[str, Any]) -> list[str]:
     conf, acc = r["confidence"], r["matching_accuracy"]
     fit = r.get("network_free_fit")  # absent from reports written before it existed
     rows = [f"| ({chr(97 + i)}) {c.replace('_', ' ')} | {r['conditions'][c]['psnr']:.2f} | "
@@ -265,15 +374,8 @@ def _markdown(r: dict[str, Any], command: str) -> str:
             for i, c in enumerate(CONDITIONS)]
     curve = r["misregistration_psnr"]
     labels = list(next(iter(curve.values())))
-
-    def fmt(v: float | None) -> str:
-        return "n/a" if v is None else f"{v:.3f}"
-
-    lines = [
-        f"# Does the reference count? (`{r['checkpoint']}`, x{r['scale']}, {r['split']} subject(s) "
-        f"{', '.join(r['subjects'])}, reference {r['reference_contrast']}, {r['slices']} slices, fastMRI convention)",
-        "",
-        f"Command: `{command}`",
+    return [
+        f"## The paper's setting: bicubic LR, registered 2-D slices ({r['slices']} slices)",
         "",
         "| reference | PSNR (dB) | SSIM |" + (" network-free fit PSNR (dB) |" if fit else ""),
         "|---|---|---|" + ("---|" if fit else ""),
@@ -288,22 +390,21 @@ def _markdown(r: dict[str, Any], command: str) -> str:
             "no matching)."] if fit else []),
         "",
         "Matching accuracy (foreground queries within one 1/4-grid cell of the true position): "
-        + ", ".join(f"shift {s} px {fmt(v)}" for s, v in acc.items()) + ".",
+        + ", ".join(f"shift {s} px {_fmt(v)}" for s, v in acc.items()) + ".",
         "",
-        f"Mean confidence: true {fmt(conf['mean_true'])}, wrong subject {fmt(conf['mean_wrong_subject'])}, "
-        f"shuffled {fmt(conf['mean_shuffled'])}; per-slice AUC true vs wrong subject "
-        f"{fmt(conf['auc_true_vs_wrong_subject'])}, true vs shuffled {fmt(conf['auc_true_vs_shuffled'])}.",
+        f"Mean confidence: true {_fmt(conf['mean_true'])}, wrong subject {_fmt(conf['mean_wrong_subject'])}, "
+        f"shuffled {_fmt(conf['mean_shuffled'])}; per-slice AUC true vs wrong subject "
+        f"{_fmt(conf['auc_true_vs_wrong_subject'])}, true vs shuffled {_fmt(conf['auc_true_vs_shuffled'])}.",
         "",
-        "## Misregistration (PSNR, dB)",
+        "### Misregistration (PSNR, dB)",
         "",
         "| model | " + " | ".join(labels) + " |",
         "|---|" + "---|" * len(labels),
         *(f"| {m} | " + " | ".join(f"{v:.2f}" for v in row.values()) + " |" for m, row in curve.items()),
         "",
-        f"Reference gain (true minus wrong subject) kept at a 4 px shift: {fmt(r['gain_kept_at_4px'])}.",
+        f"Reference gain (true minus wrong subject) kept at a 4 px shift: {_fmt(r['gain_kept_at_4px'])}.",
         "",
     ]
-    return "\n".join(lines)
 
 
 def _figure(r: dict[str, Any], path: Path) -> None:
@@ -339,7 +440,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compare", action="append", default=[], metavar="NAME=CKPT",
                         help="another model for the misregistration curve (repeatable)")
     parser.add_argument("--data", metavar="ROOT", help="dataset root (overrides data.root of the checkpoint)")
-    parser.add_argument("--max-slices", type=int, default=32, help="evenly spaced slices per held-out subject")
+    parser.add_argument("--max-slices", type=int, default=32,
+                        help="evenly spaced slices per held-out subject (paper section)")
+    parser.add_argument("--split", choices=("val", "test"), default="val",
+                        help="held-out subject(s): val (default; choices are made here) or test (once, for the card)")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help="comma-separated: paper (bicubic LR, 2-D slices), scanner (k-space LR, motion, "
+                        "registration; whole volumes through fasr infer's job); default both")
+    parser.add_argument("--slab", type=int, default=40, help="central slices of the target in the scanner section "
+                        "(0: all; default 40)")
+    parser.add_argument("--snr", type=float, default=30.0, help="SNR of the scanner section's noisy LR (default 30)")
     parser.add_argument("--quick", action="store_true", help="4 slices (a smoke test)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out-dir", default=OUT_DIR, help="where reference.{json,md,png} go")
@@ -354,9 +464,13 @@ def run(args: argparse.Namespace) -> int:
         if not sep or not name or not path:
             raise FasrError(f"--compare expects NAME=CKPT, got '{item}'")
         compare[name] = path
+    sections = tuple(part.strip() for part in args.sections.split(",") if part.strip())
+    if not sections or any(part not in SECTIONS for part in sections):
+        raise FasrError(f"--sections takes a comma-separated list of {', '.join(SECTIONS)}, got '{args.sections}'")
     result = run_reference_bench(
         args.checkpoint, compare, overrides=args.overrides, max_slices=4 if args.quick else args.max_slices,
-        device=resolve_device(args.device), data=args.data,
+        device=resolve_device(args.device), data=args.data, split=args.split, sections=sections,
+        slab=4 if args.quick else args.slab, snr=args.snr,
     )
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -364,6 +478,10 @@ def run(args: argparse.Namespace) -> int:
         [f"--checkpoint {args.checkpoint}", *(f"--compare {c}" for c in args.compare)]
         + (["--quick"] if args.quick else [f"--max-slices {args.max_slices}"]) + [f"--set {s}" for s in args.overrides]
         + ([f"--out-dir {args.out_dir}"] if args.out_dir != OUT_DIR else [])
+        + ([f"--split {args.split}"] if args.split != "val" else [])
+        + ([f"--sections {','.join(sections)}"] if sections != SECTIONS else [])
+        + ([f"--slab {args.slab}"] if args.slab != 40 and not args.quick else [])
+        + ([f"--snr {args.snr:g}"] if args.snr != 30.0 else [])
     )
     result["command"] = command
     text = json.dumps(result, indent=2)
@@ -371,6 +489,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(text + "\n")
     (out / "reference.md").write_text(_markdown(result, command))
-    _figure(result, out / "reference.png")
+    if "conditions" in result:
+        _figure(result, out / "reference.png")
     print(_markdown(result, command))
     return 0

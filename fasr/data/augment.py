@@ -1,5 +1,6 @@
 """Slice geometry for training samples: centred pad/crop to a fixed size, aligned random crops, joint
-flips/90-degree rotations, and a random misalignment of the reference (imperfect registration).
+flips/90-degree rotations, a random in-plane misalignment of the reference (imperfect registration) and a random
+rigid 3-D motion of the reference volume (the patient moving between sequences).
 
 All functions take (..., H, W) tensors on the [-1, 1] scale; padding uses the background value -1.
 """
@@ -14,6 +15,7 @@ from torch import Tensor
 
 __all__ = [
     "BACKGROUND", "canvas_size", "fit_offset", "place", "random_crop_offset", "dihedral", "misalign", "similarity_warp",
+    "rotation_matrix", "rigid_plane", "random_motion",
 ]
 
 BACKGROUND = -1.0
@@ -144,3 +146,75 @@ def misalign(
     u = 2 * torch.rand(image.shape[0], 4, generator=generator, dtype=torch.float64) - 1  # (B, 4) in [-1, 1]
     shift = torch.stack([u[:, 2], u[:, 3]], dim=1) * max_shift  # (B, 2) pixels (x, y)
     return similarity_warp(image, shift, torch.deg2rad(u[:, 0] * max_rotation), 1 + u[:, 1] * max_scale)
+
+
+def rotation_matrix(angles: Tensor) -> Tensor:
+    """(3, 3) float64 rotation ``Rz @ Ry @ Rx`` from (3,) angles in radians about the (z, y, x) voxel axes.
+
+    Args:
+        angles: (3,) radians about the (z, y, x) voxel axes.
+    """
+    az, ay, ax = (float(a) for a in angles)
+    cz, sz, cy, sy, cx, sx = math.cos(az), math.sin(az), math.cos(ay), math.sin(ay), math.cos(ax), math.sin(ax)
+    # Axes ordered (z, y, x): a rotation "about z" mixes y and x, and so on.
+    rz = torch.tensor([[1, 0, 0], [0, cz, -sz], [0, sz, cz]], dtype=torch.float64)
+    ry = torch.tensor([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]], dtype=torch.float64)
+    rx = torch.tensor([[cx, -sx, 0], [sx, cx, 0], [0, 0, 1]], dtype=torch.float64)
+    return rz @ ry @ rx
+
+
+def rigid_plane(
+    volume: Tensor, z: int, spacing: tuple[float, float, float], rotation: Tensor, shift: Tensor,
+    size: tuple[int, int], offset: tuple[int, int],
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Slice ``z`` of ``volume`` after a rigid 3-D motion, on a canvas: what a 2-D reference slice shows when the
+    patient moved between the two sequences (through-plane included).
+
+    The moved volume is ``moved(p) = volume(R (p - c) + c + t)`` in mm about the volume centre ``c``; output canvas
+    pixel (yc, xc) is native pixel (yc - dy, xc - dx) of slice ``z``. Trilinear; outside the volume is background.
+
+    Args:
+        volume: (Z, H, W) slice stack.
+        z: slice index.
+        spacing: (dz, dy, dx) voxel size in mm.
+        rotation: (3,) float64 radians about the (z, y, x) axes (:func:`rotation_matrix`).
+        shift: (3,) float64 translation t in mm, (z, y, x).
+        size: (H', W') canvas.
+        offset: (dy, dx) of the native slice on the canvas (:func:`fit_offset`).
+
+    Returns:
+        The moved slice (1, 1, H', W'), the canvas (y, x) coordinates each pixel was sampled from (1, 2, H', W'),
+        and whether the sample came from inside the volume (1, 1, H', W') bool.
+    """
+    depth, height, width = volume.shape
+    sp = torch.tensor(spacing, dtype=torch.float64)
+    ys, xs = torch.meshgrid(
+        torch.arange(size[0], dtype=torch.float64) - offset[0], torch.arange(size[1], dtype=torch.float64) - offset[1],
+        indexing="ij",
+    )
+    points = torch.stack([torch.full_like(ys, float(z)), ys, xs], dim=-1) * sp  # (H', W', 3) mm, (z, y, x)
+    centre = (torch.tensor([depth, height, width], dtype=torch.float64) - 1) / 2 * sp
+    source = ((points - centre) @ rotation_matrix(rotation).T + centre + shift) / sp  # (H', W', 3) voxels
+    extent = torch.tensor([depth, height, width], dtype=torch.float64)
+    inside = ((source > -0.5) & (source < extent - 0.5)).all(-1)  # (H', W')
+    grid = ((2 * source + 1) / extent - 1).flip(-1)  # (H', W', 3) normalised (x, y, z) for grid_sample
+    grid = grid[None, None].to(torch.float32)  # (1, 1, H', W', 3)
+    vol = (volume.to(torch.float32) - BACKGROUND)[None, None]  # (1, 1, Z, H, W)
+    plane = F.grid_sample(vol, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[:, :, 0] + BACKGROUND
+    coords = (source[..., 1:] + torch.tensor(offset, dtype=torch.float64)).permute(2, 0, 1)[None].float()
+    return plane, coords, inside[None, None]
+
+
+def random_motion(
+    max_mm: float, max_deg: float, generator: torch.Generator | None
+) -> tuple[Tensor, Tensor]:
+    """A random rigid motion: (3,) rotation in radians and (3,) shift in mm, each component uniform in
+    ``[-max, max]`` (continuous: sub-voxel and through-plane included).
+
+    Args:
+        max_mm: largest shift per axis.
+        max_deg: largest rotation per axis, degrees.
+        generator: random source (None: torch's global generator).
+    """
+    u = 2 * torch.rand(6, generator=generator, dtype=torch.float64) - 1
+    return torch.deg2rad(u[:3] * max_deg), u[3:] * max_mm

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 __all__ = ["DataConfig", "DegradationConfig"]
 
@@ -12,18 +13,29 @@ class DegradationConfig:
     """How LR (and Ref-down-up) images are made from HR ones.
 
     Args:
-        kind: ``bicubic`` (the paper's, antialiased like PIL/MATLAB) or ``kspace`` (centre crop of k-space).
-        window: k-space window: ``none``, ``hamming`` or ``tukey``.
-        noise: ``none``, ``gaussian`` or ``rician``.
-        snr: signal-to-noise ratio of the added noise (mean foreground / sigma).
+        kind: ``bicubic`` (the paper's, antialiased like PIL/MATLAB), ``kspace`` (centre crop of k-space, as a
+            scanner acquires a smaller matrix of the same field of view) or ``random`` (ours, degradation
+            randomisation: every training sample draws one of ``random_kinds``; evaluation, validation and
+            inference use the nominal ``kspace`` with ``window``, what a scanner does).
+        window: k-space window: ``none``, ``hamming`` or ``tukey`` (the scanner's optional filter).
+        noise: ``none``, ``gaussian`` or ``rician`` (complex Gaussian noise, magnitude taken: MR magnitude images).
+        snr: signal-to-noise ratio of the added noise (mean foreground / sigma); evaluation's SNR, and training's
+            unless ``snr_range`` is set.
+        snr_range: ours: (low, high) > 0: training draws each sample's SNR log-uniformly in it; (0, 0) = ``snr``.
+        noise_prob: ours: share of training samples that get noise (evaluation: all, when ``noise`` is set).
         tukey_alpha: tapered fraction of the tukey window (0: box, 1: Hann).
+        random_kinds: ``random`` only: the degradations drawn from, uniformly, as specs (``bicubic``,
+            ``kspace``, ``kspace:hamming``, ``kspace:tukey:0.5``; ``fasr.data.degrade.degradation_from_spec``).
     """
 
-    kind: str = "bicubic"
-    window: str = "none"
-    noise: str = "none"
+    kind: Literal["bicubic", "kspace", "random"] = "bicubic"
+    window: Literal["none", "hamming", "tukey"] = "none"
+    noise: Literal["none", "gaussian", "rician"] = "none"
     snr: float = 30.0
+    snr_range: tuple[float, float] = (0.0, 0.0)
+    noise_prob: float = 1.0
     tukey_alpha: float = 0.5
+    random_kinds: list[str] = field(default_factory=lambda: ["bicubic", "kspace", "kspace:hamming", "kspace:tukey"])
 
 
 @dataclass
@@ -44,7 +56,10 @@ class DataConfig:
         min_foreground: slices whose target (and reference) has less content than this fraction are skipped.
         slice_step: keep every n-th slice with content.
         misalign: max random reference misalignment as (shift px, rotation deg, scale fraction); 0 = off.
-        misalign_prob: share of samples whose reference is misaligned; the others keep it registered (ours:
+        motion: ours: max (shift mm, rotation degrees) per axis of a random rigid 3-D motion of the reference
+            volume; training and validation take the reference slice from the moved volume (through-plane motion
+            included), as when the patient moves between two sequences; (0, 0) = off.
+        misalign_prob: share of samples whose reference is misaligned or moved; the others keep it registered (ours:
             with every training pair misaligned a model learns to distrust pixel-exact detail it could use on
             well-registered scans; 1 = all, as before).
         self_reference: training also pairs each target slice with itself as the reference (misaligned like
@@ -73,6 +88,7 @@ class DataConfig:
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
     augment: bool = True
     misalign: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    motion: tuple[float, float] = (0.0, 0.0)
     misalign_prob: float = 1.0
     self_reference: bool = False
     intensity_jitter: float = 0.0

@@ -7,6 +7,11 @@ back to the HR grid, ``down_up`` does both (the paper's I_{Ref down-up}, Section
 - :class:`KSpace`: centre crop of the 2-D Fourier spectrum (optionally windowed), how a real low-resolution MR
   acquisition of the same field of view arises.
 
+Each degradation has a ``spec`` string (``bicubic``, ``kspace:hamming``, ``kspace:tukey:0.5``) that
+:func:`degradation_from_spec` turns back into it: a training sample records the degradation its LR was drawn
+with (``data.degradation.kind: random``, ours), and the model makes that sample's Ref-down-up with the same one
+(:class:`PerSample` applies one degradation per batch item).
+
 Both place LR pixel ``j`` at HR coordinate ``(j + 0.5) * scale - 0.5`` (pixel centres, the convention of
 ``up`` and of :func:`fasr.data.geometry.sr_affine`), so LR-up and HR are aligned. Noise
 (:func:`add_noise`) is kept out of :class:`Degradation`: it belongs to the LR acquisition, while Ref-down-up
@@ -16,6 +21,7 @@ only mimics the LR's resolution.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +39,11 @@ __all__ = [
     "kspace_window",
     "add_noise",
     "build_degradation",
+    "degradation_from_spec",
+    "nominal_spec",
+    "PerSample",
+    "DrawnDegradation",
+    "draw_degradation",
     "WINDOWS",
     "NOISES",
 ]
@@ -57,7 +68,9 @@ def _lr_size(hr: Tensor, scale: int) -> tuple[int, int]:
 
 
 class Degradation:
-    """Base class: subclasses implement :meth:`down`; :meth:`up` is bicubic."""
+    """Base class: subclasses implement :meth:`down` and :attr:`spec`; :meth:`up` is bicubic."""
+
+    spec: str = ""
 
     def down(self, hr: Tensor, scale: int) -> Tensor:
         raise NotImplementedError
@@ -71,6 +84,8 @@ class Degradation:
 
 class Bicubic(Degradation):
     """Antialiased bicubic downsampling (the paper's degradation)."""
+
+    spec = "bicubic"
 
     def down(self, hr: Tensor, scale: int) -> Tensor:
         return resize(hr, _lr_size(hr, scale))
@@ -113,6 +128,7 @@ class KSpace(Degradation):
         kspace_window(2, window, tukey_alpha)  # validates the name
         self.window = window
         self.tukey_alpha = tukey_alpha
+        self.spec = "kspace" + {"none": "", "hamming": ":hamming", "tukey": f":tukey:{tukey_alpha:g}"}[window]
 
     def _axis_filter(self, n_hr: int, n_lr: int, scale: int) -> Tensor:
         """(n_lr,) complex window times phase ramp for one axis of the cropped spectrum."""
@@ -164,18 +180,116 @@ def add_noise(x: Tensor, kind: str, snr: float, generator: torch.Generator | Non
     return 2 * noisy - 1
 
 
+def degradation_from_spec(spec: str) -> Degradation:
+    """The degradation a spec names: ``bicubic``, ``kspace``, ``kspace:hamming``, ``kspace:tukey[:alpha]``.
+
+    Args:
+        spec: the name, as :attr:`Degradation.spec` writes it.
+    """
+    kind, *rest = spec.split(":")
+    if kind == "bicubic" and not rest:
+        return Bicubic()
+    if kind == "kspace" and len(rest) <= 2:
+        window = rest[0] if rest else "none"
+        if window not in WINDOWS or (len(rest) == 2 and window != "tukey"):
+            raise FasrError(f"degradation '{spec}': the k-space window is one of {', '.join(WINDOWS)}")
+        try:
+            alpha = float(rest[1]) if len(rest) == 2 else 0.5
+        except ValueError:
+            raise FasrError(f"degradation '{spec}': the tukey taper must be a number, e.g. kspace:tukey:0.5") from None
+        return KSpace(window=window, tukey_alpha=alpha)
+    raise FasrError(f"unknown degradation '{spec}'; use bicubic, kspace, kspace:hamming or kspace:tukey:0.5")
+
+
+def nominal_spec(cfg: DegradationConfig) -> str:
+    """Spec of the degradation that evaluation, validation and inference assume for ``cfg``: its ``kind`` with its
+    window; ``random`` assumes ``kspace`` (what a scanner does)."""
+    if cfg.kind == "bicubic":
+        return "bicubic"
+    if cfg.kind in ("kspace", "random"):
+        if cfg.window not in WINDOWS:
+            raise FasrError(f"unknown data.degradation.window '{cfg.window}'; choose one of {', '.join(WINDOWS)}")
+        return KSpace(window=cfg.window, tukey_alpha=cfg.tukey_alpha).spec
+    raise FasrError(f"unknown data.degradation.kind '{cfg.kind}'; choose bicubic, kspace or random")
+
+
 def build_degradation(cfg: DegradationConfig) -> Degradation:
-    """The :class:`Degradation` named by ``cfg.kind`` (noise is applied separately, see :func:`add_noise`).
+    """The nominal :class:`Degradation` of ``cfg`` (:func:`nominal_spec`; noise is applied separately, see
+    :func:`add_noise`, and training draws of ``random`` come from :func:`draw_degradation`).
 
     Args:
         cfg: degradation section of the data config.
     """
     if cfg.noise not in NOISES:
         raise FasrError(f"unknown data.degradation.noise '{cfg.noise}'; choose one of {', '.join(NOISES)}")
-    if cfg.kind == "bicubic":
-        return Bicubic()
-    if cfg.kind == "kspace":
-        if cfg.window not in WINDOWS:
-            raise FasrError(f"unknown data.degradation.window '{cfg.window}'; choose one of {', '.join(WINDOWS)}")
-        return KSpace(window=cfg.window, tukey_alpha=cfg.tukey_alpha)
-    raise FasrError(f"unknown data.degradation.kind '{cfg.kind}'; choose bicubic or kspace")
+    if cfg.kind == "random":
+        if not cfg.random_kinds:
+            raise FasrError("data.degradation.random_kinds is empty; list the degradations to draw from")
+        for spec in cfg.random_kinds:
+            degradation_from_spec(spec)
+    if any(cfg.snr_range) and not 0 < cfg.snr_range[0] <= cfg.snr_range[1]:
+        raise FasrError(f"data.degradation.snr_range must be (low, high) with 0 < low <= high, got {cfg.snr_range}")
+    if not 0.0 <= cfg.noise_prob <= 1.0:
+        raise FasrError(f"data.degradation.noise_prob must be in [0, 1], got {cfg.noise_prob}")
+    return degradation_from_spec(nominal_spec(cfg))
+
+
+class PerSample(Degradation):
+    """One degradation per batch item (item ``i`` of every input goes through ``items[i]``).
+
+    Args:
+        items: the degradations, in batch order.
+    """
+
+    def __init__(self, items: list[Degradation]) -> None:
+        self.items = items
+        self.spec = ",".join(d.spec for d in items)
+
+    def down(self, hr: Tensor, scale: int) -> Tensor:
+        if hr.shape[0] != len(self.items):
+            raise ValueError(f"{len(self.items)} degradations for a batch of {hr.shape[0]}")
+        return torch.cat([d.down(hr[i : i + 1], scale) for i, d in enumerate(self.items)])
+
+    @classmethod
+    def of(cls, specs: list[str]) -> Degradation:
+        """The degradation of a batch whose items were made with ``specs`` (one object when they agree)."""
+        if len(set(specs)) == 1:
+            return degradation_from_spec(specs[0])
+        return cls([degradation_from_spec(s) for s in specs])
+
+
+class DrawnDegradation(NamedTuple):
+    """One sample's LR acquisition: its resolution loss and its noise."""
+
+    degradation: Degradation
+    noise: str
+    snr: float
+
+
+def draw_degradation(cfg: DegradationConfig, train: bool, generator: torch.Generator | None) -> DrawnDegradation:
+    """One sample's degradation and noise under ``cfg``.
+
+    Training samples of ``random`` draw their degradation uniformly from ``cfg.random_kinds`` (ours: degradation
+    randomisation), get noise with probability ``cfg.noise_prob`` and draw the SNR log-uniformly in
+    ``cfg.snr_range`` when it is set; evaluation always gets the nominal degradation, noise at ``snr``.
+
+    Args:
+        cfg: degradation section of the data config.
+        train: whether this is a training sample.
+        generator: random source (None: torch's global generator).
+    """
+    nominal = build_degradation(cfg)
+    if not train:
+        return DrawnDegradation(nominal, cfg.noise, cfg.snr)
+    degradation = nominal
+    if cfg.kind == "random":
+        pick = int(torch.randint(len(cfg.random_kinds), (1,), generator=generator))
+        degradation = degradation_from_spec(cfg.random_kinds[pick])
+    noise, snr = cfg.noise, cfg.snr
+    if noise != "none" and cfg.noise_prob < 1.0 and float(torch.rand(1, generator=generator)) >= cfg.noise_prob:
+        noise = "none"
+    if noise != "none" and any(cfg.snr_range):
+        low, high = cfg.snr_range
+        u = float(torch.rand(1, generator=generator))
+        snr = math.exp(math.log(low) + u * (math.log(high) - math.log(low)))
+    return DrawnDegradation(degradation, noise, snr)

@@ -1,8 +1,10 @@
 """From a normalised slice pair to a :class:`PairedSample`: fixed slice size, LR and Ref-down-up by the
 configured degradation, and (training) an aligned random crop with joint flips/rotations.
 
-Order of operations: pad/crop the whole slice to the canvas -> LR = noise(down(HR)) of the whole slice ->
-(optional) misalign the whole reference -> crop HR/Ref at a random corner that is a multiple of the scale and LR
+Order of operations: pad/crop the whole slice to the canvas -> LR = noise(down(HR)) of the whole slice (training
+samples of ``data.degradation.kind: random`` draw their degradation and noise) -> (optional) take the reference
+slice from a rigidly moved reference volume (``data.motion``) and/or misalign the whole reference -> crop
+HR/Ref at a random corner that is a multiple of the scale and LR
 at that corner / scale -> the same flip/rotation for all. Degrading whole slices before cropping keeps k-space
 truncation free of wrap-around at crop borders. The model makes I_Ref-down-up itself from the reference it is
 given (``model.ref_degradation``, by default the LR's degradation).
@@ -21,9 +23,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fasr.data.augment import canvas_size, dihedral, fit_offset, misalign, place, random_crop_offset
-from fasr.data.config import DataConfig
-from fasr.data.degrade import Degradation, add_noise
+from fasr.data.augment import (
+    canvas_size,
+    dihedral,
+    fit_offset,
+    misalign,
+    place,
+    random_crop_offset,
+    random_motion,
+    rigid_plane,
+)
+from fasr.data.config import DataConfig, DegradationConfig
+from fasr.data.degrade import Degradation, add_noise, draw_degradation
 from fasr.data.normalize import FOREGROUND_LEVEL
 from fasr.data.types import NormStats, PairedSample
 from fasr.errors import FasrError
@@ -105,6 +116,9 @@ class RawSlice(NamedTuple):
         subject: subject id.
         slice_index: slice number in the subject's volume.
         target_stats / ref_stats: the volumes' normalisation.
+        ref_volume: (Z, H, W) the whole normalised reference stack the slice comes from (for ``data.motion``), or
+            None (2-D sources, caches).
+        spacing: (dz, dy, dx) voxel size of that stack in mm.
     """
 
     target: np.ndarray
@@ -114,6 +128,8 @@ class RawSlice(NamedTuple):
     slice_index: int
     target_stats: NormStats
     ref_stats: NormStats
+    ref_volume: np.ndarray | None = None
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
 
 class SampleMaker:
@@ -129,7 +145,11 @@ class SampleMaker:
             and misalignment drawn from a generator seeded by the sample index (identical every epoch).
         augment: joint flips/90-degree rotations (training only).
         misalign: max (shift px, rotation deg, scale fraction) of the reference; all 0 = off.
-        misalign_prob: share of samples misaligned (drawn per sample; 1 = every sample, without a draw).
+        misalign_prob: share of samples misaligned or moved (drawn per sample; 1 = every sample, without a draw).
+        motion: max (shift mm, rotation degrees) per axis of a rigid 3-D motion of the reference volume; the
+            reference slice is taken from the moved volume (needs ``RawSlice.ref_volume``); (0, 0) = off.
+        randomise: training only: the degradation section whose per-sample draws
+            (:func:`fasr.data.degrade.draw_degradation`) replace ``degradation`` / ``noise`` / ``snr``.
         min_foreground: least content fraction a training crop should have.
         intensity_jitter: training only: the target's HR and LR are scaled together by a random factor in
             [1 - j, 1 + j] about the background level -1, so a model tolerates the normalisation shift between
@@ -151,6 +171,8 @@ class SampleMaker:
         min_foreground: float,
         intensity_jitter: float = 0.0,
         misalign_prob: float = 1.0,
+        motion: tuple[float, float] = (0.0, 0.0),
+        randomise: DegradationConfig | None = None,
     ) -> None:
         if slice_size % scale:
             raise FasrError(f"data.slice_size {slice_size} is not divisible by scale {scale}; pick a multiple")
@@ -162,6 +184,8 @@ class SampleMaker:
             raise FasrError(f"data.misalign_prob must be in [0, 1], got {misalign_prob}")
         self.misalign = tuple(misalign) if any(misalign) and misalign_prob > 0 else None
         self.misalign_prob = misalign_prob
+        self.motion = tuple(motion) if any(motion) and misalign_prob > 0 else None
+        self.randomise = randomise if train else None
         self.min_foreground = min_foreground
         self.intensity_jitter = intensity_jitter
 
@@ -172,7 +196,7 @@ class SampleMaker:
             scale=scale, degradation=degradation, noise=cfg.degradation.noise, snr=cfg.degradation.snr,
             slice_size=cfg.slice_size, patch_size=cfg.patch_size, train=train, augment=cfg.augment,
             misalign=cfg.misalign, min_foreground=cfg.min_foreground, intensity_jitter=cfg.intensity_jitter,
-            misalign_prob=cfg.misalign_prob,
+            misalign_prob=cfg.misalign_prob, motion=cfg.motion, randomise=cfg.degradation,
         )
 
     def __call__(self, raw: RawSlice, index: int) -> PairedSample:
@@ -188,19 +212,26 @@ class SampleMaker:
         if self.train and min(size) < self.patch_size:
             raise FasrError(f"data.patch_size {self.patch_size} exceeds the {size[0]}x{size[1]} slices; lower it")
         stored = None if raw.lr is None else torch.from_numpy(raw.lr)[None, None]
-        lr = lr_on_canvas(hr, stored, offset, s, self.degradation, self.noise, self.snr, generator, raw.subject)
+        degradation, noise, snr = self.degradation, self.noise, self.snr
+        if self.randomise is not None and stored is None:
+            degradation, noise, snr = draw_degradation(self.randomise, True, generator)
+        lr = lr_on_canvas(hr, stored, offset, s, degradation, noise, snr, generator, raw.subject)
         coords = canvas_coords(size) if self.train else None  # (1, 2, H, W)
         ref_coords = coords
-        if self.misalign is not None and (
+        moved = (self.misalign is not None or self.motion is not None) and (
             self.misalign_prob == 1.0 or float(torch.rand(1, generator=generator)) < self.misalign_prob
-        ):
+        )
+        if moved and self.motion is not None:
+            ref, ref_coords = self._moved_reference(raw, size, offset, coords, generator)
+        if moved and self.misalign is not None:
             # One draw of the generator warps the reference, its coordinates and a validity channel alike.
-            extra = [] if coords is None else [coords, torch.ones_like(ref)]
+            valid = None if ref_coords is None else (ref_coords < INVALID_COORD).all(1, keepdim=True).float()
+            extra = [] if ref_coords is None else [ref_coords, valid]
             warped = misalign(torch.cat([ref, *extra], dim=1), *self.misalign, generator=generator)
             ref = warped[:, :1]
-            if coords is not None:
-                inside = warped[:, 3:] > 0.999  # bilinear weights all from inside the slice
-                ref_coords = torch.where(inside, warped[:, 1:3], torch.full_like(coords, INVALID_COORD))
+            if ref_coords is not None:
+                inside = warped[:, 3:] > 0.999  # bilinear weights all from inside the slice (and valid)
+                ref_coords = torch.where(inside, warped[:, 1:3], torch.full_like(ref_coords, INVALID_COORD))
         extras = {}
         if self.train:
             hr, ref, lr, hr_coords, ref_coords = self._crop_and_augment(hr, ref, lr, coords, ref_coords)
@@ -211,8 +242,27 @@ class SampleMaker:
         return PairedSample(
             hr=hr[0], ref=ref[0], lr=lr[0], subject=raw.subject, slice_index=raw.slice_index,
             target_stats=(raw.target_stats.low, raw.target_stats.high),
-            ref_stats=(raw.ref_stats.low, raw.ref_stats.high), **extras,
+            ref_stats=(raw.ref_stats.low, raw.ref_stats.high), degradation=degradation.spec, **extras,
         )
+
+    def _moved_reference(
+        self, raw: RawSlice, size: tuple[int, int], offset: tuple[int, int], coords: Tensor | None,
+        generator: torch.Generator | None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """The reference slice of a randomly moved reference volume on the canvas, with its coordinates (pixels
+        sampled from outside the volume: :data:`INVALID_COORD`)."""
+        if raw.ref_volume is None:
+            raise FasrError(
+                f"subject '{raw.subject}': data.motion needs the reference volume; 2-D slice folders and slice "
+                "caches have none (use data.misalign for in-plane misalignment)"
+            )
+        rotation, shift = random_motion(*self.motion, generator=generator)
+        plane, source, inside = rigid_plane(
+            torch.from_numpy(raw.ref_volume), raw.slice_index, raw.spacing, rotation, shift, size, offset
+        )
+        if coords is None:
+            return plane, None
+        return plane, torch.where(inside, source, torch.full_like(source, INVALID_COORD))
 
     def _crop_and_augment(
         self, hr: Tensor, ref: Tensor, lr: Tensor, hr_coords: Tensor, ref_coords: Tensor

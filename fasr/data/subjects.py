@@ -29,6 +29,7 @@ class Subject:
         lr: (Z, H / s, W / s) stored LR target on the target's scale (folder datasets with ``lr/``), or None.
         target_stats / ref_stats: normalisation of each volume.
         slices: (K,) indices of the slices with content in both target and reference.
+        spacing: (dz, dy, dx) voxel size of the stacks in mm.
     """
 
     subject: str
@@ -38,13 +39,14 @@ class Subject:
     target_stats: NormStats
     ref_stats: NormStats
     slices: np.ndarray
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
     def raw_slice(self, z: int) -> RawSlice:
         """Slice ``z`` as fresh (writable) arrays."""
         return RawSlice(
             target=self.target[z].copy(), reference=self.reference[z].copy(),
             lr=None if self.lr is None else self.lr[z].copy(), subject=self.subject, slice_index=int(z),
-            target_stats=self.target_stats, ref_stats=self.ref_stats,
+            target_stats=self.target_stats, ref_stats=self.ref_stats, ref_volume=self.reference, spacing=self.spacing,
         )
 
 
@@ -109,4 +111,5 @@ def load_subject(
     else:
         content = np.minimum(foreground_fraction(target_stack), foreground_fraction(ref_stack))  # (Z,)
         slices = np.flatnonzero(content >= min_foreground)
-    return Subject(source.subject, target_stack, ref_stack, lr, target_stats, ref_stats, slices)
+    sx, sy, sz = target.voxel_size
+    return Subject(source.subject, target_stack, ref_stack, lr, target_stats, ref_stats, slices, (sz, sy, sx))

@@ -65,6 +65,8 @@ class PairedSample(NamedTuple):
         hr_coords / ref_coords: training samples only: (2, H, W) canvas coordinates (y, x) of the anatomy each
             target / reference pixel shows (the true correspondence under the synthetic misalignment;
             reference pixels showing nothing hold a far-away value), else None.
+        degradation: spec of the degradation the LR was made with (``fasr.data.degrade.degradation_from_spec``);
+            the model makes this sample's Ref-down-up with it.
     """
 
     hr: Tensor
@@ -76,3 +78,4 @@ class PairedSample(NamedTuple):
     ref_stats: tuple[float, float]
     hr_coords: Tensor | None = None
     ref_coords: Tensor | None = None
+    degradation: str = ""

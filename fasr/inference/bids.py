@@ -377,6 +377,7 @@ def run_jobs(
     progress: bool,
     precision: str = "auto",
     max_memory_gib: float | None = None,
+    register: str = "rigid",
 ) -> list[Row]:
     """Run every job with one model; never stops on one subject's error (it is reported in its row).
 
@@ -386,6 +387,7 @@ def run_jobs(
         device, scale, overrides: how the model is loaded (:func:`fasr.inference.frontend.load_model`).
         batch_size: slices per forward pass.
         precision / max_memory_gib: run settings (``fasr infer --precision`` / ``--max-memory-gib``).
+        register: ``rigid`` or ``none`` (``fasr infer --register``).
         force: redo finished jobs.
         progress: show the progress bar over jobs.
     """
@@ -403,18 +405,18 @@ def run_jobs(
             elif job not in todo:
                 rows.append(Row(job.label, "finished before"))
             else:
-                rows.append(_run_job(job, loaded, batch_size))
+                rows.append(_run_job(job, loaded, batch_size, register))
                 for warning in rows[-1].warnings:
                     tqdm.write(f"fasr: warning: {job.label}: {warning}", file=sys.stderr)
             bar.update(1)
     return rows
 
 
-def _run_job(job: Job, loaded: LoadedModel, batch_size: int) -> Row:
+def _run_job(job: Job, loaded: LoadedModel, batch_size: int, register: str) -> Row:
     """Super-resolve one pair and write its outputs (an unfinished earlier write is replaced)."""
     start = time.perf_counter()
     try:
-        result = super_resolve(job.lr, job.ref, loaded, batch_size=batch_size)
+        result = super_resolve(job.lr, job.ref, loaded, batch_size=batch_size, register=register)
         confidence = job.confidence if result.confidence is not None else None
         result.save(job.out, confidence, force=True, extra={"Sources": list(job.sources)})
     except FasrError as exc:
@@ -474,6 +476,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         precision=args.precision,
         max_memory_gib=args.max_memory_gib,
+        register=args.register,
     )
     shard = f" (shard {index}/{count})" if count > 1 else ""
     print(f"{len(rows)} job(s){shard}:")

@@ -17,6 +17,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from fasr.checkpoint import resolve_device
 from fasr.config import add_set_argument
 from fasr.errors import FasrError
@@ -26,6 +28,7 @@ from fasr.inference.memory import DEFAULT_BATCH_SIZE
 from fasr.inference.output import require_nifti, sidecar_path
 from fasr.inference.plan import check_output_paths, checkpoint_scale, plan_inference
 from fasr.inference.predict import LoadedModel, metrics_table
+from fasr.inference.register import REGISTRATIONS
 from fasr.inference.volume import PRECISIONS
 
 __all__ = ["add_arguments", "run"]
@@ -73,6 +76,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
     parser.add_argument(
         "--strict", action="store_true", help="refuse a reference that looks like another patient or misregistered"
+    )
+    parser.add_argument(
+        "--register", choices=REGISTRATIONS, default="rigid",
+        help="rigid (default): register the reference to the LR (6 degrees of freedom, mutual information, a few "
+        "seconds) before it is used; none: trust the two scans' affines",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_set_argument(parser, "model.search_window=16")
@@ -129,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
         simulate=simulate,
         degradation=args.degradation,
         strict=args.strict,
+        register=args.register,
         warn=lambda message: message in plan.warnings or _warn(message),  # plan warnings are printed already
     )
     written = result.save(args.out, args.confidence, force=args.force)
@@ -137,6 +146,10 @@ def run(args: argparse.Namespace) -> int:
         f"x{grid.scale} {'x'.join(map(str, prediction.lr.data.shape))} -> {'x'.join(map(str, grid.shape))} "
         f"(slice axis {grid.slice_axis}) in {prediction.seconds:.1f} s with {result.model.label}"
     )
+    if prediction.registration is not None:
+        reg = prediction.registration
+        print(f"registered the reference: {reg.rotation_deg:.2f} deg, shift {np.round(reg.matrix[:3, 3], 2).tolist()} "
+              f"mm, mutual information {reg.metric:.4f} ({reg.seconds:.1f} s)")
     if result.mean_confidence is not None:
         print(f"mean confidence {result.mean_confidence:.3f} (how strongly matched reference texture drove the output)")
     if prediction.scores is not None:

@@ -145,6 +145,7 @@ def super_resolve(
     degradation: str | None = None,
     strict: bool = False,
     warn: Callable[[str], None] | None = None,
+    register: str = "rigid",
 ) -> SRResult:
     """Super-resolve a low-resolution scan in-plane with a high-resolution reference contrast of the same patient.
 
@@ -167,6 +168,8 @@ def super_resolve(
             warning (:mod:`fasr.inference.qa`).
         warn: called with each warning as soon as it is found, before the slices run (``fasr infer`` prints
             them); they are also in ``warnings`` of the result.
+        register: ``rigid`` (default): register the reference to the LR (6 degrees of freedom, mutual information)
+            before anything else uses it; ``none``: trust the two scans' affines (:mod:`fasr.inference.register`).
 
     Raises:
         FasrError: bad inputs, or a job that is not in-plane super-resolution by the model's factor
@@ -198,6 +201,7 @@ def super_resolve(
         progress=progress,
         strict=strict,
         warn=report,
+        register=register,
     )
     sr, confidence = prediction_images(prediction, loaded)
     return SRResult(

@@ -31,6 +31,7 @@ from fasr.inference.inputs import InputPair
 from fasr.inference.output import cast_like, nifti_image, save_nifti, sidecar_path, write_json
 from fasr.inference.pipeline import InferenceResult, super_resolve_volume
 from fasr.inference.qa import ReferenceQA, check_reference, mean_confidence, reference_qa
+from fasr.inference.register import REGISTRATIONS, Registration, register_rigid, registered_volume
 from fasr.inference.simulate import Simulation, bicubic_volume, score_methods, simulate_lr
 from fasr.inference.slicing import Slicer
 from fasr.inference.volume import RunSettings
@@ -90,6 +91,7 @@ class Prediction:
         ref_path: the reference file (or the label of an in-memory reference).
         seconds: wall time of simulating, resampling and super-resolving.
         qa: reference QA (:mod:`fasr.inference.qa`), with the output's mean confidence.
+        registration: the rigid transform fitted from the LR to the reference (``register="rigid"``), else None.
     """
 
     result: InferenceResult
@@ -102,6 +104,7 @@ class Prediction:
     ref_path: Path
     seconds: float
     qa: ReferenceQA | None = None
+    registration: Registration | None = None
 
 
 def load_for_inference(
@@ -136,6 +139,7 @@ def predict(
     progress: bool,
     strict: bool = False,
     warn: Callable[[str], None] | None = None,
+    register: str = "rigid",
 ) -> Prediction:
     """Super-resolve a target with its reference; with ``simulate``, degrade the target first and score.
 
@@ -149,7 +153,12 @@ def predict(
         progress: show a progress bar.
         strict: refuse a reference that the QA flags (another patient, misregistered) instead of warning.
         warn: called with each warning as soon as it is found (before the slices run); None: not reported.
+        register: ``rigid`` (default): fit a rigid transform of the reference to the LR by mutual information
+            and apply it before reference QA and resampling (:mod:`fasr.inference.register`); ``none``: trust the
+            affines.
     """
+    if register not in REGISTRATIONS:
+        raise FasrError(f"unknown registration '{register}'; choose one of {', '.join(REGISTRATIONS)}")
     start = time.perf_counter()
     cfg = loaded.config
     target, ref = inputs.target, inputs.ref
@@ -171,6 +180,10 @@ def predict(
             seed=cfg.seed,
         )
         lr, inplane_axes = simulation.lr, simulation.inplane_axes
+    registration = None
+    if register == "rigid":
+        registration = register_rigid(lr, ref)
+        ref = registered_volume(ref, registration)
     qa = reference_qa(lr, ref)
     warning = check_reference(qa, lr.path, ref.path, strict)
     if warning is not None and warn is not None:
@@ -204,6 +217,7 @@ def predict(
         ref_path=Path(ref.path),
         seconds=time.perf_counter() - start,
         qa=qa.with_confidence(mean_confidence(result.confidence, result.sr, result.target_stats)),
+        registration=registration,
     )
 
 
@@ -243,6 +257,7 @@ def sidecar_record(
         "simulated": simulated,
         "reference": _absolute(prediction.ref_path),
         "reference_coverage": result.coverage,
+        "registration": None if prediction.registration is None else prediction.registration.to_dict(),
         "reference_qa": None if prediction.qa is None else prediction.qa.to_dict(),
         "grid": {
             "shape": list(grid.shape),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from fasr.data.degrade import Bicubic, Degradation, KSpace
+from fasr.data.degrade import Degradation, degradation_from_spec
 
 __all__ = ["ModelConfig", "ref_degradation_of"]
 
@@ -37,8 +37,9 @@ class ModelConfig:
         backbone_weights: torchvision-format checkpoint for the extractor: ``mri`` (default) = the shipped MRI
             VGG19 (``fasr pretrain-extractor``; VGG19 through relu3_1 only, others start random), a file (e.g.
             ImageNet), or None = random init.
-        ref_degradation: how the model makes I_Ref-down-up: ``auto`` (default) = the LR's degradation
-            (``data.degradation.kind``, Section III-A's domain consistency), or ``bicubic`` / ``kspace``.
+        ref_degradation: how the model makes I_Ref-down-up: ``auto`` (default) = the LR's nominal degradation with
+            its window (``fasr.data.degrade.nominal_spec`` of ``data.degradation``, Section III-A's domain
+            consistency), or a spec: ``bicubic``, ``kspace``, ``kspace:hamming``, ``kspace:tukey:0.5``.
         ref_detail: ours, not the paper's: also transfer the reference's own missing band, I_Ref - I_Ref-down-up,
             with the full-resolution texture (same matches) and inject it at full resolution through a
             zero-initialised convolution (``docs/architecture.md``). A model without it can be fine-tuned into
@@ -68,7 +69,7 @@ class ModelConfig:
     match_memory_mib: int = 128
     search_window: int = 16
     backbone_weights: str | None = "mri"
-    ref_degradation: Literal["auto", "bicubic", "kspace"] = "auto"
+    ref_degradation: str = "auto"
     ref_detail: bool = False
     ref_guided: bool = False
     guide_order: Literal[1, 2] = 1
@@ -77,4 +78,4 @@ class ModelConfig:
 def ref_degradation_of(cfg: ModelConfig) -> Degradation:
     """The degradation a model applies to make I_Ref-down-up, from ``cfg.ref_degradation`` (``auto`` is resolved
     from the data config before a model is built)."""
-    return KSpace() if cfg.ref_degradation == "kspace" else Bicubic()
+    return degradation_from_spec("bicubic" if cfg.ref_degradation == "auto" else cfg.ref_degradation)

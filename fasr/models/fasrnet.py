@@ -119,7 +119,8 @@ class FASRNet(nn.Module):
             nn.init.zeros_(self.guide_gate.bias)
 
     def forward(
-        self, lr: Tensor, ref: Tensor, match: MatchTarget | None = None, match_temperature: float = 0.07
+        self, lr: Tensor, ref: Tensor, match: MatchTarget | None = None, match_temperature: float = 0.07,
+        degradation: Degradation | None = None,
     ) -> SROutput:
         """Super-resolve.
 
@@ -129,6 +130,8 @@ class FASRNet(nn.Module):
             match: training only: the true key of every query on the (padded) 1/4 grid; when given, the output
                 carries the correspondence loss of every alignment module (ours, ``loss.match_weight``).
             match_temperature: temperature of that loss.
+            degradation: how this batch's LR was made, when not ``ref_degradation`` (training under degradation
+                randomisation: one per sample, :class:`fasr.data.degrade.PerSample`); Ref-down-up follows it.
 
         Returns:
             :class:`SROutput` with ``sr`` (B, 1, h * scale, w * scale), ``attention`` (the soft-attention maps
@@ -142,7 +145,8 @@ class FASRNet(nn.Module):
                 f"got lr {tuple(lr.shape)} and ref {tuple(ref.shape)}"
             )
         lr_up = resize(lr, (H, W))  # I_LR-up
-        ref_du = self.ref_degradation.down_up(ref, self.scale)  # I_Ref-down-up, domain-consistent with LR-up
+        degradation = degradation or self.ref_degradation
+        ref_du = degradation.down_up(ref, self.scale)  # I_Ref-down-up, domain-consistent with LR-up
         pad = (0, -W % self.multiple, 0, -H % self.multiple)  # (left, right, top, bottom)
         lr_up_p, ref_p, ref_du_p = (F.pad(x, pad, mode="replicate") for x in (lr_up, ref, ref_du))
 
@@ -156,7 +160,7 @@ class FASRNet(nn.Module):
         if self.ref_guided:
             carried.append(ref_du_p)
             if self.guide_order == 2:
-                squared = squared_views(ref, self.ref_degradation, self.scale)  # (DU(I_Ref^2), its band)
+                squared = squared_views(ref, degradation, self.scale)  # (DU(I_Ref^2), its band)
                 carried += [F.pad(x, pad, mode="replicate") for x in squared]  # local_quadratic_detail's order
         if carried:
             # (B, C_1 + len(carried), H, W), channels-last as V (the transfer reads whole pixel rows of channels)

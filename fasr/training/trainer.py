@@ -30,6 +30,7 @@ from tqdm import tqdm
 from fasr.checkpoint import INFERENCE_FIELDS, METRICS_FILE, load_checkpoint, load_model, save_checkpoint
 from fasr.config import RunConfig, from_dict, save_config, to_dict
 from fasr.data.datasets import build_dataset
+from fasr.data.degrade import PerSample
 from fasr.data.normalize import FOREGROUND_LEVEL
 from fasr.data.types import PairedSample
 from fasr.errors import FasrError
@@ -90,10 +91,11 @@ def _load_starting_weights(model: nn.Module, start: dict[str, Tensor], grown: se
                         f"{unexpected[:3]}); fine-tune a checkpoint of the same architecture")
 
 
-def _collate(samples: list[PairedSample]) -> tuple[Tensor, ...]:
+def _collate(samples: list[PairedSample]) -> tuple[Any, ...]:
     """Stack a batch into (lr (B, 1, h, w), ref (B, 1, H, W), hr (B, 1, H, W), hr_coords (B, 2, H, W),
-    ref_coords (B, 2, H, W))."""
-    return tuple(torch.stack([getattr(s, k) for s in samples]) for k in _BATCH_FIELDS)
+    ref_coords (B, 2, H, W), the B degradation specs)."""
+    stacked = tuple(torch.stack([getattr(s, k) for s in samples]) for k in _BATCH_FIELDS)
+    return (*stacked, [s.degradation for s in samples])
 
 
 @contextmanager
@@ -139,6 +141,8 @@ class Trainer:
         self.loss, self.perceptual_source = build_loss(self.cfg.loss, self.cfg.model.feature_levels)
         # Correspondence supervision (ours) for models with alignment modules, when loss.match_weight > 0.
         self.supervise_matching = self.loss.match_weight > 0 and hasattr(self.model, "align")
+        # Degradation randomisation: models that make their own Ref-down-up make it per sample, as its LR was made.
+        self.per_sample_degradation = data.degradation.kind == "random" and hasattr(self.model, "ref_degradation")
         self.loss.to(ctx.device)
         self.optimizer = build_optimizer(self.model, self.cfg.optim, self.cfg.model.name)
         self.scheduler = build_scheduler(self.optimizer, self.cfg.schedule)
@@ -268,14 +272,16 @@ class Trainer:
         )
 
     def _train_step(
-        self, lr: Tensor, ref: Tensor, hr: Tensor, hr_coords: Tensor, ref_coords: Tensor
+        self, lr: Tensor, ref: Tensor, hr: Tensor, hr_coords: Tensor, ref_coords: Tensor, degradations: list[str]
     ) -> dict[str, float]:
         device = self.ctx.device
         lr, ref, hr = (t.to(device, non_blocking=True) for t in (lr, ref, hr))
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         if self.supervise_matching:
             target = match_target(hr_coords.to(device), ref_coords.to(device), hr, 4, FOREGROUND_LEVEL)
             kwargs = {"match": target, "match_temperature": self.cfg.loss.match_temperature}
+        if self.per_sample_degradation:
+            kwargs["degradation"] = PerSample.of(degradations)
         with torch.autocast(device.type, dtype=self.amp, enabled=self.amp is not None):
             out = self.net(lr, ref, **kwargs)
         terms = self.loss(out.sr.float(), hr, self.epoch, out.match_loss)  # losses in fp32

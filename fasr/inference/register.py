@@ -1,0 +1,205 @@
+"""Rigid registration of the reference to the LR target (``fasr infer --register rigid``, the default).
+
+Two sequences of one session are never aligned to the pixel: the patient moves between them. Before the reference
+is resampled onto the SR grid, a 6-degree-of-freedom (Euler 3-D) transform is fitted by maximising the Mattes
+mutual information between the LR (fixed) and the reference (moving), coarse to fine, with SimpleITK (ITK's
+registration framework: a maintained library with binary wheels for every platform; ``docs/inference.md`` says why
+it was chosen). The reference is never resampled here: the transform is folded into its affine, so the one
+resampling onto the SR grid (:mod:`fasr.inference.grid`) applies it exactly.
+
+Conventions: SimpleITK works in LPS millimetres, nibabel affines in RAS; :func:`registered_volume` and the
+recorded matrix are RAS. The fitted transform maps a point of the LR's space to the point of the reference's space
+that shows the same anatomy.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from fasr.data.types import Volume
+from fasr.errors import FasrError
+
+__all__ = ["REGISTRATIONS", "Registration", "register_rigid", "registered_volume", "rigid_matrix", "motion_of"]
+
+REGISTRATIONS = ("rigid", "none")
+RegisterMode = Literal["rigid", "none"]
+
+_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])  # RAS <-> LPS (its own inverse)
+# Optimiser settings (ours), chosen on the validation subject (benchmarks/results/registration.md): two levels,
+# 1/2 and full resolution in physical units, and a moving image smoothed to the LR's resolution first, so mutual
+# information compares images of the same resolution.
+_SHRINK = (2, 1)
+_SMOOTH_MM = (1.0, 0.0)
+_BINS = 32
+_SAMPLES = 150_000  # fixed-image voxels the metric samples per evaluation (all of a smaller image)
+_ITERATIONS = 200
+_RELAXATION = 0.7
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A fitted rigid transform from the LR's space to the reference's.
+
+    Attributes:
+        matrix: (4, 4) RAS mm: LR-space point -> reference-space point of the same anatomy.
+        metric: final Mattes mutual information (negative; lower is better aligned).
+        iterations: optimiser iterations at the last level.
+        seconds: wall time.
+        stop: the optimiser's reason to stop.
+    """
+
+    matrix: np.ndarray
+    metric: float
+    iterations: int
+    seconds: float
+    stop: str
+
+    @property
+    def rotation_deg(self) -> float:
+        """Rotation angle of the transform in degrees."""
+        return float(np.degrees(np.arccos(np.clip((np.trace(self.matrix[:3, :3]) - 1) / 2, -1.0, 1.0))))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The sidecar record."""
+        return {
+            "method": "rigid",
+            "library": f"SimpleITK {_sitk().Version_VersionString()}",
+            "metric": "mattes_mutual_information",
+            "final_metric": round(self.metric, 6),
+            "matrix_ras": np.round(self.matrix, 6).tolist(),
+            "rotation_deg": round(self.rotation_deg, 4),
+            "translation_mm": np.round(self.matrix[:3, 3], 4).tolist(),
+            "iterations": self.iterations,
+            "stop": self.stop,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _sitk() -> Any:
+    try:
+        import SimpleITK as sitk  # noqa: N813
+    except ImportError as error:  # pragma: no cover - a declared dependency
+        raise FasrError("registration needs SimpleITK: pip install SimpleITK (or pass --register none)") from error
+    return sitk
+
+
+def _image(volume: Volume, sitk: Any) -> Any:
+    """A SimpleITK image of ``volume``: voxel data in (z, y, x) order, geometry in LPS."""
+    image = sitk.GetImageFromArray(np.ascontiguousarray(volume.data.transpose(2, 1, 0), dtype=np.float32))
+    lps = _LPS @ volume.affine
+    spacing = np.linalg.norm(lps[:3, :3], axis=0)
+    if np.any(spacing <= 0):
+        raise FasrError(f"'{volume.path}' has a degenerate affine (a zero voxel size); fix its header")
+    image.SetSpacing([float(s) for s in spacing])
+    image.SetOrigin([float(o) for o in lps[:3, 3]])
+    image.SetDirection([float(d) for d in (lps[:3, :3] / spacing).ravel()])
+    return image
+
+
+def register_rigid(lr: Volume, ref: Volume, seed: int = 0) -> Registration:
+    """Fit the rigid transform that aligns ``ref`` to ``lr`` (mutual information, coarse to fine).
+
+    Args:
+        lr: the LR target (fixed image).
+        ref: the HR reference (moving image).
+        seed: seed of the metric's random sampling (the same inputs give the same transform).
+    """
+    sitk = _sitk()
+    start = time.perf_counter()
+    fixed, moving = _image(lr, sitk), _image(ref, sitk)
+    # The moving image smoothed to the fixed image's resolution (ours): a Gaussian whose FWHM is the LR voxel.
+    pairs = zip(_sorted_spacing(fixed, moving), moving.GetSpacing())
+    sigma = [max(0.0, f**2 - m**2) ** 0.5 / 2.355 for f, m in pairs]
+    if max(sigma) > 0:
+        moving = sitk.SmoothingRecursiveGaussian(moving, [max(s, 1e-3) for s in sigma])
+    centre = fixed.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in fixed.GetSize()])
+    transform = sitk.Euler3DTransform()
+    transform.SetCenter(centre)  # identity start: both scans share the scanner's coordinates
+    method = sitk.ImageRegistrationMethod()
+    method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=_BINS)
+    n_voxels = int(np.prod(fixed.GetSize()))
+    if n_voxels > _SAMPLES:
+        method.SetMetricSamplingStrategy(method.RANDOM)
+        method.SetMetricSamplingPercentage(_SAMPLES / n_voxels, seed)
+    method.SetInterpolator(sitk.sitkLinear)
+    method.SetOptimizerAsRegularStepGradientDescent(
+        learningRate=1.0, minStep=1e-4, numberOfIterations=_ITERATIONS, relaxationFactor=_RELAXATION,
+        gradientMagnitudeTolerance=1e-8,
+    )
+    method.SetOptimizerScalesFromPhysicalShift()
+    method.SetShrinkFactorsPerLevel(list(_SHRINK))
+    method.SetSmoothingSigmasPerLevel(list(_SMOOTH_MM))
+    method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
+    method.SetInitialTransform(transform, inPlace=True)
+    try:
+        method.Execute(sitk.Cast(fixed, sitk.sitkFloat32), sitk.Cast(moving, sitk.sitkFloat32))
+    except RuntimeError as error:
+        raise FasrError(
+            f"registration of '{ref.path}' to '{lr.path}' failed ({str(error).strip().splitlines()[-1]}); check that "
+            "both scans overlap, or pass --register none"
+        ) from None
+    rotation = np.asarray(transform.GetMatrix(), dtype=np.float64).reshape(3, 3)
+    centre_v = np.asarray(transform.GetCenter(), dtype=np.float64)
+    offset = centre_v + np.asarray(transform.GetTranslation(), dtype=np.float64) - rotation @ centre_v
+    lps = np.eye(4)
+    lps[:3, :3], lps[:3, 3] = rotation, offset  # x_ref = R x_lr + offset, LPS
+    return Registration(
+        matrix=_LPS @ lps @ _LPS, metric=float(method.GetMetricValue()), iterations=int(method.GetOptimizerIteration()),
+        seconds=time.perf_counter() - start, stop=method.GetOptimizerStopConditionDescription(),
+    )
+
+
+def _sorted_spacing(fixed: Any, moving: Any) -> list[float]:
+    """The fixed image's voxel size along each of the moving image's axes (nearest axis by direction)."""
+    fixed_dir = np.asarray(fixed.GetDirection()).reshape(3, 3)
+    moving_dir = np.asarray(moving.GetDirection()).reshape(3, 3)
+    spacing = np.asarray(fixed.GetSpacing())
+    nearest = np.abs(moving_dir.T @ fixed_dir).argmax(axis=1)  # per moving axis, the closest fixed axis
+    return [float(spacing[k]) for k in nearest]
+
+
+def registered_volume(ref: Volume, registration: Registration) -> Volume:
+    """``ref`` with the registration folded into its affine (no resampling): voxel ``v`` shows the anatomy at
+    LR-space point ``inv(matrix) @ affine @ v``.
+
+    Args:
+        ref: the reference as read.
+        registration: output of :func:`register_rigid`.
+    """
+    return Volume(data=ref.data, affine=np.linalg.inv(registration.matrix) @ ref.affine, path=ref.path)
+
+
+def rigid_matrix(rotation_deg: tuple[float, float, float], shift_mm: tuple[float, float, float],
+                 centre: np.ndarray) -> np.ndarray:
+    """(4, 4) RAS rigid motion: rotations about the R, A, S axes (degrees, applied x then y then z) about
+    ``centre``, then a shift.
+
+    Args:
+        rotation_deg: angles about the three world axes.
+        shift_mm: translation in mm.
+        centre: (3,) RAS point the rotation is about.
+    """
+    ax, ay, az = np.radians(rotation_deg)
+    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
+    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
+    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
+    matrix = np.eye(4)
+    matrix[:3, :3] = rz @ ry @ rx
+    matrix[:3, 3] = np.asarray(centre) - matrix[:3, :3] @ np.asarray(centre) + np.asarray(shift_mm)
+    return matrix
+
+
+def motion_of(matrix: np.ndarray, points: np.ndarray) -> tuple[float, float]:
+    """Size of a rigid transform: (rotation angle in degrees, mean displacement in mm over ``points``).
+
+    Args:
+        matrix: (4, 4) rigid transform.
+        points: (N, 3) points it moves (e.g. the brain's voxels in mm).
+    """
+    angle = float(np.degrees(np.arccos(np.clip((np.trace(matrix[:3, :3]) - 1) / 2, -1.0, 1.0))))
+    moved = points @ matrix[:3, :3].T + matrix[:3, 3]
+    return angle, float(np.linalg.norm(moved - points, axis=1).mean())
