@@ -120,3 +120,24 @@ def test_load_model_once(probe):
     with pytest.raises(FasrError, match="neither a file nor a shipped model"):
         fasr.load_model("brats-x8")
     assert fasr.super_resolve is fasr.api.super_resolve and fasr.load_model is fasr.api.load_model
+
+
+def test_register_none_is_the_engine_on_the_headers_placement(tmp_path, probe):
+    """``register="none"`` runs exactly the path without registration: the volume engine on the reference as its
+    header places it (bit for bit); the default registers first and records the transform."""
+    from fasr.inference.inputs import read_inputs
+    from fasr.inference.pipeline import super_resolve_volume
+    from fasr.inference.volume import RunSettings
+
+    lr, ref, _ = lr_and_ref(tmp_path, (4.0, 4.0, 2.0), (10, 8, 4))
+    model = fasr.load_model(probe, device="cpu")
+    result = fasr.super_resolve(lr, ref, model=model, register="none")
+    assert result.metadata["registration"] is None
+    inputs = read_inputs(lr, ref, None, None)
+    engine = super_resolve_volume(
+        model.model, inputs.target, inputs.ref, model.scale, norm_percentiles=model.config.data.norm_percentiles,
+        batch_size=4, device=model.device, progress=False,
+        settings=RunSettings.for_model(model.config.model, model.precision, model.max_memory_gib),
+    )
+    assert np.array_equal(result.prediction.result.sr, engine.sr)
+    assert np.array_equal(result.prediction.result.confidence, engine.confidence)

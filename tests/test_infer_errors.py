@@ -116,13 +116,28 @@ def test_reference_of_another_patient_is_flagged(tmp_path, probe, capsys):
     own_qa = json.loads((tmp_path / "own.json").read_text())["reference_qa"]
     assert own_qa["flagged"] is False and own_qa["alignment"] > own_qa["threshold"]
     assert own_qa["mean_confidence"] is not None and 0 <= own_qa["mean_confidence"] <= 1
-    for ref, name in ((other, "other"), (moved, "moved")):
-        assert run_cli(infer(lr, ref, probe, tmp_path / f"{name}.nii.gz")) == 0
+    for ref, name in ((other, "other"), (moved, "moved")):  # QA on the headers' placement
+        assert run_cli(infer(lr, ref, probe, tmp_path / f"{name}.nii.gz", "--register", "none")) == 0
         err = capsys.readouterr().err
         assert f"warning: reference '{ref}' does not look like a registered scan" in err
         assert json.loads((tmp_path / f"{name}.json").read_text())["reference_qa"]["flagged"] is True
-        refused(infer(lr, ref, probe, tmp_path / f"{name}_strict.nii.gz", "--strict"), capsys, "drop --strict")
+        refused(infer(lr, ref, probe, tmp_path / f"{name}_strict.nii.gz", "--strict", "--register", "none"), capsys,
+                "drop --strict")
         assert not (tmp_path / f"{name}_strict.nii.gz").exists()
+
+
+def test_registration_brings_a_moved_reference_back_before_qa(tmp_path, probe, capsys):
+    """The same patient's reference 5 mm off: registered by default (the sidecar holds the fitted shift), it passes
+    QA; with --register none it is flagged (previous test)."""
+    lr, _ = qa_phantom(tmp_path, "a", seed=0)
+    _, moved = qa_phantom(tmp_path, "c", seed=0, shift_mm=5.0)
+    assert run_cli(infer(lr, moved, probe, tmp_path / "sr.nii.gz")) == 0
+    assert "warning" not in capsys.readouterr().err
+    sidecar = json.loads((tmp_path / "sr.json").read_text())
+    assert sidecar["reference_qa"]["flagged"] is False
+    registration = sidecar["registration"]
+    assert registration["translation_mm"][0] == pytest.approx(5.0, abs=0.3)  # LR point -> reference point
+    assert abs(registration["rotation_deg"]) < 0.3
 
 
 @pytest.mark.parametrize("where", ["/proc/fasr-test/sr.nii.gz", "/proc/sr.nii.gz"], ids=["cannot-make", "read-only"])

@@ -44,10 +44,15 @@ def test_bench_reference_quick_runs_and_writes_its_report(tmp_path: Path) -> Non
                                                     "config": to_dict(cfg)})
     out = tmp_path / "results"
     assert main(["bench", "reference", "--checkpoint", str(checkpoint), "--quick", "--out-dir", str(out),
-                 "--compare", f"same={checkpoint}"]) == 0
+                 "--compare", f"same={checkpoint}", "--split", "test"]) == 0
     result = json.loads((out / "reference.json").read_text())
     assert result["subjects"] == ["c"] and result["slices"] == 4
-    assert result["command"].endswith(f"--quick --out-dir {out}")  # the command that wrote these files
+    assert result["command"].endswith(f"--quick --out-dir {out} --split test")  # the command that wrote these files
+    scanner = result["scanner"]["c"]  # the whole inference job per condition, on a 4-slice slab
+    assert scanner["slices"] == 4 and len(scanner["conditions"]) == 10
+    for row in scanner["conditions"].values():  # untrained: bicubic, whatever the reference or its motion
+        assert row["psnr"] == pytest.approx(row["cubic_psnr"], abs=1e-3)
+    assert "## Scans as scanners make them" in (out / "reference.md").read_text()
     assert set(result["conditions"]) == {"true", "wrong_subject", "shuffled", "noise", "oracle"}
     assert set(result["matching_accuracy"]) == {"0", "4", "8"}
     assert 0 <= result["matching_accuracy"]["0"] <= 1

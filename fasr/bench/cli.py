@@ -1,5 +1,4 @@
-"""``fasr bench speed|quality|qa``: dispatches to :mod:`fasr.bench.speed`, :mod:`fasr.bench.quality` and
-:mod:`fasr.bench.qa`."""
+"""``fasr bench speed|reference|quality|registration|qa``: dispatches to the module of each benchmark."""
 
 from __future__ import annotations
 
@@ -14,6 +13,8 @@ _SUITES = {
     "reference": ("fasr.bench.reference", "does the reference count: wrong/shuffled/noise/oracle references, "
                   "matching accuracy, confidence AUC, misregistration curve"),
     "quality": ("fasr.bench.quality.cli", "train and score every method of a suite on the same data and budget"),
+    "registration": ("fasr.bench.registration", "accuracy of the rigid registration of the reference under known "
+                     "motions"),
     "qa": ("fasr.bench.qa", "calibrate the reference QA: true pairs vs other patients and 5/10 mm shifts"),
 }
 

@@ -14,10 +14,8 @@ average when it started (timings on a shared CPU are only comparable at similar 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -25,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+from fasr.bench.provenance import cpu_record
 from fasr.config import add_set_argument, load_config
 from fasr.errors import FasrError
 
@@ -74,25 +73,6 @@ def _model(scale: int, overrides: list[str], device: str, match_memory_mib: floa
 def _load() -> float:
     """1-minute load average of the machine (shared CPUs: timings are comparable only at similar load)."""
     return round(os.getloadavg()[0], 2)
-
-
-def _cpu() -> dict:
-    """The CPU the rows were timed on: timings move with it (2-core machines here have been Intel with native
-    bf16 and AMD EPYC with AVX2 only, ~2x apart in fp32)."""
-    from fasr.inference.volume import cpu_native_bf16
-
-    info = {"model name": platform.processor() or "unknown", "cpu family": "", "model": ""}
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo") as f:
-            for ln in f:
-                key, _, value = ln.partition(":")
-                if key.strip() in info:
-                    info[key.strip()] = value.strip()
-                if not ln.strip():
-                    break  # the first processor's block
-    # "AMD EPYC" alone names Zen 4 (family 25) and Zen 5 (family 26) alike
-    generation = f" (family {info['cpu family']} model {info['model']})" if info["cpu family"] else ""
-    return {"cpu_model": info["model name"] + generation, "cpu_native_bf16": cpu_native_bf16()}
 
 
 def _peak_mib(device: str) -> float:
@@ -318,7 +298,7 @@ def run(args: argparse.Namespace) -> int:
         "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
-        **_cpu(),
+        **cpu_record(),
         "torch": torch.__version__,
         "scale": args.scale,
         "overrides": args.overrides,

@@ -24,14 +24,24 @@ from fasr.checkpoint import load_model
 from fasr.config import RunConfig, to_dict
 from fasr.data.config import DegradationConfig
 from fasr.data.degrade import build_degradation
+from fasr.data.geometry import check_coverage
+from fasr.data.normalize import robust_stats
 from fasr.data.types import Volume
 from fasr.errors import FasrError
-from fasr.inference.grid import voxel_sizes
+from fasr.inference.grid import plan_sr_grid, voxel_sizes
 from fasr.inference.inputs import InputPair
 from fasr.inference.output import cast_like, nifti_image, save_nifti, sidecar_path, write_json
-from fasr.inference.pipeline import InferenceResult, super_resolve_volume
+from fasr.inference.pipeline import MIN_COVERAGE, InferenceResult, super_resolve_volume
 from fasr.inference.qa import ReferenceQA, check_reference, mean_confidence, reference_qa
-from fasr.inference.register import REGISTRATIONS, Registration, register_rigid, registered_volume
+from fasr.inference.register import (
+    MAX_ROTATION_DEG,
+    MAX_SHIFT_MM,
+    REGISTRATIONS,
+    Registration,
+    register_rigid,
+    registered_volume,
+    registration_problem,
+)
 from fasr.inference.simulate import Simulation, bicubic_volume, score_methods, simulate_lr
 from fasr.inference.slicing import Slicer
 from fasr.inference.volume import RunSettings
@@ -182,8 +192,10 @@ def predict(
         lr, inplane_axes = simulation.lr, simulation.inplane_axes
     registration = None
     if register == "rigid":
-        registration = register_rigid(lr, ref)
-        ref = registered_volume(ref, registration)
+        robust_stats(lr, *cfg.data.norm_percentiles)  # an LR without content is refused before registration
+        registration, ref, note = _registered(lr, ref, loaded.scale, inplane_axes)
+        if note is not None and warn is not None:
+            warn(note)
     qa = reference_qa(lr, ref)
     warning = check_reference(qa, lr.path, ref.path, strict)
     if warning is not None and warn is not None:
@@ -219,6 +231,34 @@ def predict(
         qa=qa.with_confidence(mean_confidence(result.confidence, result.sr, result.target_stats)),
         registration=registration,
     )
+
+
+def _registered(
+    lr: Volume, ref: Volume, scale: int, inplane_axes: tuple[int, int] | None
+) -> tuple[Registration | None, Volume, str | None]:
+    """The reference registered to the LR, when that is possible and plausible; else as its header places it, with
+    the reason. A reference that does not cover the LR is refused first (as the pipeline would)."""
+
+    def coverage(volume: Volume, minimum: float) -> float:
+        grid = plan_sr_grid(lr.data.shape, lr.affine, volume.affine, scale, inplane_axes)
+        return check_coverage(volume.data.shape, volume.affine, grid.shape, grid.affine, volume.path, lr.path,
+                              min_fraction=minimum)
+
+    coverage(ref, MIN_COVERAGE)
+    problem = registration_problem(lr, ref)
+    if problem is not None:
+        return None, ref, problem
+    registration = register_rigid(lr, ref)
+    moved = registered_volume(ref, registration)
+    centre = lr.affine @ np.append((np.array(lr.data.shape) - 1) / 2, 1.0)
+    shift = float(np.linalg.norm((registration.matrix @ centre - centre)[:3]))
+    if registration.rotation_deg > MAX_ROTATION_DEG or shift > MAX_SHIFT_MM or coverage(moved, 0.0) < MIN_COVERAGE:
+        return None, ref, (
+            f"registration of '{ref.path}' found an implausible motion ({registration.rotation_deg:.1f} degrees, "
+            f"{shift:.1f} mm at the LR's centre; at most {MAX_ROTATION_DEG:g} and {MAX_SHIFT_MM:g} between sequences "
+            "of one session) or lost coverage: the reference is used as its header places it"
+        )
+    return registration, moved, None
 
 
 def _descrip(loaded: LoadedModel, what: str, ref_path: Path) -> str:
