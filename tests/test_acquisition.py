@@ -214,3 +214,22 @@ def test_registration_recovers_a_known_motion() -> None:
     middle = np.array([48.0, 48.0, 24.0, 1.0])
     assert np.linalg.norm((back.affine @ middle - affine @ middle)[:3]) < 0.3
     assert reg.to_dict()["method"] == "rigid" and reg.seconds > 0
+
+
+def test_local_agreement_peaks_at_the_true_placement() -> None:
+    """The LR against its reference's LR view: 1 for the same image, lower when the reference is off by a fraction
+    of an LR pixel, lower still by a whole pixel; insensitive to a contrast's gain and offset."""
+    from scipy import ndimage
+
+    from fasr.inference.register import local_agreement
+
+    hr = _phantom((96, 96, 8))[:, :, 4]
+    lr = KSpace().down(torch.from_numpy(hr.copy())[None, None], 4)[:, 0].numpy()
+
+    def view(shift_px: float) -> np.ndarray:
+        moved = ndimage.shift(hr, (0, shift_px), order=3) if shift_px else hr
+        return KSpace().down(torch.from_numpy(3.0 * moved + 7.0)[None, None], 4)[:, 0].numpy()
+
+    exact, half, whole = (local_agreement(lr, view(s)) for s in (0.0, 2.0, 4.0))
+    assert exact == pytest.approx(1.0, abs=1e-6)
+    assert exact > half > whole

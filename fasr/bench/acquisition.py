@@ -120,9 +120,11 @@ def run_scanner_conditions(
                        "seconds": round(prediction.seconds, 2)})
         if prediction.registration is not None:
             reg = prediction.registration
-            record["registration"] = {"seconds": round(reg.seconds, 2), "rotation_deg": round(reg.rotation_deg, 3)}
-            if any(case.motion):  # the residual motion left after registration
-                angle, disp = motion_of(np.linalg.inv(motion) @ reg.matrix, points)  # identity when exact
+            record["registration"] = {"seconds": round(reg.seconds, 2), "rotation_deg": round(reg.rotation_deg, 3),
+                                      "applied": reg.applied}
+            if any(case.motion):  # the residual motion left after registration (the motion itself when not applied)
+                used = reg.matrix if reg.applied else np.eye(4)
+                angle, disp = motion_of(np.linalg.inv(motion) @ used, points)  # identity when exact
                 record["registration"].update(residual_deg=round(angle, 3), residual_mm=round(disp, 3))
         rows[case.label] = record
         log(f"{case.label}: {record['psnr']:.2f} dB (cubic {record['cubic_psnr']:.2f})")

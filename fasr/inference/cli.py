@@ -148,8 +148,13 @@ def run(args: argparse.Namespace) -> int:
     )
     if prediction.registration is not None:
         reg = prediction.registration
-        print(f"registered the reference: {reg.rotation_deg:.2f} deg, shift {np.round(reg.matrix[:3, 3], 2).tolist()} "
-              f"mm, mutual information {reg.metric:.4f} ({reg.seconds:.1f} s)")
+        fit = (f"{reg.rotation_deg:.2f} deg, shift {np.round(reg.matrix[:3, 3], 2).tolist()} mm, mutual information "
+               f"{reg.metric:.4f} ({reg.seconds:.1f} s)")
+        if reg.applied:
+            print(f"registered the reference: {fit}")
+        else:
+            print(f"kept the reference where its header places it: it agrees better with the LR than the rigid fit "
+                  f"({fit})")
     if result.mean_confidence is not None:
         print(f"mean confidence {result.mean_confidence:.3f} (how strongly matched reference texture drove the output)")
     if prediction.scores is not None:

@@ -47,6 +47,7 @@ __all__ = [
     "reference_qa",
     "check_reference",
     "mean_confidence",
+    "blurred_reference",
 ]
 
 # Calibrated on ../shared/data with `fasr bench qa` (benchmarks/results/qa-calibration.json, docs/inference.md):
@@ -123,7 +124,7 @@ def normalized_mutual_information(a: np.ndarray, b: np.ndarray) -> tuple[float, 
     return (1.0 if h_joint == 0 else h_sum / h_joint), h_sum - h_joint
 
 
-def _blurred(ref: Volume, lr_affine: np.ndarray) -> np.ndarray:
+def blurred_reference(ref: Volume, lr_affine: np.ndarray) -> np.ndarray:
     """The reference blurred along its axes where the LR samples more coarsely than it."""
     step = spacing_along_axes(ref.affine, lr_affine) / voxel_sizes(ref.affine)  # LR step in reference voxels
     sigma = np.where(step >= _MIN_BLUR_STEP, _BLUR * step, 0.0)
@@ -152,7 +153,7 @@ def reference_qa(lr: Volume, ref: Volume, threshold: float = ALIGNMENT_THRESHOLD
     if voxels < MIN_VOXELS:
         return unmeasured
     target = data[mask]
-    blurred = _blurred(ref, lr.affine)
+    blurred = blurred_reference(ref, lr.affine)
 
     def information_at(offset_mm: np.ndarray) -> tuple[float, float]:
         moved = resample_to_grid(blurred, _shifted(ref.affine, offset_mm), data.shape, lr.affine, order=1)
