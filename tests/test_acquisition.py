@@ -13,7 +13,14 @@ from fasr.config import RunConfig
 from fasr.data.augment import random_motion, rigid_plane
 from fasr.data.config import DataConfig, DegradationConfig
 from fasr.data.degrade import (
-    Bicubic, KSpace, PerSample, add_noise, build_degradation, degradation_from_spec, draw_degradation, nominal_spec,
+    Bicubic,
+    KSpace,
+    PerSample,
+    add_noise,
+    build_degradation,
+    degradation_from_spec,
+    draw_degradation,
+    nominal_spec,
 )
 from fasr.data.samples import INVALID_COORD, RawSlice, SampleMaker
 from fasr.data.types import NormStats, Volume
