@@ -234,3 +234,10 @@ def test_pyproject_license_is_spdx_without_setuptools_warnings():
     assert dist.metadata.license_expression == "Apache-2.0"
     assert not [w for w in caught if "license" in str(w.message).lower()]
     assert sys.version_info >= (3, 10)
+
+
+def test_symlink_loop_is_one_line(tmp_path, probe, capsys):
+    (tmp_path / "a.nii.gz").symlink_to(tmp_path / "b.nii.gz")
+    (tmp_path / "b.nii.gz").symlink_to(tmp_path / "a.nii.gz")
+    ref = volume(tmp_path, "ref.nii.gz", (1.0, 1.0, 1.0), (48, 40, 32))
+    refused(infer(tmp_path / "a.nii.gz", ref, probe, tmp_path / "sr.nii.gz"), capsys, "symbolic link that loops")

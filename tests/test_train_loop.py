@@ -227,3 +227,18 @@ def test_grown_weights_get_their_own_learning_rate_only_when_asked() -> None:
     assert sum(len(g["params"]) for g in groups) == len(names)
     groups = build_optimizer(model, OptimConfig(lr_extractor=1e-4, lr_rest=2e-4), "fasr").param_groups
     assert [g["name"] for g in groups] == ["extractor", "rest"]
+
+
+def test_a_run_that_cannot_start_leaves_nothing_behind(brats: Path, tmp_path: Path) -> None:
+    """A missing data root fails before the run folder is written, so the corrected command just runs; and a
+    failing --force never deletes the run it would have replaced."""
+    cfg = tiny_config(brats, epochs=1, steps_per_epoch=2)
+    bad = tiny_config(tmp_path / "no-such-root", epochs=1, steps_per_epoch=2)
+    with pytest.raises(FasrError):
+        train(bad, tmp_path / "run")
+    assert not (tmp_path / "run" / "config.yaml").exists()
+    train(cfg, tmp_path / "run")  # the corrected command needs no --force
+    before = (tmp_path / "run" / "last.pt").read_bytes()
+    with pytest.raises(FasrError):
+        train(bad, tmp_path / "run", force=True)
+    assert (tmp_path / "run" / "last.pt").read_bytes() == before

@@ -25,7 +25,7 @@ from fasr.errors import FasrError
 from fasr.inference import bids
 from fasr.inference.frontend import load_model, super_resolve
 from fasr.inference.memory import DEFAULT_BATCH_SIZE
-from fasr.inference.output import require_nifti, sidecar_path
+from fasr.inference.output import require_nifti, resolved, sidecar_path
 from fasr.inference.plan import check_output_paths, checkpoint_scale, plan_inference
 from fasr.inference.predict import LoadedModel, metrics_table
 from fasr.inference.register import REGISTRATIONS
@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     require_nifti(args.out, "--out")
     if args.confidence is not None:
         require_nifti(args.confidence, "--confidence")
-    if args.confidence is not None and args.confidence.resolve() == args.out.resolve():
+    if args.confidence is not None and resolved(args.confidence) == resolved(args.out):
         raise FasrError("--confidence and --out name the same file; give two different paths")
     check_output_paths(outputs, [target, args.ref], args.force)
     resolve_device(args.device)

@@ -22,7 +22,7 @@ from fasr.checkpoint import resolve_device
 from fasr.errors import FasrError
 from fasr.inference.inputs import ImageInput, read_inputs
 from fasr.inference.memory import DEFAULT_BATCH_SIZE
-from fasr.inference.output import require_nifti, sidecar_path
+from fasr.inference.output import require_nifti, resolved, sidecar_path
 from fasr.inference.plan import check_output_paths, checkpoint_scale, plan_inference
 from fasr.inference.predict import (
     LoadedModel,
@@ -119,7 +119,7 @@ class SRResult:
         require_nifti(out, "out")
         if confidence_out is not None:
             require_nifti(confidence_out, "confidence")
-            if confidence_out.resolve() == out.resolve():
+            if resolved(confidence_out) == resolved(out):
                 raise FasrError("the confidence map and the SR volume name the same file; give two different paths")
         outputs = {"out": out, "sidecar": sidecar_path(out)}
         if confidence_out is not None:

@@ -17,6 +17,7 @@ __all__ = [
     "nifti_stem",
     "sidecar_path",
     "check_outputs",
+    "resolved",
     "require_nifti",
     "cast_like",
     "nifti_image",
@@ -40,6 +41,18 @@ def sidecar_path(path: Path) -> Path:
     return path.with_name(nifti_stem(path) + ".json")
 
 
+def resolved(path: str | Path) -> Path:
+    """``path`` made absolute with its links followed; a link that points back to itself is a one-line error.
+
+    Args:
+        path: a file or folder given by the user.
+    """
+    try:
+        return Path(path).resolve()
+    except (RuntimeError, OSError) as exc:  # Python 3.11 raises RuntimeError for a symlink loop
+        raise FasrError(f"'{path}' is a symbolic link that loops ({exc}); point it at a real file") from None
+
+
 def check_outputs(outputs: Iterable[Path], inputs: Iterable[Path], force: bool) -> None:
     """Refuse outputs that exist (unless ``force``) or that would replace an input, before any work is done.
 
@@ -48,10 +61,10 @@ def check_outputs(outputs: Iterable[Path], inputs: Iterable[Path], force: bool) 
         inputs: files/folders read (never overwritten, even with ``force``).
         force: allow replacing existing outputs.
     """
-    sources = {Path(p).resolve() for p in inputs}
+    sources = {resolved(p) for p in inputs}
     for out in outputs:
         out = Path(out)
-        if out.resolve() in sources:
+        if resolved(out) in sources:
             raise FasrError(f"output '{out}' is also an input; choose another output path")
         if out.is_dir():
             raise FasrError(f"output '{out}' is a folder; give a file name such as {out / 'sr.nii.gz'}")

@@ -40,7 +40,7 @@ from fasr.errors import FasrError
 from fasr.inference.grid import SRGrid, choose_inplane_axes, plan_sr_grid, spacing_along_axes, voxel_sizes
 from fasr.inference.inputs import is_slice_file, read_inputs
 from fasr.inference.memory import DEFAULT_BATCH_SIZE, estimate
-from fasr.inference.output import check_outputs
+from fasr.inference.output import check_outputs, resolved
 from fasr.pretrained import PRETRAINED
 
 __all__ = [
@@ -254,7 +254,7 @@ def check_task(target: InputGeometry, ref: InputGeometry, scale: int, simulate: 
         FasrError: same file twice, swapped inputs, thick-slice or already high-resolution LR, wrong factor.
     """
     option = "--simulate-from" if simulate else "--lr"
-    if target.path.resolve() == ref.path.resolve() or (
+    if resolved(target.path) == resolved(ref.path) or (
         target.path.exists() and ref.path.exists() and os.path.samefile(target.path, ref.path)
     ):
         raise FasrError(

@@ -128,7 +128,7 @@ class Trainer:
         # Checked before the run folder is touched: a wrong init_from must not cost an earlier run (--force).
         start = self._starting_weights(self.cfg.init_from) if self.cfg.init_from and not resume else None
         # start: (weights, the GROWN_WEIGHTS fields this run switches on over them), or None
-        state = self._prepare_run_dir(resume, force)
+        state, existing = self._check_run_dir(resume, force)
         seed_everything(self.cfg.seed + ctx.rank)
         data, scale = self.cfg.data, self.cfg.model.scale
         self.train_set: Dataset = build_dataset(data, "train", scale=scale, train=True)
@@ -160,6 +160,7 @@ class Trainer:
         )
         self.epoch, self.batch, self.step, self.best_psnr, self.validations = 0, 0, 0, -math.inf, 0
         self.loss_sums: dict[str, float] = {}  # this epoch's loss terms summed over its batches so far
+        self._write_run_dir(state, existing)
         if state is not None:
             self._restore(state)
         self.log = RunLogger(out_dir, self.cfg.log, ctx.is_main, resume_step=self.step if state else None)
@@ -169,8 +170,9 @@ class Trainer:
             self.net = DistributedDataParallel(self.model, device_ids=device_ids)
 
     # -- run folder and checkpoints ------------------------------------------------------------------------
-    def _prepare_run_dir(self, resume: bool, force: bool) -> dict[str, Any] | None:
-        """Check/clear the run folder and write ``config.yaml``; the checkpoint to resume from, if any."""
+    def _check_run_dir(self, resume: bool, force: bool) -> tuple[dict[str, Any] | None, list[str]]:
+        """Check the run folder (nothing is written): the checkpoint to resume from, if any, and the run files
+        already there."""
         existing = [name for name in RUN_FILES if (self.out_dir / name).exists()]
         if resume and "last.pt" not in existing:
             raise FasrError(f"nothing to resume in '{self.out_dir}' (no last.pt); start the run without --resume")
@@ -189,6 +191,12 @@ class Trainer:
                 f"'{self.out_dir}' already holds a run ({', '.join(existing)}); "
                 "pass --resume to continue it or --force to overwrite it"
             )
+        return state, existing
+
+    def _write_run_dir(self, state: dict[str, Any] | None, existing: list[str]) -> None:
+        """Clear an overwritten run's files and write ``config.yaml``: only once the data and the model are built,
+        so a run that cannot start leaves nothing behind that blocks its corrected retry (and --force never
+        deletes a run for a command that fails)."""
         self.ctx.barrier()  # every rank has checked the folder before rank 0 changes it
         if self.ctx.is_main:
             for name in existing if state is None else ():
@@ -200,7 +208,6 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.cfg, self.out_dir / "config.yaml")
         self.ctx.barrier()
-        return state
 
     def _starting_weights(self, source: str) -> tuple[dict[str, Tensor], set[str]]:
         """The weights of ``source`` (``init_from``), for a model of this run's architecture, and the fields of
