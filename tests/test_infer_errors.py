@@ -157,18 +157,20 @@ def test_read_only_folder_is_refused(tmp_path, probe, capsys, no_model):
     refused(infer(lr, ref, probe, locked / "sr.nii.gz"), capsys, "cannot be written", seconds=5)
 
 
-def test_spacing_ratio_warning_comes_before_the_model(tmp_path, probe, capsys, monkeypatch):
+@pytest.mark.parametrize("lr_mm", [5.5, 3.0], ids=["x5.5", "x3"])  # 37.5 % and 25 % off a x4 model: warned
+def test_spacing_ratio_warning_comes_before_the_model(tmp_path, probe, capsys, monkeypatch, lr_mm):
     def stop(*_args, **_kwargs):
         raise FasrError("stopped at the model")
 
     monkeypatch.setattr(fasr.checkpoint, "build_model", stop)
-    lr = volume(tmp_path, "lr.nii.gz", (5.5, 5.5, 1.0), (16, 16, 8))  # x5.5 LR for a x4 model: accepted, warned
+    lr = volume(tmp_path, "lr.nii.gz", (lr_mm, lr_mm, 1.0), (16, 16, 8))
     ref = volume(tmp_path, "ref.nii.gz", (1.0, 1.0, 1.0), (88, 88, 8))
     assert run_cli(infer(lr, ref, probe, tmp_path / "sr.nii.gz")) == 2
     captured = capsys.readouterr()
     assert captured.out.startswith("plan: x4 16x16x8") and "estimated" in captured.out
     warning, error = captured.err.strip().splitlines()
-    assert "5.5 x 5.5 times the reference spacing, not 4" in warning and error.endswith("stopped at the model")
+    assert f"{lr_mm:g} x {lr_mm:g} times the reference spacing, not 4" in warning
+    assert error.endswith("stopped at the model")
 
 
 def test_random_bytes_checkpoint_message_is_not_cut(tmp_path, capsys):
@@ -241,3 +243,15 @@ def test_symlink_loop_is_one_line(tmp_path, probe, capsys):
     (tmp_path / "b.nii.gz").symlink_to(tmp_path / "a.nii.gz")
     ref = volume(tmp_path, "ref.nii.gz", (1.0, 1.0, 1.0), (48, 40, 32))
     refused(infer(tmp_path / "a.nii.gz", ref, probe, tmp_path / "sr.nii.gz"), capsys, "symbolic link that loops")
+
+
+def test_the_printed_estimate_sees_the_search_window(tmp_path, probe):
+    """The plan that is printed is the plan that runs: ``--set model.search_window`` reaches the cost estimate."""
+    from fasr.inference.plan import checkpoint_model, plan_inference
+
+    lr = volume(tmp_path, "lr.nii.gz", (4.0, 4.0, 1.0), (160, 160, 4))
+    ref = volume(tmp_path, "ref.nii.gz", (1.0, 1.0, 1.0), (640, 640, 4))
+    assert checkpoint_model(probe, ["model.search_window=0"]).search_window == 0
+    windowed = plan_inference(lr, ref, 4, search_window=checkpoint_model(probe, ["model.search_window=4"]).search_window)
+    whole = plan_inference(lr, ref, 4, search_window=checkpoint_model(probe, ["model.search_window=0"]).search_window)
+    assert whole.seconds > windowed.seconds  # global matching is quadratic in the pixels

@@ -26,7 +26,7 @@ from fasr.inference import bids
 from fasr.inference.frontend import load_model, super_resolve
 from fasr.inference.memory import DEFAULT_BATCH_SIZE
 from fasr.inference.output import require_nifti, resolved, sidecar_path
-from fasr.inference.plan import check_output_paths, checkpoint_scale, plan_inference
+from fasr.inference.plan import check_output_paths, checkpoint_model, plan_inference
 from fasr.inference.predict import LoadedModel, metrics_table
 from fasr.inference.register import REGISTRATIONS
 from fasr.inference.volume import PRECISIONS
@@ -122,8 +122,9 @@ def run(args: argparse.Namespace) -> int:
     resolve_device(args.device)
     simulate = args.simulate_from is not None
     # Headers only: refusals and the plan come before anything is read in full or the model is loaded.
-    plan = plan_inference(target, args.ref, checkpoint_scale(args.checkpoint), simulate=simulate,
-                          batch_size=args.batch_size)
+    trained = checkpoint_model(args.checkpoint, args.overrides)
+    plan = plan_inference(target, args.ref, trained.scale, simulate=simulate, batch_size=args.batch_size,
+                          search_window=trained.search_window)
     print(plan.summary(), flush=True)
     for message in plan.warnings:
         _warn(message)

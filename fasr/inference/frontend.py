@@ -23,7 +23,7 @@ from fasr.errors import FasrError
 from fasr.inference.inputs import ImageInput, read_inputs
 from fasr.inference.memory import DEFAULT_BATCH_SIZE
 from fasr.inference.output import require_nifti, resolved, sidecar_path
-from fasr.inference.plan import check_output_paths, checkpoint_scale, plan_inference
+from fasr.inference.plan import check_output_paths, checkpoint_model, plan_inference
 from fasr.inference.predict import (
     LoadedModel,
     Prediction,
@@ -180,8 +180,9 @@ def super_resolve(
     if degradation is not None and not simulate:
         raise FasrError("a degradation only applies when simulating; drop it for a real LR scan")
     inputs = read_inputs(lr, ref, lr_affine, ref_affine)  # bad inputs fail before the model is loaded
-    trained = model.scale if isinstance(model, LoadedModel) else checkpoint_scale(model)
-    plan = plan_inference(inputs.target, inputs.ref, trained, simulate=simulate, batch_size=batch_size)
+    trained = model.config.model if isinstance(model, LoadedModel) else checkpoint_model(model, overrides)
+    plan = plan_inference(inputs.target, inputs.ref, trained.scale, simulate=simulate, batch_size=batch_size,
+                          search_window=trained.search_window)
     warnings: list[str] = []
 
     def report(message: str) -> None:

@@ -32,7 +32,7 @@ import numpy as np
 from nibabel.filebasedimages import ImageFileError
 from nibabel.spatialimages import HeaderDataError
 
-from fasr.checkpoint import load_checkpoint, resolve_checkpoint_path
+from fasr.checkpoint import load_checkpoint, resolve_checkpoint_path, stored_config
 from fasr.data.geometry import sr_affine
 from fasr.data.io import NIFTI_SUFFIXES, read_volume
 from fasr.data.types import Volume
@@ -41,7 +41,10 @@ from fasr.inference.grid import SRGrid, choose_inplane_axes, plan_sr_grid, spaci
 from fasr.inference.inputs import is_slice_file, read_inputs
 from fasr.inference.memory import DEFAULT_BATCH_SIZE, estimate
 from fasr.inference.output import check_outputs, resolved
+from fasr.models.config import ModelConfig
 from fasr.pretrained import PRETRAINED
+
+DEFAULT_SEARCH_WINDOW = ModelConfig.search_window
 
 __all__ = [
     "RATIO_TOLERANCE",
@@ -49,7 +52,7 @@ __all__ = [
     "InputGeometry",
     "InferencePlan",
     "read_geometry",
-    "checkpoint_scale",
+    "checkpoint_model",
     "check_task",
     "check_writable",
     "check_output_paths",
@@ -211,13 +214,16 @@ def _read_inputs(target: Source, ref: Source) -> tuple[InputGeometry, InputGeome
     )
 
 
-def checkpoint_scale(checkpoint: str | Path) -> int:
-    """The in-plane factor a checkpoint was trained for, read from its stored config without building the model.
+def checkpoint_model(checkpoint: str | Path, overrides: Sequence[str] = ()) -> ModelConfig:
+    """The model section a checkpoint was trained with, ``--set`` overrides applied, read from its stored config
+    without building the model (the plan's factor and its cost estimate's search window).
 
     Args:
         checkpoint: ``.pt`` file or shipped model name.
+        overrides: ``--set key=value`` strings (only inference settings may change the model section).
     """
-    state = load_checkpoint(resolve_checkpoint_path(checkpoint))
+    path = resolve_checkpoint_path(checkpoint)
+    state = load_checkpoint(path)
     model = state["config"].get("model") if isinstance(state["config"], dict) else None
     scale = model.get("scale") if isinstance(model, dict) else None
     if not isinstance(scale, int) or scale < 1:
@@ -225,7 +231,7 @@ def checkpoint_scale(checkpoint: str | Path) -> int:
             f"checkpoint '{checkpoint}' stores no valid model.scale ({scale!r}); "
             "use a checkpoint written by `fasr train`"
         )
-    return scale
+    return stored_config(state, path, overrides).model
 
 
 def _near(ratio: float, factor: float) -> bool:
@@ -330,7 +336,9 @@ def check_writable(path: Path, option: str) -> None:
         ) from None
 
 
-def estimate_cost(grid: SRGrid, ref: InputGeometry, batch_size: int) -> tuple[float, float]:
+def estimate_cost(
+    grid: SRGrid, ref: InputGeometry, batch_size: int, search_window: int = DEFAULT_SEARCH_WINDOW
+) -> tuple[float, float]:
     """Estimated CPU seconds and peak bytes of super-resolving onto ``grid``: the forward passes' cost
     (:func:`fasr.inference.memory.estimate`) plus the whole-volume arrays of the pipeline.
 
@@ -338,12 +346,13 @@ def estimate_cost(grid: SRGrid, ref: InputGeometry, batch_size: int) -> tuple[fl
         grid: the SR grid.
         ref: the reference (held whole in memory).
         batch_size: slices per forward pass.
+        search_window: ``model.search_window`` of the model that will run (0: global matching).
     """
     n_slices = grid.shape[grid.slice_axis]
     lr_hw = tuple(grid.shape[a] // grid.scale for a in grid.inplane_axes)
     batch = max(1, min(batch_size, n_slices))
-    # One forward pass of the default FASR-Net with global matching (the model is not loaded yet).
-    forward = estimate(lr_hw, grid.scale, batch)  # type: ignore[arg-type]
+    # One forward pass of the default FASR-Net with the run's search window (the model is not loaded yet).
+    forward = estimate(lr_hw, grid.scale, batch, search_window=search_window)  # type: ignore[arg-type]
     arrays = 4.0 * (_SR_GRID_ARRAYS * float(np.prod(grid.shape)) + float(np.prod(ref.shape)))
     return math.ceil(n_slices / batch) * forward.seconds, arrays + forward.peak_gib * 2**30
 
@@ -363,7 +372,8 @@ def check_output_paths(outputs: Mapping[str, Path], inputs: Sequence[Path], forc
 
 
 def plan_inference(
-    target: Source, ref: Source, scale: int, *, simulate: bool = False, batch_size: int = DEFAULT_BATCH_SIZE
+    target: Source, ref: Source, scale: int, *, simulate: bool = False, batch_size: int = DEFAULT_BATCH_SIZE,
+    search_window: int = DEFAULT_SEARCH_WINDOW,
 ) -> InferencePlan:
     """Check an inference job from the inputs' geometry only, before the model is loaded.
 
@@ -371,7 +381,8 @@ def plan_inference(
         target: the LR (or, with ``simulate``, the HR target to degrade): a path (only its header is read), a
             volume already read, or its geometry.
         ref: the high-resolution reference, likewise.
-        scale: the model's in-plane factor (:func:`checkpoint_scale`).
+        scale: the model's in-plane factor (:func:`checkpoint_model`).
+        search_window: the model's ``search_window`` (for the cost estimate).
         simulate: degrade the target by ``scale`` first (``--simulate-from``).
         batch_size: slices per forward pass (for the memory estimate).
 
@@ -394,13 +405,13 @@ def plan_inference(
         lr_shape, lr_affine = target_geo.shape, target_geo.affine
     grid = plan_sr_grid(lr_shape, lr_affine, ref_geo.affine, scale, inplane)
     warnings = []
-    if any(abs(r / scale - 1) > RATIO_WARNING for r in grid.ref_ratio):
+    if any(abs(r / scale - 1) >= RATIO_WARNING - 1e-6 for r in grid.ref_ratio):  # 25 % off (x3 LR, x4 model) warns
         ratio = " x ".join(f"{r:.2g}" for r in grid.ref_ratio)
         warnings.append(
             f"in-plane, the LR voxels are {ratio} times the reference spacing, not {scale}: the reference is "
             "interpolated onto the SR grid"
         )
-    seconds, memory = estimate_cost(grid, ref_geo, batch_size)
+    seconds, memory = estimate_cost(grid, ref_geo, batch_size, search_window)
     return InferencePlan(
         target=target_geo,
         reference=ref_geo,
