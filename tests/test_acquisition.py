@@ -240,3 +240,14 @@ def test_local_agreement_peaks_at_the_true_placement() -> None:
     exact, half, whole = (local_agreement(lr, view(s)) for s in (0.0, 2.0, 4.0))
     assert exact == pytest.approx(1.0, abs=1e-6)
     assert exact > half > whole
+
+
+def test_a_slice_cache_tells_the_model_how_its_lr_was_made(tmp_path) -> None:
+    """``model.ref_degradation: auto`` with ``data.kind: cache`` follows the cache's own degradation (its
+    manifest), window included, not the run config's ``data.degradation``."""
+    from fasr.data.cache import FORMAT, VERSION, write_manifest
+
+    degradation = dataclasses.asdict(DegradationConfig(kind="kspace", window="hamming"))
+    write_manifest(tmp_path, {"format": FORMAT, "version": VERSION, "complete": True, "degradation": degradation})
+    run = RunConfig(data=DataConfig(kind="cache", root=str(tmp_path)))
+    assert run.model.ref_degradation == "kspace:hamming"

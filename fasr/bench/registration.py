@@ -153,11 +153,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    made = provenance()  # the commit the run starts from
     result = run_registration_bench(
         args.data or list(ROOTS), target=args.target, reference=args.reference, motions=args.motions,
         max_mm=args.max_mm, max_deg=args.max_deg, scale=args.scale, seed=args.seed,
     )
-    result.update(provenance())
+    result.update(made)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "registration.json").write_text(json.dumps(result, indent=2) + "\n")
