@@ -11,6 +11,7 @@ import time
 import warnings
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 import torch
@@ -255,3 +256,42 @@ def test_the_printed_estimate_sees_the_search_window(tmp_path, probe):
     windowed = plan_inference(lr, ref, 4, search_window=checkpoint_model(probe, ["model.search_window=4"]).search_window)
     whole = plan_inference(lr, ref, 4, search_window=checkpoint_model(probe, ["model.search_window=0"]).search_window)
     assert whole.seconds > windowed.seconds  # global matching is quadratic in the pixels
+
+
+@pytest.mark.parametrize("slope", [1 / 30000, 0.5])
+def test_scaled_integers_are_read_and_written_with_their_scale(tmp_path, probe, slope):
+    """An int16 NIfTI with scl_slope: its scaled values are what is super-resolved, and the output is float32
+    (an unscaled int16 could not hold values in [0, 1] or half units)."""
+    lr_path = volume(tmp_path, "lr.nii.gz", (4.0, 4.0, 1.0), (12, 10, 8))
+    ref = volume(tmp_path, "ref.nii.gz", (1.0, 1.0, 1.0), (48, 40, 8))
+    image = nib.load(lr_path)
+    raw = np.asanyarray(image.dataobj).astype(np.int16)
+    scaled = nib.Nifti1Image(raw, image.affine)
+    scaled.header.set_slope_inter(slope, 0.0)
+    nib.save(scaled, tmp_path / "scaled.nii.gz")
+    assert run_cli(infer(tmp_path / "scaled.nii.gz", ref, probe, tmp_path / "sr.nii.gz", "--register", "none")) == 0
+    out = nib.load(tmp_path / "sr.nii.gz")
+    sr = np.asanyarray(out.dataobj)
+    assert out.header.get_data_dtype() == np.float32
+    assert len(np.unique(sr)) > 100 and sr.max() == pytest.approx(raw.max() * slope, rel=0.5)
+
+
+def test_magnitude_inputs_give_non_negative_outputs(tmp_path, probe):
+    """A non-negative LR (a magnitude image) with sharp edges: the bicubic part of the output undershoots below 0
+    there; the written output is clipped at 0 and the sidecar says how much; a signed input is left as it is."""
+    ref = volume(tmp_path, "ref.nii.gz", (1.0, 1.0, 1.0), (48, 40, 8))
+    affine = nib.load(ref).affine.copy()
+    affine[:2, :2] *= 4.0
+    affine[:2, 3] = 1.5
+    block = np.zeros((12, 10, 8), np.int16)
+    block[3:9, 3:7] = 500
+    for name, data in (("magnitude", block), ("signed", block - 100)):
+        lr = write_nifti(tmp_path / f"{name}.nii.gz", data, affine)
+        out = tmp_path / f"{name}_sr.nii.gz"
+        assert run_cli(infer(lr, ref, probe, out, "--register", "none")) == 0
+        sidecar = json.loads(out.with_name(f"{name}_sr.json").read_text())
+        sr = np.asanyarray(nib.load(out).dataobj)
+        if name == "magnitude":
+            assert sr.min() >= 0 and sidecar["clipped"]["voxels"] > 0 and sidecar["clipped"]["min_before"] < 0
+        else:
+            assert sidecar["clipped"] is None and sr.min() < -100

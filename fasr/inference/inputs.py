@@ -16,7 +16,7 @@ from fasr.data.orient import DISPLAY_AFFINE, stack_to_volume
 from fasr.data.types import Volume
 from fasr.errors import FasrError
 
-__all__ = ["ImageInput", "InputPair", "is_slice_file", "header_dtype", "stored_dtype", "read_input", "read_inputs"]
+__all__ = ["ImageInput", "InputPair", "is_slice_file", "image_dtype", "stored_dtype", "read_input", "read_inputs"]
 
 # What the Python API accepts for a target or reference: a file/DICOM folder, a nibabel image, or a numpy
 # array (with an affine; a 2-D array may go without, as a slice without scanner geometry).
@@ -51,23 +51,26 @@ def is_slice_file(path: str | Path) -> bool:
     return Path(path).suffix.lower() in SLICE_SUFFIXES
 
 
-def header_dtype(header: nib.spatialimages.SpatialHeader) -> np.dtype:
-    """The data type an image header stores, float32 if it scales intensities (``scl_slope``/``scl_inter``),
-    which an unscaled integer output could not reproduce.
+def image_dtype(image: nib.spatialimages.SpatialImage) -> np.dtype:
+    """The data type an image stores, float32 if it scales intensities (``scl_slope`` / ``scl_inter``, which
+    nibabel moves from a loaded header into the image's array proxy), which an unscaled integer output could not
+    reproduce (an int16 volume with slope 1/30000 holds values in [0, 1]).
 
     Args:
-        header: a NIfTI (or other nibabel) header.
+        image: a NIfTI (or other nibabel) image.
     """
-    slope, inter = header.get_slope_inter() if hasattr(header, "get_slope_inter") else (None, None)
-    if (slope is None or slope == 1.0) and (inter is None or inter == 0.0):
-        return np.dtype(header.get_data_dtype())
-    return np.dtype(np.float32)
+    slope = getattr(image.dataobj, "slope", None)
+    inter = getattr(image.dataobj, "inter", None)
+    if slope is None and hasattr(image.header, "get_slope_inter"):
+        slope, inter = image.header.get_slope_inter()  # an image built in memory keeps them in its header
+    unscaled = (slope is None or np.isnan(slope) or slope == 1.0) and (inter is None or np.isnan(inter) or inter == 0.0)
+    return np.dtype(image.header.get_data_dtype()) if unscaled else np.dtype(np.float32)
 
 
 def stored_dtype(volume: Volume) -> np.dtype:
     """The data type results are written in, matching the input.
 
-    NIfTI: :func:`header_dtype`. Other formats (DICOM, slice files): the smallest of uint8, int16, uint16,
+    NIfTI: :func:`image_dtype`. Other formats (DICOM, slice files): the smallest of uint8, int16, uint16,
     int32 that holds integer-valued data, else float32.
 
     Args:
@@ -75,7 +78,7 @@ def stored_dtype(volume: Volume) -> np.dtype:
     """
     path = Path(volume.path)
     if path.is_file() and path.name.lower().endswith(NIFTI_SUFFIXES):
-        return header_dtype(nib.load(str(path)).header)
+        return image_dtype(nib.load(str(path)))
     data = volume.data
     if np.array_equal(data, np.rint(data)):
         low, high = float(data.min()), float(data.max())
@@ -105,7 +108,7 @@ def read_input(source: ImageInput, affine: np.ndarray | None, role: str) -> _Rea
         name = source.get_filename() or f"<{role} image>"
         volume = array_volume(np.asanyarray(source.dataobj), source.affine, name)
         check_image(volume.data, name)
-        return _Read(volume, False, header_dtype(source.header))
+        return _Read(volume, False, image_dtype(source))
     if isinstance(source, np.ndarray):
         name = f"<{role} array>"
         dtype = source.dtype if source.dtype.kind in "iuf" else np.dtype(np.float32)

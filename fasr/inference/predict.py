@@ -103,6 +103,8 @@ class Prediction:
         seconds: wall time of simulating, resampling and super-resolving.
         qa: reference QA (:mod:`fasr.inference.qa`), with the output's mean confidence.
         registration: the rigid transform fitted from the LR to the reference (``register="rigid"``), else None.
+        clipped: for a non-negative (magnitude) target: the floor the output was clipped at and how many voxels
+            were below it; None for signed inputs (nothing clipped).
     """
 
     result: InferenceResult
@@ -116,6 +118,7 @@ class Prediction:
     seconds: float
     qa: ReferenceQA | None = None
     registration: Registration | None = None
+    clipped: dict[str, float] | None = None
 
 
 def load_for_inference(
@@ -214,6 +217,13 @@ def predict(
         inplane_axes=inplane_axes,
         settings=RunSettings.for_model(cfg.model, loaded.precision, loaded.max_memory_gib),
     )
+    clipped = None
+    if float(inputs.target.data.min()) >= 0:  # a magnitude image: the output is one too (the residual can undershoot)
+        below = result.sr < 0
+        clipped = {"floor": 0.0, "voxels": int(below.sum()), "share": round(float(below.mean()), 6),
+                   "min_before": round(float(result.sr.min()), 4)}
+        if below.any():
+            result = dataclasses.replace(result, sr=np.maximum(result.sr, 0.0))
     if simulation is not None:
         hr = simulation.hr.data
         assert hr.shape == result.grid.shape and np.allclose(simulation.hr.affine, result.grid.affine, atol=1e-6)
@@ -232,6 +242,7 @@ def predict(
         seconds=time.perf_counter() - start,
         qa=qa.with_confidence(mean_confidence(result.confidence, result.sr, result.target_stats)),
         registration=registration,
+        clipped=clipped,
     )
 
 
@@ -341,6 +352,7 @@ def sidecar_record(
             "sr_dtype": str(prediction.dtype),
             "confidence": _absolute(confidence_out),
         },
+        "clipped": prediction.clipped,
         "seconds": round(prediction.seconds, 3),
         "throughput": result.stats,
         "scores": prediction.scores,
