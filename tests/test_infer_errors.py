@@ -252,9 +252,10 @@ def test_the_printed_estimate_sees_the_search_window(tmp_path, probe):
 
     lr = volume(tmp_path, "lr.nii.gz", (4.0, 4.0, 1.0), (160, 160, 4))
     ref = volume(tmp_path, "ref.nii.gz", (1.0, 1.0, 1.0), (640, 640, 4))
-    assert checkpoint_model(probe, ["model.search_window=0"]).search_window == 0
-    windowed = plan_inference(lr, ref, 4, search_window=checkpoint_model(probe, ["model.search_window=4"]).search_window)
-    whole = plan_inference(lr, ref, 4, search_window=checkpoint_model(probe, ["model.search_window=0"]).search_window)
+    window, whole_image = (checkpoint_model(probe, [f"model.search_window={w}"]).search_window for w in (4, 0))
+    assert (window, whole_image) == (4, 0)
+    windowed = plan_inference(lr, ref, 4, search_window=window)
+    whole = plan_inference(lr, ref, 4, search_window=whole_image)
     assert whole.seconds > windowed.seconds  # global matching is quadratic in the pixels
 
 
