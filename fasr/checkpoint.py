@@ -160,7 +160,9 @@ def _load_failure(exc: Exception) -> str:
         detail = " ".join(detail.split()).split(". ")[0].rstrip(".")
         return f"not plain tensors: {detail[:120]}"
     first = text.splitlines()[0] if text else type(exc).__name__
-    return first[:160]
+    if "central directory" in first or "zip archive" in first:
+        return "the file is truncated or not a zip archive: an interrupted copy or download"
+    return first.split(". ")[0].rstrip(".")[:160]  # the first sentence, whole
 
 
 def resolve_checkpoint_path(path_or_name: str | Path) -> Path:

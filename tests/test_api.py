@@ -61,7 +61,7 @@ def test_super_resolve_equals_fasr_infer_bit_for_bit(tmp_path, probe, zooms, sha
     assert [p.name for p in written] == ["api.nii.gz", "api_conf.nii.gz", "api.json"]
     assert_same_image(nib.load(tmp_path / "api.nii.gz"), out, "<ref array>")
     assert_same_image(nib.load(tmp_path / "api_conf.nii.gz"), conf, "<ref array>")
-    with pytest.raises(FasrError, match="already exists"):
+    with pytest.raises(FasrError, match="already exists; pass force=True"):
         result.save(tmp_path / "api.nii.gz")
 
 

@@ -145,7 +145,8 @@ def test_registration_brings_a_moved_reference_back_before_qa(tmp_path, probe, c
 def test_unwritable_output_is_refused_before_the_model(tmp_path, probe, capsys, no_model, where):
     lr = volume(tmp_path, "lr.nii.gz", (4.0, 4.0, 1.0), (12, 10, 8))
     ref = volume(tmp_path, "ref.nii.gz", (1.0, 1.0, 1.0), (48, 40, 8))
-    refused(infer(lr, ref, probe, where), capsys, f"--out '{where}' cannot be written", "not writable", seconds=5)
+    refused(infer(lr, ref, probe, where), capsys, f"--out '{where}' cannot be written", "no file can be created in",
+            seconds=5)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
@@ -296,3 +297,12 @@ def test_magnitude_inputs_give_non_negative_outputs(tmp_path, probe):
             assert sr.min() >= 0 and sidecar["clipped"]["voxels"] > 0 and sidecar["clipped"]["min_before"] < 0
         else:
             assert sidecar["clipped"] is None and sr.min() < -100
+
+
+def test_truncated_checkpoint_message_is_whole(tmp_path, probe, capsys):
+    lr = volume(tmp_path, "lr.nii.gz", (4.0, 4.0, 1.0), (12, 10, 8))
+    ref = volume(tmp_path, "ref.nii.gz", (1.0, 1.0, 1.0), (48, 40, 8))
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(probe.read_bytes()[:2000])
+    err = refused(infer(lr, ref, cut, tmp_path / "sr.nii.gz"), capsys, "truncated or not a zip archive")
+    assert err.endswith("use another file, e.g. last.pt of the run")

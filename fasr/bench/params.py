@@ -21,7 +21,7 @@ PAPER_TABLE_II = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--scale", type=int, default=4)
+    parser.add_argument("--scale", type=int, default=4, help="upsampling factor of the models counted (default 4)")
     parser.add_argument("--size", type=int, default=256, help="extractor input size (square)")
     parser.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
                         help="print JSON (or write it to FILE)")

@@ -102,7 +102,9 @@ class Row:
 
 def add_arguments(parser: argparse.ArgumentParser, source: argparse._MutuallyExclusiveGroup) -> None:
     """The dataset options of ``fasr infer`` (the three sources join ``--lr``/``--simulate-from``'s group)."""
-    source.add_argument("--bids", type=Path, metavar="DIR", help="a BIDS dataset: every subject/session with both")
+    source.add_argument("--bids", type=Path, metavar="DIR",
+                        help="a BIDS dataset: every subject/session with both a --target and a --ref scan is "
+                        "super-resolved into DIR/derivatives/fasr")
     source.add_argument("--lr-glob", metavar="GLOB", help="LR files, e.g. 'scans/*/t2.nii.gz' (with --ref-glob)")
     source.add_argument("--pairs", type=Path, metavar="CSV", help="CSV with columns lr, ref[, id]")
     parser.add_argument("--ref-glob", metavar="GLOB", help="reference files, same wildcards as --lr-glob")

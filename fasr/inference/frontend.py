@@ -125,7 +125,7 @@ class SRResult:
         if confidence_out is not None:
             outputs["confidence"] = confidence_out
         inputs = [Path(self.prediction.ref_path), Path(self.metadata["target"])]
-        check_output_paths(outputs, inputs, force)
+        check_output_paths(outputs, inputs, force, force_hint="pass force=True")
         return write_prediction(self.prediction, self.model, out, confidence_out, extra or {})
 
 

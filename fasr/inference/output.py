@@ -53,13 +53,16 @@ def resolved(path: str | Path) -> Path:
         raise FasrError(f"'{path}' is a symbolic link that loops ({exc}); point it at a real file") from None
 
 
-def check_outputs(outputs: Iterable[Path], inputs: Iterable[Path], force: bool) -> None:
+def check_outputs(
+    outputs: Iterable[Path], inputs: Iterable[Path], force: bool, force_hint: str = "pass --force"
+) -> None:
     """Refuse outputs that exist (unless ``force``) or that would replace an input, before any work is done.
 
     Args:
         outputs: files about to be written.
         inputs: files/folders read (never overwritten, even with ``force``).
         force: allow replacing existing outputs.
+        force_hint: how the caller allows replacing, for the message.
     """
     sources = {resolved(p) for p in inputs}
     for out in outputs:
@@ -69,7 +72,7 @@ def check_outputs(outputs: Iterable[Path], inputs: Iterable[Path], force: bool) 
         if out.is_dir():
             raise FasrError(f"output '{out}' is a folder; give a file name such as {out / 'sr.nii.gz'}")
         if out.exists() and not force:
-            raise FasrError(f"output '{out}' already exists; pass --force to overwrite it or choose another path")
+            raise FasrError(f"output '{out}' already exists; {force_hint} to overwrite it or choose another path")
 
 
 def require_nifti(path: Path, option: str) -> None:

@@ -331,7 +331,7 @@ def check_writable(path: Path, option: str) -> None:
             pass
     except OSError as exc:
         raise FasrError(
-            f"{option} '{path}' cannot be written: folder '{folder}' is not writable ({exc.strerror or exc}); "
+            f"{option} '{path}' cannot be written: no file can be created in '{folder}' ({exc.strerror or exc}); "
             "choose a folder you can write to"
         ) from None
 
@@ -357,7 +357,9 @@ def estimate_cost(
     return math.ceil(n_slices / batch) * forward.seconds, arrays + forward.peak_gib * 2**30
 
 
-def check_output_paths(outputs: Mapping[str, Path], inputs: Sequence[Path], force: bool) -> None:
+def check_output_paths(
+    outputs: Mapping[str, Path], inputs: Sequence[Path], force: bool, force_hint: str = "pass --force"
+) -> None:
     """Refuse, before any work, outputs that would replace an input or an existing file (unless ``force``), or
     that cannot be written.
 
@@ -365,8 +367,9 @@ def check_output_paths(outputs: Mapping[str, Path], inputs: Sequence[Path], forc
         outputs: flag or label -> file to be written (e.g. ``{"--out": ..., "sidecar": ...}``).
         inputs: files/folders read.
         force: existing outputs may be replaced.
+        force_hint: how the caller allows replacing (``pass --force``; the Python API: ``pass force=True``).
     """
-    check_outputs(outputs.values(), inputs, force)
+    check_outputs(outputs.values(), inputs, force, force_hint)
     for option, path in outputs.items():
         check_writable(Path(path), option)
 
