@@ -306,3 +306,10 @@ def test_truncated_checkpoint_message_is_whole(tmp_path, probe, capsys):
     cut.write_bytes(probe.read_bytes()[:2000])
     err = refused(infer(lr, ref, cut, tmp_path / "sr.nii.gz"), capsys, "truncated or not a zip archive")
     assert err.endswith("use another file, e.g. last.pt of the run")
+
+
+def test_a_set_that_inference_ignores_is_refused(tmp_path, probe, capsys, no_model):
+    lr = volume(tmp_path, "lr.nii.gz", (4.0, 4.0, 1.0), (12, 10, 8))
+    ref = volume(tmp_path, "ref.nii.gz", (1.0, 1.0, 1.0), (48, 40, 8))
+    refused(infer(lr, ref, probe, tmp_path / "sr.nii.gz", "--set", "data.slice_key=kspace"), capsys,
+            "--set data.slice_key has no effect on inference", "model.search_window")

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from fasr import __version__
-from fasr.checkpoint import load_model
+from fasr.checkpoint import INFERENCE_FIELDS, load_model
 from fasr.config import RunConfig, to_dict
 from fasr.data.config import DegradationConfig
 from fasr.data.degrade import Degradation, build_degradation
@@ -132,6 +132,14 @@ def load_for_inference(
         scale: required upsampling factor, or None to take the checkpoint's.
         overrides: ``--set key=value`` strings for its config (e.g. ``model.search_window=16``).
     """
+    settable = [f"model.{name}" for name in INFERENCE_FIELDS]
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        if key not in settable:
+            raise FasrError(
+                f"--set {key} has no effect on inference; only {', '.join(settable)} can be set here (a .mat "
+                "file's variable: save the one array to its own file)"
+            )
     path = resolve_checkpoint(checkpoint)
     model, config = load_model(path, map_location=device, overrides=overrides)
     if scale is not None and scale != config.model.scale:
