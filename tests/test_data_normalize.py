@@ -73,3 +73,23 @@ def test_training_intensity_jitter_scales_target_about_background() -> None:
         assert torch.allclose(s.ref, torch.full_like(s.ref, 0.5))
         gains.append(gain)
     assert 0.8 <= min(gains) < 0.95 and 1.05 < max(gains) <= 1.2
+
+
+def test_signed_data_keep_their_negative_values() -> None:
+    """A z-scored brain (background -3.6, tissue partly negative) is signed and scaled by the same affine map as
+    the scan it came from; a magnitude image with the undershoot of k-space downsampling is not signed."""
+    import torch
+
+    from fasr.data.degrade import KSpace
+    from fasr.data.normalize import is_signed, robust_stats
+
+    rng = np.random.default_rng(0)
+    raw = np.zeros((64, 64), np.float32)
+    raw[16:48, 16:48] = 300 + 80 * rng.standard_normal((32, 32))
+    ringing = KSpace().down(torch.from_numpy(raw)[None, None], 4)[0, 0].numpy()
+    assert ringing.min() < 0 and not is_signed(ringing)
+    brain = raw > 0
+    z = (raw - raw[brain].mean()) / raw[brain].std()
+    assert is_signed(z) and (z[brain] < 0).mean() > 0.3
+    a, b = robust_stats(raw), robust_stats(z)
+    np.testing.assert_allclose(a.normalize(raw), b.normalize(z), atol=1e-4)

@@ -313,3 +313,25 @@ def test_a_set_that_inference_ignores_is_refused(tmp_path, probe, capsys, no_mod
     ref = volume(tmp_path, "ref.nii.gz", (1.0, 1.0, 1.0), (48, 40, 8))
     refused(infer(lr, ref, probe, tmp_path / "sr.nii.gz", "--set", "data.slice_key=kspace"), capsys,
             "--set data.slice_key has no effect on inference", "model.search_window")
+
+
+def test_a_z_scored_scan_is_processed_as_the_scan_it_came_from(tmp_path, probe):
+    """Standardised input (brain mean 0, std 1, background at its z-value, many tissue voxels < 0): the output is
+    the raw scan's output standardised the same way, not a clipped one."""
+    ref = volume(tmp_path, "ref.nii.gz", (1.0, 1.0, 1.0), (48, 40, 8))
+    affine = nib.load(ref).affine.copy()
+    affine[:2, :2] *= 4.0
+    affine[:2, 3] = 1.5
+    raw = np.zeros((12, 10, 8), np.float32)
+    raw[2:10, 2:8] = 300 + 80 * np.random.default_rng(1).standard_normal((8, 6, 8))
+    brain = raw > 0
+    mu, sigma = raw[brain].mean(), raw[brain].std()
+    outputs = {}
+    for name, data in (("raw", raw), ("z", (raw - mu) / sigma)):
+        out = tmp_path / f"{name}_sr.nii.gz"
+        assert run_cli(infer(write_nifti(tmp_path / f"{name}.nii.gz", data.astype(np.float32), affine), ref, probe,
+                             out, "--register", "none")) == 0
+        outputs[name] = np.asanyarray(nib.load(out).dataobj)
+    assert (outputs["z"] < 0).mean() > 0.3  # signed output, not clipped to the 'magnitude' floor
+    unclipped = outputs["raw"] > 0  # the raw (magnitude) output is clipped at 0 where bicubic undershoots
+    np.testing.assert_allclose(outputs["z"][unclipped], ((outputs["raw"] - mu) / sigma)[unclipped], atol=1e-3)

@@ -1,10 +1,13 @@
 """Per-volume robust intensity scaling to [-1, 1] (Section IV-A), with the statistics kept to map back.
 
 ``low`` is the background level: a low percentile of all voxels (air or skull-stripped background, ~0 for MR
-magnitudes; the few negative values interpolation leaves in some files fall below it). ``high`` is a high
-percentile of the foreground (the voxels above ``low``), so neither the amount of background nor a few very
-bright voxels (vessels, fat, artefacts) move it. The datasets clip the scaled values to [-1, 1], the paper's
-range, so the background is exactly -1; :meth:`NormStats.denormalize` maps model outputs back.
+magnitudes; the few negative values interpolation leaves in some files fall below it). Signed data (z-scored or
+otherwise standardised volumes, whose background sits at a negative value and whose tissue is partly negative;
+:func:`is_signed`) keep their negative values: their background level is that low percentile, and the scaling is
+the same affine map a magnitude volume gets, so a z-scored scan is processed exactly as the scan it came from.
+``high`` is a high percentile of the foreground (the voxels above ``low``), so neither the amount of background
+nor a few very bright voxels (vessels, fat, artefacts) move it. The datasets clip the scaled values to [-1, 1],
+the paper's range, so the background is exactly -1; :meth:`NormStats.denormalize` maps model outputs back.
 """
 
 from __future__ import annotations
@@ -14,10 +17,26 @@ import numpy as np
 from fasr.data.types import NormStats, Volume
 from fasr.errors import FasrError
 
-__all__ = ["FOREGROUND_LEVEL", "robust_stats", "normalize_clipped", "foreground_fraction"]
+__all__ = [
+    "FOREGROUND_LEVEL", "SIGNED_SHARE", "is_signed", "robust_stats", "normalize_clipped", "foreground_fraction",
+]
 
 # A normalised pixel above this (5 % of the way from ``low`` to ``high``) counts as content, not background.
 FOREGROUND_LEVEL = -0.9
+# Data are signed (ours) when their 1st percentile lies below -SIGNED_SHARE times a positive 99.9th: a standardised
+# volume's background (-3.6 against +4 for a z-scored brain), not the undershoot that bicubic or k-space
+# downsampling leaves around a magnitude image's edges (a few % of its maximum, in a thin shell).
+SIGNED_SHARE = 0.2
+
+
+def is_signed(data: np.ndarray) -> bool:
+    """Whether ``data`` are signed intensities (z-scored, standardised) rather than MR magnitudes with undershoot.
+
+    Args:
+        data: intensities (any shape).
+    """
+    low, high = np.percentile(data, (1.0, 99.9))
+    return bool(high > 0 and low < -SIGNED_SHARE * high)
 
 
 def robust_stats(
@@ -38,7 +57,9 @@ def robust_stats(
     # MR magnitudes are >= 0: negatives are interpolation/ringing undershoot (a shell around the head after
     # bicubic or k-space downsampling). Left in, they would become the background level and the whole
     # background would count as foreground, pulling the high percentile down (~40 % on a x4 BraTS T2).
-    data = np.maximum(data, 0.0)
+    # Signed (standardised) data keep theirs: there the negative values are the background and tissue.
+    if not is_signed(data):
+        data = np.maximum(data, 0.0)
     if not 0.0 <= low_pct < 100.0 or not 0.0 < high_pct <= 100.0:
         raise FasrError(f"normalisation percentiles must lie in [0, 100), (0, 100], got {low_pct}, {high_pct}")
     low = float(np.percentile(data, low_pct))
@@ -46,8 +67,8 @@ def robust_stats(
     if foreground.size == 0:
         what = f"'{name or volume.path}'" if name or isinstance(volume, Volume) else "image"
         raise FasrError(
-            f"{what} has no content above its background level {low:g} (MR magnitudes are >= 0; negative values "
-            "count as background); give the magnitude image of a scan"
+            f"{what} has no content above its background level {low:g} (for MR magnitudes, which are >= 0, a few "
+            "negative values count as background); give the magnitude image of a scan"
         )
     high = float(np.percentile(foreground, high_pct))
     return NormStats(low=low, high=high if high > low else float(foreground.max()))

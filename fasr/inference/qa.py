@@ -5,9 +5,9 @@ a reference that is a few millimetres off. Both make FASR-Net borrow wrong detai
 
 * ``nmi``: normalised mutual information ``(H(A) + H(B)) / H(A, B)`` (Studholme et al. 1999; 1 = independent,
   2 = one determines the other) of the LR and the reference resampled onto the LR grid, over the LR's foreground
-  (above :data:`FOREGROUND` of its maximum), intensities in :data:`BINS` bins between their 0.5 and 99.5th
-  percentiles. The reference is Gaussian-blurred to about the LR's resolution first, so both show the same
-  scale of detail.
+  (above :data:`FOREGROUND` of the way from its floor, 0 or its negative minimum, to its maximum), intensities
+  in :data:`BINS` bins between their 0.5 and 99.5th percentiles. The reference is Gaussian-blurred to about the
+  LR's resolution first, so both show the same scale of detail.
 * ``alignment``: the share of the mutual information (``nmi - 1``) that is lost when the reference is moved by
   :data:`PROBE_SHIFT_MM` along each LR voxel axis (both ways; the mean of those NMIs is ``nmi_shifted``).
   A registered scan of the same patient sits on a sharp peak: moving it loses a large share. A scan of another
@@ -56,7 +56,7 @@ ALIGNMENT_THRESHOLD = 0.3
 PROBE_SHIFT_MM = 6.0
 CHANCE_FACTOR = 3.0
 BINS = 32
-FOREGROUND = 0.05  # fraction of the LR maximum above which a voxel is foreground
+FOREGROUND = 0.05  # fraction of the LR's range (from 0, or from a signed LR's minimum) above which it is foreground
 MIN_VOXELS = 512  # fewer foreground voxels: too few for a joint histogram, QA not measured
 # Gaussian sigma, in units of the coarser sampling step, that blurs the reference to about the LR's resolution
 # (the antialiasing of a downsampling, ours); steps under 1.5 reference voxels are left unblurred.
@@ -146,7 +146,9 @@ def reference_qa(lr: Volume, ref: Volume, threshold: float = ALIGNMENT_THRESHOLD
         threshold: flag when ``alignment`` is below it.
     """
     data = lr.data
-    mask = data > FOREGROUND * float(data.max()) if data.max() > 0 else np.zeros(data.shape, dtype=bool)
+    floor = min(0.0, float(data.min()))  # magnitudes: 0; signed (z-scored) data: their background level
+    top = float(data.max())
+    mask = data > floor + FOREGROUND * (top - floor) if top > floor else np.zeros(data.shape, dtype=bool)
     voxels = int(mask.sum())
     chance = CHANCE_FACTOR * (BINS - 1) ** 2 / (2.0 * max(voxels, 1))
     unmeasured = ReferenceQA(None, None, None, None, chance, threshold, PROBE_SHIFT_MM, voxels, flagged=False)

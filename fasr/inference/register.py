@@ -43,7 +43,7 @@ _ITERATIONS = 200
 # too little overlap), and the headers' placement is kept.
 MAX_ROTATION_DEG = 10.0
 MAX_SHIFT_MM = 20.0
-_FOREGROUND = 0.05  # fraction of the LR maximum above which local_agreement counts a pixel
+_FOREGROUND = 0.05  # fraction of the LR's range above which local_agreement counts a pixel
 MIN_VOXELS = 8  # along every axis of both images: a 3-D rigid fit needs a volume, not a slice or a thin slab
 _RELAXATION = 0.7
 
@@ -201,7 +201,8 @@ def local_agreement(lr_stack: np.ndarray, ref_lr_stack: np.ndarray, radius: int 
     ma, mb = mean(a), mean(b)
     cov, va, vb = mean(a * b) - ma * mb, mean(a * a) - ma * ma, mean(b * b) - mb * mb
     rho2 = cov * cov / np.maximum(va * vb, 1e-12)
-    foreground = a > _FOREGROUND * a.max()
+    floor = min(0.0, float(a.min()))  # magnitudes: 0; signed (z-scored) data: their background level
+    foreground = a > floor + _FOREGROUND * (a.max() - floor)
     return float(rho2[foreground].mean()) if foreground.any() else 0.0
 
 
