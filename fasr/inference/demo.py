@@ -19,6 +19,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from fasr.config import add_set_argument
+from fasr.data.orient import display_codes
 from fasr.inference.demo_subject import demo_pair
 from fasr.inference.frontend import DEFAULT_MODEL, SRResult, super_resolve
 from fasr.inference.output import check_outputs, write_json
@@ -33,6 +34,7 @@ BICUBIC = "bicubic"
 FASR = "fasr"  # key of the model's scores in metrics.json
 BATCH_SIZE = 4  # slices per forward pass
 _PANEL_INCHES = 2.2
+_OPPOSITE = {"L": "R", "R": "L", "A": "P", "P": "A", "S": "I", "I": "S"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -88,20 +90,25 @@ def demo_figure(result: SRResult, path: Path) -> Path:
         ax.set_xticks([])
         ax.set_yticks([])
         ax.axis("off")
-    residual_axes = []
+    col_to, row_to, _ = display_codes(inference.grid.affine)  # where columns / rows run, e.g. ("L", "P", "S")
     for c, (name, image) in enumerate(images.items()):
-        axes[0, c].imshow(image, cmap="gray", vmin=-1, vmax=1, interpolation="nearest")
+        gray = axes[0, c].imshow(image, cmap="gray", vmin=-1, vmax=1, interpolation="nearest")
+        for x, y, text in ((0.05, 0.5, _OPPOSITE[col_to]), (0.95, 0.5, col_to), (0.5, 0.94, _OPPOSITE[row_to]),
+                           (0.5, 0.06, row_to)):  # patient orientation at the image edges (radiological display)
+            axes[0, c].text(x, y, text, transform=axes[0, c].transAxes, ha="center", va="center", fontsize=8,
+                            color="yellow", fontweight="bold")
         title = name
         if name in methods:
             title = f"{name}\n{methods[name]['psnr']:.2f} dB / SSIM {methods[name]['ssim']:.3f}"
             residual = axes[1, c].imshow(residuals[name], cmap="inferno", vmin=0, vmax=vmax)
             axes[1, c].set_title(f"|{name} - HR|", fontsize=9)
-            residual_axes.append(axes[1, c])
         axes[0, c].set_title(title, fontsize=9)
     confidence = axes[0, -1].imshow(slicer.to_stack(inference.confidence)[middle], cmap="viridis", vmin=0, vmax=1)
     axes[0, -1].set_title(f"confidence\nmean {result.mean_confidence:.2f}", fontsize=9)
     fig.colorbar(confidence, ax=axes[0, -1], shrink=0.8)
-    fig.colorbar(residual, ax=residual_axes, shrink=0.8, label="|SR - HR| (on [-1, 1])")
+    fig.colorbar(residual, ax=axes[1, -1], shrink=0.8, label="|SR - HR| (on [-1, 1])")
+    fig.colorbar(gray, ax=axes[1, 0], orientation="horizontal", shrink=0.9,
+                 label="intensity (-1: background)")
     fig.suptitle(f"fasr demo: {DEMO_SUBJECT}; x{inference.grid.scale}, {result.model.label}", fontsize=9)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -237,6 +237,8 @@ def predict(
         assert hr.shape == result.grid.shape and np.allclose(simulation.hr.affine, result.grid.affine, atol=1e-6)
         slicer = Slicer.for_grid(result.grid.affine, result.grid.slice_axis)
         bicubic = bicubic_volume(lr.data, slicer, loaded.scale)
+        if clipped is not None:  # the baseline gets the output's floor too
+            bicubic = np.maximum(bicubic, clipped["floor"])
         scores = score_methods(hr, {"bicubic": bicubic, cfg.model.name: result.sr}, slicer)
     return Prediction(
         result=result,

@@ -21,7 +21,7 @@ from fasr.models.correspondence import MatchTarget
 from fasr.models.extractor import CHANNELS, TextureExtractor
 from fasr.models.fusion import ProgressiveFusion
 from fasr.models.grids import GRIDS, QUERY_GRID, TRANSFER_GRIDS
-from fasr.models.guided import local_linear_detail, local_quadratic_detail, squared_views
+from fasr.models.guided import explained_share, local_linear_detail, local_quadratic_detail, squared_views
 from fasr.models.output import SROutput
 
 __all__ = ["FASRNet", "FASROutput", "from_config", "ttsr_from_config"]
@@ -187,7 +187,11 @@ class FASRNet(nn.Module):
         score = {g: torch.stack([r.score[g] for r in results]).mean(0) for g in TRANSFER_GRIDS}
         s = {g: F.interpolate(score[g], size=tex[g].shape[-2:], mode="bilinear", align_corners=False) for g in tex}
 
-        confidence = s["1"][..., :H, :W].clamp(0.0, 1.0)
+        confidence = s["1"][..., :H, :W]
+        if guide is not None:  # ours: matched AND explaining the LR (the guide's rho^2; ~0 in flat background)
+            n = guide.shape[1] // 2
+            confidence = confidence * explained_share(guide[:, n:]).mean(1, keepdim=True)[..., :H, :W]
+        confidence = confidence.clamp(0.0, 1.0)
         # S in the texture's dtype: under bf16 autocast an fp32 S would promote every fused map to fp32.
         s = {g: m.to(tex[g].dtype) for g, m in s.items()}
         feats = self.fusion(self.head(lr_up_p), tex, s, detail, guide)  # Eq. 3 / 21

@@ -28,7 +28,8 @@ from torch import Tensor
 from fasr.data.degrade import Degradation
 
 __all__ = [
-    "box_mean", "local_linear_detail", "local_quadratic_detail", "squared_views", "GUIDE_RADIUS", "GUIDE_EPS",
+    "box_mean", "local_linear_detail", "local_quadratic_detail", "squared_views", "explained_share", "GUIDE_RADIUS",
+    "GUIDE_EPS",
     "RHO_EPS", "STRENGTH_FLOOR",
 ]
 
@@ -53,6 +54,12 @@ def _strength(r2: Tensor) -> Tensor:
     """log((1 + floor) / (1 + floor - r2)) of a fit's squared correlation r2 on [0, 1]: on [0, 6.9]."""
     r2 = r2.clamp(0, 1)
     return (math.log1p(STRENGTH_FLOOR) - torch.log1p(STRENGTH_FLOOR - r2)).clamp_min(0)
+
+
+def explained_share(strength: Tensor) -> Tensor:
+    """The fit's squared correlation rho^2 on [0, 1] back from its strength (the inverse of :func:`_strength`): the
+    share of the LR's local variance that the transferred reference explains."""
+    return ((1 + STRENGTH_FLOOR) * -torch.expm1(-strength)).clamp(0, 1)
 
 
 def _cov(x: Tensor, y: Tensor, radius: int) -> Tensor:
