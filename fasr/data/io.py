@@ -148,7 +148,7 @@ def _pick_key(names: list[str], key: str | None, path: Path) -> str:
     if len(names) != 1:
         raise FasrError(
             f"'{path}' holds {len(names)} variables ({', '.join(names) or 'none'}); name the one to read "
-            "(key / data.slice_key)"
+            "(fasr infer --lr-key/--ref-key, a dataset's data.slice_key)"
         )
     return names[0]
 

@@ -444,6 +444,8 @@ def run(args: argparse.Namespace) -> int:
             raise FasrError(f"{flag} is for a single scan; datasets always get confidence maps beside the outputs")
     if args.degradation is not None:
         raise FasrError("--degradation only applies with --simulate-from; drop it for a dataset")
+    if args.lr_key is not None or args.ref_key is not None:
+        raise FasrError("--lr-key / --ref-key name the variables of one .mat pair; a dataset run reads whole files")
     if args.batch_size < 1:
         raise FasrError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.out is not None and (args.out.is_file() or args.out.name.endswith(NIFTI_SUFFIXES)):

@@ -77,6 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--strict", action="store_true", help="refuse a reference that looks like another patient or misregistered"
     )
+    parser.add_argument("--lr-key", metavar="NAME", help="the variable to read from a .mat --lr file holding several")
+    parser.add_argument("--ref-key", metavar="NAME", help="the variable to read from a .mat --ref file holding several")
     parser.add_argument(
         "--register", choices=REGISTRATIONS, default="rigid",
         help="rigid (default): register the reference to the LR (6 degrees of freedom, mutual information, a few "
@@ -124,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     # Headers only: refusals and the plan come before anything is read in full or the model is loaded.
     trained = checkpoint_model(args.checkpoint, args.overrides)
     plan = plan_inference(target, args.ref, trained.scale, simulate=simulate, batch_size=args.batch_size,
-                          search_window=trained.search_window)
+                          search_window=trained.search_window, keys=(args.lr_key, args.ref_key))
     print(plan.summary(), flush=True)
     for message in plan.warnings:
         _warn(message)
@@ -139,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
         degradation=args.degradation,
         strict=args.strict,
         register=args.register,
+        lr_key=args.lr_key,
+        ref_key=args.ref_key,
         warn=lambda message: message in plan.warnings or _warn(message),  # plan warnings are printed already
     )
     written = result.save(args.out, args.confidence, force=args.force)

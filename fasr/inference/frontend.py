@@ -136,6 +136,8 @@ def super_resolve(
     *,
     lr_affine: np.ndarray | None = None,
     ref_affine: np.ndarray | None = None,
+    lr_key: str | None = None,
+    ref_key: str | None = None,
     device: str | torch.device = "auto",
     scale: int | None = None,
     overrides: Sequence[str] = (),
@@ -156,6 +158,7 @@ def super_resolve(
         ref: the high-resolution reference, in the same forms; any grid covering the target.
         model: shipped model name, checkpoint file, or a model from :func:`load_model` (to load it once).
         lr_affine, ref_affine: (4, 4) voxel -> world matrices (RAS mm) of numpy inputs.
+        lr_key, ref_key: the variable to read from a ``.mat`` file that holds several (e.g. fastMRI-style slices).
         device: where the model runs when it is loaded here (see :func:`load_model`).
         scale: required in-plane factor; None: the model's.
         overrides: ``key=value`` settings when the model is loaded here (as ``--set``).
@@ -179,10 +182,10 @@ def super_resolve(
         raise FasrError(f"batch size must be >= 1, got {batch_size}")
     if degradation is not None and not simulate:
         raise FasrError("a degradation only applies when simulating; drop it for a real LR scan")
-    inputs = read_inputs(lr, ref, lr_affine, ref_affine)  # bad inputs fail before the model is loaded
+    inputs = read_inputs(lr, ref, lr_affine, ref_affine, lr_key, ref_key)  # bad inputs fail before the model loads
     trained = model.config.model if isinstance(model, LoadedModel) else checkpoint_model(model, overrides)
     plan = plan_inference(inputs.target, inputs.ref, trained.scale, simulate=simulate, batch_size=batch_size,
-                          search_window=trained.search_window)
+                          search_window=trained.search_window, keys=(lr_key, ref_key))
     warnings: list[str] = []
 
     def report(message: str) -> None:

@@ -89,18 +89,21 @@ def stored_dtype(volume: Volume) -> np.dtype:
     return np.dtype(np.float32)
 
 
-def read_input(source: ImageInput, affine: np.ndarray | None, role: str) -> _Read:
+def read_input(source: ImageInput, affine: np.ndarray | None, role: str, key: str | None = None) -> _Read:
     """Read one input the way ``fasr infer`` reads a file of the same content.
 
     Args:
         source: a path (NIfTI, DICOM folder, slice file, ...), a nibabel image, or a numpy array.
         affine: (4, 4) voxel -> world matrix of a numpy array; None for a 2-D array without geometry.
         role: ``lr`` or ``ref`` (names in-memory inputs in messages and the sidecar).
+        key: the variable to read from a ``.mat`` file holding several (``--lr-key`` / ``--ref-key``).
     """
+    if key is not None and not (isinstance(source, (str, os.PathLike)) and str(source).lower().endswith(".mat")):
+        raise FasrError(f"--{role}-key names a variable of a .mat file; the {role} input is not one")
     if isinstance(source, (str, os.PathLike)):
         if affine is not None:
             raise FasrError(f"{role}_affine is only for numpy arrays; '{source}' carries its own geometry")
-        volume = read_volume(source)
+        volume = read_volume(source, key=key)
         return _Read(volume, is_slice_file(source), stored_dtype(volume))
     if isinstance(source, nib.spatialimages.SpatialImage):
         if affine is not None:
@@ -135,6 +138,8 @@ def read_inputs(
     ref: ImageInput,
     target_affine: np.ndarray | None = None,
     ref_affine: np.ndarray | None = None,
+    target_key: str | None = None,
+    ref_key: str | None = None,
 ) -> InputPair:
     """Read a target (LR, or HR to simulate from) and its reference.
 
@@ -147,8 +152,9 @@ def read_inputs(
         target: target image (see :func:`read_input`).
         ref: reference image.
         target_affine, ref_affine: affines of numpy inputs.
+        target_key, ref_key: variables to read from ``.mat`` inputs holding several.
     """
-    t, r = read_input(target, target_affine, "lr"), read_input(ref, ref_affine, "ref")
+    t, r = read_input(target, target_affine, "lr", target_key), read_input(ref, ref_affine, "ref", ref_key)
     if t.flat != r.flat:
         flat, other = (t, r) if t.flat else (r, t)
         raise FasrError(

@@ -200,11 +200,13 @@ def _is_path(source: object) -> bool:
     return isinstance(source, (str, os.PathLike))
 
 
-def _read_inputs(target: Source, ref: Source) -> tuple[InputGeometry, InputGeometry]:
+def _read_inputs(
+    target: Source, ref: Source, keys: tuple[str | None, str | None] = (None, None)
+) -> tuple[InputGeometry, InputGeometry]:
     """Geometry of both inputs. 2-D slice files have none of their own and are placed as
-    :func:`fasr.inference.inputs.read_inputs` does (which reads them)."""
+    :func:`fasr.inference.inputs.read_inputs` does (which reads them; ``keys``: their ``.mat`` variables)."""
     if _is_path(target) and _is_path(ref) and (is_slice_file(target) or is_slice_file(ref)):
-        pair = read_inputs(target, ref)
+        pair = read_inputs(target, ref, target_key=keys[0], ref_key=keys[1])
         target, ref = pair.target, pair.ref
     return tuple(  # type: ignore[return-value]
         s if isinstance(s, InputGeometry)
@@ -376,7 +378,7 @@ def check_output_paths(
 
 def plan_inference(
     target: Source, ref: Source, scale: int, *, simulate: bool = False, batch_size: int = DEFAULT_BATCH_SIZE,
-    search_window: int = DEFAULT_SEARCH_WINDOW,
+    search_window: int = DEFAULT_SEARCH_WINDOW, keys: tuple[str | None, str | None] = (None, None),
 ) -> InferencePlan:
     """Check an inference job from the inputs' geometry only, before the model is loaded.
 
@@ -386,13 +388,14 @@ def plan_inference(
         ref: the high-resolution reference, likewise.
         scale: the model's in-plane factor (:func:`checkpoint_model`).
         search_window: the model's ``search_window`` (for the cost estimate).
+        keys: the variables to read from ``.mat`` target / reference files holding several.
         simulate: degrade the target by ``scale`` first (``--simulate-from``).
         batch_size: slices per forward pass (for the memory estimate).
 
     Raises:
         FasrError: a refused task (:func:`check_task`) or an unreadable header.
     """
-    target_geo, ref_geo = _read_inputs(target, ref)
+    target_geo, ref_geo = _read_inputs(target, ref, keys)
     inplane = check_task(target_geo, ref_geo, scale, simulate)
     if simulate:
         for axis in inplane:
