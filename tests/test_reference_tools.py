@@ -67,3 +67,22 @@ def test_bench_reference_quick_runs_and_writes_its_report(tmp_path: Path) -> Non
     assert (out / "reference.md").read_text().startswith("# Does the reference count?")
     assert "network-free fit" in (out / "reference.md").read_text()
     assert (out / "reference.png").stat().st_size > 1000
+
+
+def test_qa_threshold_is_chosen_without_the_subject_it_is_applied_to() -> None:
+    """Leave-one-subject-out: subject c's true pair scores 0.35, between the others' true (>= 0.5) and wrong
+    (<= 0.2) pairs; chosen on a and b alone the threshold lies in (0.2, 0.5], so c's pair is judged out of sample."""
+    from fasr.bench.qa import choose_threshold, cross_validate
+
+    def row(kind: str, subject: str, reference_subject: str, alignment: float) -> dict:
+        return {"kind": kind, "subject": subject, "reference_subject": reference_subject, "alignment": alignment,
+                "mutual_information": 1.0, "chance_level": 0.0}
+
+    rows = [row("true", "a", "a", 0.6), row("true", "b", "b", 0.5), row("true", "c", "c", 0.35),
+            row("other-patient", "a", "b", 0.1), row("other-patient", "b", "a", 0.2),
+            row("other-patient", "c", "a", 0.3), row("shift-5mm", "c", "c", 0.1)]
+    assert choose_threshold([r for r in rows if "c" not in (r["subject"], r["reference_subject"])]) == 0.21
+    result = cross_validate(rows)
+    assert result["thresholds_per_fold"]["c"] == 0.21  # chosen on a and b: 0.2 < t <= 0.5, the lowest such
+    assert result["out_of_sample"]["true"] == {"pairs": 3, "flagged": 0, "rate": 0.0}
+    assert result["out_of_sample"]["other-patient"]["flagged"] == 2  # c's other-patient pair (0.3) passes 0.21

@@ -10,7 +10,10 @@ and every pairing (target <- reference: T2 <- T1, T1c, FLAIR; FLAIR <- T2), the 
 * ``shift-5mm`` / ``shift-10mm``: its own reference moved by 5 or 10 mm along each world axis.
 
 Reported: per kind, how many pairs the QA flags at the threshold (true-positive rate for the wrong kinds,
-false-alarm rate for ``true``), the same over a sweep of thresholds, and every pair's scores.
+false-alarm rate for ``true``), the same over a sweep of thresholds, every pair's scores, and a leave-one-subject-out
+cross-validation (:func:`cross_validate`): for each subject the threshold is chosen on the pairs of the other
+subjects only and applied to its own, so the rates it reports are out of sample. ``--scores FILE`` re-uses the
+pairs of an earlier run's JSON instead of scoring them again.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from fasr.bench.provenance import provenance
 from fasr.data.degrade import Bicubic
 from fasr.data.geometry import check_coverage
 from fasr.data.io import read_volume
@@ -33,18 +37,20 @@ from fasr.inference.pipeline import MIN_COVERAGE
 from fasr.inference.qa import ALIGNMENT_THRESHOLD, reference_qa
 from fasr.inference.simulate import simulate_lr
 
-__all__ = ["PAIRINGS", "SHIFTS_MM", "add_arguments", "run", "calibrate", "rates"]
+__all__ = ["PAIRINGS", "SHIFTS_MM", "add_arguments", "run", "calibrate", "rates", "choose_threshold", "cross_validate"]
 
 PAIRINGS = (("t2", "t1"), ("t2", "t1c"), ("t2", "flair"), ("flair", "t2"))  # (target, reference) contrasts
 SHIFTS_MM = (5.0, 10.0)
 KINDS = ("true", "other-patient", *(f"shift-{s:g}mm" for s in SHIFTS_MM))
 SWEEP = tuple(round(t, 2) for t in np.arange(0.1, 0.55, 0.05))
+CANDIDATES = tuple(round(t, 2) for t in np.arange(0.05, 0.61, 0.01))  # thresholds the cross-validation picks from
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="folder of dataset folders")
     parser.add_argument("--scale", type=int, default=4, help="in-plane degradation factor of the LR")
     parser.add_argument("--json", type=Path, help="write every pair's scores and the rates here")
+    parser.add_argument("--scores", type=Path, help="re-use the pairs of an earlier --json instead of scoring again")
 
 
 def _subjects(root: Path) -> Iterator[tuple[str, list[Path]]]:
@@ -130,7 +136,7 @@ def rates(rows: list[dict[str, Any]], threshold: float) -> dict[str, dict[str, A
     for kind in KINDS:
         measured = [r for r in rows if r["kind"] == kind and r["alignment"] is not None]
         scored = [r["alignment"] for r in measured]
-        flagged = sum(r["alignment"] < threshold or r["mutual_information"] < r["chance_level"] for r in measured)
+        flagged = int(sum(_flagged(r, threshold) for r in measured))
         out[kind] = {
             "pairs": len(scored),
             "flagged": flagged,
@@ -141,13 +147,53 @@ def rates(rows: list[dict[str, Any]], threshold: float) -> dict[str, dict[str, A
     return out
 
 
+def _flagged(row: dict[str, Any], threshold: float) -> bool:
+    return row["alignment"] < threshold or row["mutual_information"] < row["chance_level"]
+
+
+def choose_threshold(rows: list[dict[str, Any]]) -> float:
+    """The candidate threshold with the best balanced accuracy on ``rows``: the mean of the share of true pairs
+    passed and the share of wrong pairs (other patients, shifted) flagged; ties go to the lowest threshold (fewer
+    false alarms)."""
+    scored = [r for r in rows if r["alignment"] is not None]
+    true = [r for r in scored if r["kind"] == "true"]
+    wrong = [r for r in scored if r["kind"] != "true"]
+    if not true or not wrong:
+        raise FasrError("choosing a threshold needs both true and wrong pairs")
+
+    def balanced(t: float) -> float:
+        return (np.mean([not _flagged(r, t) for r in true]) + np.mean([_flagged(r, t) for r in wrong])) / 2
+
+    return float(max(CANDIDATES, key=lambda t: (balanced(t), -t)))
+
+
+def cross_validate(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Leave-one-subject-out: the threshold for each subject's pairs (the LR's subject) is chosen on the pairs
+    that involve neither that subject's LR nor its reference; the out-of-sample rates pool every fold's verdicts."""
+    subjects = sorted({r["subject"] for r in rows})
+    verdicts: list[dict[str, Any]] = []
+    folds = {}
+    for subject in subjects:
+        train = [r for r in rows if subject not in (r["subject"], r["reference_subject"])]
+        threshold = choose_threshold(train)
+        folds[subject] = threshold
+        verdicts += [{**r, "flagged_out_of_sample": _flagged(r, threshold)}
+                     for r in rows if r["subject"] == subject and r["alignment"] is not None]
+    out_of_sample = {}
+    for kind in KINDS:
+        own = [v for v in verdicts if v["kind"] == kind]
+        flagged = int(sum(v["flagged_out_of_sample"] for v in own))
+        out_of_sample[kind] = {"pairs": len(own), "flagged": flagged, "rate": flagged / len(own) if own else None}
+    return {"thresholds_per_fold": folds, "out_of_sample": out_of_sample, "chosen_on_all": choose_threshold(rows)}
+
+
 def run(args: argparse.Namespace) -> int:
     if not args.data.is_dir():
         raise FasrError(f"--data '{args.data}' is not a folder; give the folder of dataset folders (../shared/data)")
     if args.json is not None and args.json.exists():
         raise FasrError(f"'{args.json}' already exists; remove it or choose another --json path")
     start = time.perf_counter()
-    rows = calibrate(args.data, args.scale)
+    rows = json.loads(args.scores.read_text())["pairs"] if args.scores is not None else calibrate(args.data, args.scale)
     if not rows:
         contrasts = sorted({c for pairing in PAIRINGS for c in pairing})
         raise FasrError(f"no dataset folder under '{args.data}' holds two subjects with {contrasts}; check --data")
@@ -159,15 +205,26 @@ def run(args: argparse.Namespace) -> int:
         span = "-" if low_high is None else f"{low_high[0]:.2f} .. {low_high[1]:.2f}"
         rate = "-" if r["rate"] is None else f"{r['rate']:.0%}"
         lines.append(f"| {kind} | {r['pairs']} | {r['flagged']} | {rate} | {span} |")
+    validation = cross_validate(rows)
+    per_fold = sorted(set(validation["thresholds_per_fold"].values()))
+    lines += ["", f"leave-one-subject-out (threshold chosen without the subject; all pairs: "
+              f"{validation['chosen_on_all']:.2f}; per fold {per_fold}):",
+              "| kind | pairs | flagged out of sample | rate |", "|---|---|---|---|"]
+    for kind, r in validation["out_of_sample"].items():
+        rate = "-" if r["rate"] is None else f"{r['rate']:.0%}"
+        lines.append(f"| {kind} | {r['pairs']} | {r['flagged']} | {rate} |")
     print("\n".join(lines))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         record = {
-            "command": f"fasr bench qa --data {args.data} --scale {args.scale}",
+            **provenance(),
+            "command": f"fasr bench qa --data {args.data} --scale {args.scale}"
+            + (f" --scores {args.scores}" if args.scores is not None else ""),
             "scale": args.scale,
             "threshold": ALIGNMENT_THRESHOLD,
             "rates": summary,
             "sweep": {str(t): {k: v["rate"] for k, v in rates(rows, t).items()} for t in SWEEP},
+            "cross_validation": validation,
             "seconds": round(time.perf_counter() - start, 1),
             "pairs": rows,
         }

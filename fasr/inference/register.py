@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from fasr.data.normalize import is_signed
 from fasr.data.types import Volume
 from fasr.errors import FasrError
 
@@ -201,7 +202,7 @@ def local_agreement(lr_stack: np.ndarray, ref_lr_stack: np.ndarray, radius: int 
     ma, mb = mean(a), mean(b)
     cov, va, vb = mean(a * b) - ma * mb, mean(a * a) - ma * ma, mean(b * b) - mb * mb
     rho2 = cov * cov / np.maximum(va * vb, 1e-12)
-    floor = min(0.0, float(a.min()))  # magnitudes: 0; signed (z-scored) data: their background level
+    floor = float(a.min()) if is_signed(a) else 0.0  # magnitudes: 0; signed data: their background
     foreground = a > floor + _FOREGROUND * (a.max() - floor)
     return float(rho2[foreground].mean()) if foreground.any() else 0.0
 
