@@ -10,7 +10,7 @@ import importlib
 import sys
 
 from fasr import __version__
-from fasr.errors import FasrError
+from fasr.errors import EXIT_INTERRUPTED, FasrError
 from fasr.heap import reuse_freed_memory
 
 __all__ = ["main", "COMMANDS", "EXAMPLES", "DESCRIPTION"]
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(importlib.import_module(args._module).run(args) or 0)
     except FasrError as exc:
         print(f"fasr: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_status
     except KeyboardInterrupt:
         print("fasr: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED

@@ -36,7 +36,7 @@ import yaml
 from fasr.data.cache import MANIFEST, read_manifest
 from fasr.data.config import DataConfig, DegradationConfig
 from fasr.data.degrade import degradation_from_spec, nominal_spec
-from fasr.errors import FasrError
+from fasr.errors import FasrError, UsageError
 from fasr.models.config import ModelConfig
 
 __all__ = [
@@ -287,7 +287,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """Apply ``key.sub=value`` overrides (values parsed as YAML) to a nested dict, in place."""
     for item in overrides:
         if "=" not in item:
-            raise FasrError(f"--set expects key=value, got '{item}'")
+            raise UsageError(f"--set expects key=value, got '{item}'")
         key, raw = item.split("=", 1)
         node = data
         *parents, leaf = key.split(".")

@@ -164,7 +164,7 @@ def test_finished_run_is_reused_only_for_the_same_config_and_source(
 
 def test_existing_results_are_not_overwritten(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     (tmp_path / "methods.json").write_text("{}")
-    assert main(["bench", "quality", "--suite", "methods", "--quick", "--out", str(tmp_path)]) == 2
+    assert main(["bench", "quality", "--suite", "methods", "--quick", "--out", str(tmp_path)]) == 1
     assert "--force" in capsys.readouterr().err
     assert (tmp_path / "methods.json").read_text() == "{}"
 
@@ -202,14 +202,14 @@ def test_quick_methods_suite_end_to_end(tmp_path: Path, monkeypatch: pytest.Monk
 
     # Results are never overwritten silently; with --force they are rewritten from the finished runs, reused
     # because neither their config nor the source changed (an interrupted suite continues where it stopped).
-    assert main(argv) == 2
+    assert main(argv) == 1
     assert main([*argv, "--force"]) == 0
     assert json.loads((out / "methods.json").read_text())["runs"] == report["runs"]
 
 
 def test_missing_data_names_the_option(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     argv = ["bench", "quality", "--suite", "methods", "--quick", "--out", str(tmp_path), "--data", str(tmp_path / "x")]
-    assert main(argv) == 2
+    assert main(argv) == 1
     err = capsys.readouterr().err
     assert "--data" in err and len(err.strip().splitlines()) == 1
 

@@ -138,17 +138,17 @@ def test_shard_auto_follows_torchrun(monkeypatch):
 
 def test_dataset_option_errors(dataset, probe, capsys):
     base = ["infer", "--checkpoint", probe, "--no-progress"]
-    cases = [
-        (["--bids", dataset, "--target", "T2w", "--ref", "T1w", "--shard", "3/2"], "--shard '3/2' must be I/N"),
-        (["--bids", dataset, "--target", "T2w", "--ref", "T1w", "--participant-label", "09"], "sub-09 is not in"),
-        (["--bids", dataset, "--ref", "T1w"], "--bids needs --target and --ref"),
-        (["--bids", dataset.parent, "--target", "T2w", "--ref", "T1w"], "has no sub-* folders"),
+    cases = [  # (options, message, exit status: 2 a usage error, 1 the data)
+        (["--bids", dataset, "--target", "T2w", "--ref", "T1w", "--shard", "3/2"], "--shard '3/2' must be I/N", 2),
+        (["--bids", dataset, "--target", "T2w", "--ref", "T1w", "--participant-label", "09"], "sub-09 is not in", 1),
+        (["--bids", dataset, "--ref", "T1w"], "--bids needs --target and --ref", 2),
+        (["--bids", dataset.parent, "--target", "T2w", "--ref", "T1w"], "has no sub-* folders", 1),
         (["--lr", "a.nii.gz", "--ref", "b.nii.gz", "--out", "c.nii.gz", "--shard", "1/2"],
-         "--shard applies to datasets"),
-        (["--lr-glob", "x/*.nii.gz", "--out", dataset.parent / "o"], "--lr-glob needs --ref-glob"),
+         "--shard applies to datasets", 2),
+        (["--lr-glob", "x/*.nii.gz", "--out", dataset.parent / "o"], "--lr-glob needs --ref-glob", 2),
     ]
-    for extra, message in cases:
-        assert run_cli([*base, *extra]) == 2
+    for extra, message, status in cases:
+        assert run_cli([*base, *extra]) == status
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1
 

@@ -59,14 +59,14 @@ def test_cache_matches_direct_reading(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_force_is_needed_to_replace_a_cache_and_never_touches_other_folders(tmp_path: Path) -> None:
     src, dst = _brats(tmp_path / "brats"), tmp_path / "cache"
     assert _prepare(src, dst) == 0
-    assert _prepare(src, dst) == 2  # FasrError -> exit status 2, nothing overwritten
+    assert _prepare(src, dst) == 1  # FasrError -> exit status 1, nothing overwritten
     assert _prepare(src, dst, "--force", "--scale", "2") == 0
     assert json.loads((dst / "manifest.json").read_text())["scales"] == [2]
     assert not (dst / "val" / "s3" / "lr_x4.npy").exists()
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "thesis.tex").write_text("precious")
-    assert _prepare(src, mine, "--force") == 2  # not a cache: --force does not apply
+    assert _prepare(src, mine, "--force") == 1  # not a cache: --force does not apply
     assert sorted(p.name for p in mine.iterdir()) == ["thesis.tex"]
 
 

@@ -57,7 +57,7 @@ def test_demo_writes_every_output(tmp_path, capsys, pair):
         assert figure.format == "PNG" and figure.width > 2 * figure.height
 
     # A second run refuses to overwrite; --force replaces.
-    assert run_cli(["demo", "--out", out, "--checkpoint", probe, "--no-progress"]) == 2
+    assert run_cli(["demo", "--out", out, "--checkpoint", probe, "--no-progress"]) == 1
     assert "pass --force" in capsys.readouterr().err
     assert run_cli(["demo", "--out", out, "--checkpoint", probe, "--no-progress", "--force"]) == 0
 
@@ -72,7 +72,7 @@ def test_demo_with_the_shipped_model_beats_bicubic(tmp_path):
 
 def test_demo_without_shipped_model_says_what_to_do(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("fasr.pretrained.PRETRAINED_DIR", tmp_path / "registry")  # a registry without weights
-    assert run_cli(["demo", "--out", tmp_path / "demo"]) == 2
+    assert run_cli(["demo", "--out", tmp_path / "demo"]) == 1
     err = capsys.readouterr().err
     assert "shipped model 'brats-x4' is not installed" in err and "--checkpoint" in err
     assert not (tmp_path / "demo").exists()

@@ -113,7 +113,7 @@ def test_fasr_eval_writes_json_csv_markdown(trained: tuple[Path, Path], tmp_path
     assert set(result) >= {"bicubic", "tiny", "per_volume", "per_slice", "convention", "protocol", "split"}
     assert {r["subject"] for r in result["per_volume"]} == {"s3"}  # the held-out subject only
     assert "| tiny |" in capsys.readouterr().out and (tmp_path / "e.md").read_text().startswith("| Method")
-    assert main([*args, "--json", str(out)]) == 2  # never overwrites without --force
+    assert main([*args, "--json", str(out)]) == 1  # never overwrites without --force
     assert "--force" in capsys.readouterr().err
     assert main([*args, "--json", str(out), "--force", "--convention", "paper", "--mask"]) == 0
     result = json.loads(out.read_text())
@@ -125,10 +125,10 @@ def test_fasr_eval_writes_json_csv_markdown(trained: tuple[Path, Path], tmp_path
 def test_fasr_eval_and_train_errors_are_one_line(trained: tuple[Path, Path], tmp_path: Path, capsys) -> None:
     root, run = trained
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
-    assert main(["eval", "--checkpoint", str(tmp_path / "bad.pt"), "--data", str(root)]) == 2
+    assert main(["eval", "--checkpoint", str(tmp_path / "bad.pt"), "--data", str(root)]) == 1
     err = capsys.readouterr().err
     assert "corrupt" in err and len(err.strip().splitlines()) == 1
-    assert main(["train", "--config", str(run / "config.yaml"), "--out", str(run)]) == 2
+    assert main(["train", "--config", str(run / "config.yaml"), "--out", str(run)]) == 1
     assert "--resume" in capsys.readouterr().err
 
 
@@ -137,7 +137,7 @@ def test_figures_are_written(trained: tuple[Path, Path], tmp_path: Path, capsys)
     args = ["figure", "residuals", "--checkpoint", str(run / "best.pt"), "--checkpoint", str(run / "last.pt")]
     assert main([*args, "--data", str(root), "--slices", "1,3", "--out", str(tmp_path / "res.png")]) == 0
     assert (tmp_path / "res.png").read_bytes()[:8] == PNG_SIGNATURE
-    assert main([*args, "--slices", "99", "--out", str(tmp_path / "x.png")]) == 2
+    assert main([*args, "--slices", "99", "--out", str(tmp_path / "x.png")]) == 1
     assert "choose from" in capsys.readouterr().err
     assert main(["figure", "curve", str(run), "--labels", "tiny", "--out", str(tmp_path / "curve.png")]) == 0
     assert (tmp_path / "curve.png").stat().st_size > 1000

@@ -167,7 +167,7 @@ def test_2d_target_with_a_volume_reference_is_refused(tmp_path, probe, capsys):
     Image.fromarray(np.arange(192, dtype=np.uint8).reshape(12, 16)).save(tmp_path / "lr.png")
     ref = write_nifti(tmp_path / "ref.nii.gz", np.arange(64 * 48 * 3, dtype=np.float32).reshape(64, 48, 3), np.eye(4))
     assert run_cli(["infer", "--lr", tmp_path / "lr.png", "--ref", ref, "--checkpoint", probe,
-                    "--out", tmp_path / "sr.nii.gz"]) == 2
+                    "--out", tmp_path / "sr.nii.gz"]) == 1
     assert "without scanner geometry" in capsys.readouterr().err
 
 
@@ -207,12 +207,12 @@ def test_existing_output_is_not_overwritten_without_force(tmp_path, probe, capsy
     out = tmp_path / "sr.nii.gz"
     out.write_bytes(b"user data")
     args = ["infer", "--lr", lr, "--ref", ref, "--checkpoint", probe, "--out", out]
-    assert run_cli(args) == 2
+    assert run_cli(args) == 1
     assert "already exists; pass --force" in capsys.readouterr().err
     assert out.read_bytes() == b"user data"
     assert run_cli([*args, "--force"]) == 0 and nib.load(out).shape == (32, 32, 2)
     # An input is never an output, even with --force.
-    assert run_cli(["infer", "--lr", lr, "--ref", ref, "--checkpoint", probe, "--out", lr, "--force"]) == 2
+    assert run_cli(["infer", "--lr", lr, "--ref", ref, "--checkpoint", probe, "--out", lr, "--force"]) == 1
     assert "is also an input" in capsys.readouterr().err
 
 
@@ -222,7 +222,7 @@ def test_reference_not_covering_the_target_is_a_clear_error(tmp_path, probe, cap
     far[:3, 3] = 200.0  # another patient position
     ref = write_nifti(tmp_path / "ref.nii.gz", np.arange(32**3, dtype=np.float32).reshape(32, 32, 32), far)
     out = tmp_path / "sr.nii.gz"
-    assert run_cli(["infer", "--lr", lr, "--ref", ref, "--checkpoint", probe, "--out", out]) == 2
+    assert run_cli(["infer", "--lr", lr, "--ref", ref, "--checkpoint", probe, "--out", out]) == 1
     err = capsys.readouterr().err
     assert f"'{ref}' covers only 0% of the field of view of '{lr}'" in err and "\n" not in err.strip()
     assert not out.exists()
@@ -240,7 +240,7 @@ def test_wrong_checkpoints_are_clear_errors(tmp_path, probe, capsys):
         ([tmp_path], "is a folder"),
     ]
     for extra, message in cases:
-        assert run_cli([*base, *extra]) == 2
+        assert run_cli([*base, *extra]) == 1
         assert message in capsys.readouterr().err
     assert not (tmp_path / "sr.nii.gz").exists()
 
@@ -284,6 +284,6 @@ def test_mat_slices_holding_several_variables_take_lr_and_ref_keys(tmp_path, pro
     out = tmp_path / "sr.nii.gz"
     argv = ["infer", "--lr", tmp_path / "lr.mat", "--ref", tmp_path / "ref.mat", "--checkpoint", probe, "--out", out,
             "--no-progress"]
-    assert run_cli(argv) == 2 and "--lr-key" in capsys.readouterr().err
+    assert run_cli(argv) == 1 and "--lr-key" in capsys.readouterr().err
     assert run_cli([*argv, "--lr-key", "image", "--ref-key", "image"]) == 0
     assert nib.load(out).shape[:2] == (40, 48)

@@ -50,10 +50,11 @@ def volume(tmp_path: Path, name: str, zooms: tuple[float, float, float], shape: 
     return write_nifti(tmp_path / name, np.clip(data, 1, None).astype(np.int16), affine)
 
 
-def refused(argv: list, capsys, *parts: str, seconds: float | None = None) -> str:
-    """``fasr <argv>`` exits 2 with one error line containing every part (within ``seconds``)."""
+def refused(argv: list, capsys, *parts: str, seconds: float | None = None, status: int = 1) -> str:
+    """``fasr <argv>`` exits with ``status`` (1: the job failed on its inputs; 2: a usage error) and one error
+    line containing every part (within ``seconds``)."""
     start = time.perf_counter()
-    assert run_cli(argv) == 2
+    assert run_cli(argv) == status
     elapsed = time.perf_counter() - start
     err = capsys.readouterr().err.strip()
     assert err.startswith("fasr: error: ") and "\n" not in err and "Traceback" not in err, err
@@ -167,7 +168,7 @@ def test_spacing_ratio_warning_comes_before_the_model(tmp_path, probe, capsys, m
     monkeypatch.setattr(fasr.checkpoint, "build_model", stop)
     lr = volume(tmp_path, "lr.nii.gz", (lr_mm, lr_mm, 1.0), (16, 16, 8))
     ref = volume(tmp_path, "ref.nii.gz", (1.0, 1.0, 1.0), (88, 88, 8))
-    assert run_cli(infer(lr, ref, probe, tmp_path / "sr.nii.gz")) == 2
+    assert run_cli(infer(lr, ref, probe, tmp_path / "sr.nii.gz")) == 1
     captured = capsys.readouterr()
     assert captured.out.startswith("plan: x4 16x16x8") and "estimated" in captured.out
     warning, error = captured.err.strip().splitlines()

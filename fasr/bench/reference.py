@@ -50,7 +50,7 @@ from fasr.data.layouts import PairSource, data_roots, find_pairs, pairs_for_spli
 from fasr.data.normalize import FOREGROUND_LEVEL
 from fasr.data.samples import RawSlice, SampleMaker
 from fasr.data.subjects import Subject, load_subject
-from fasr.errors import FasrError
+from fasr.errors import FasrError, UsageError
 from fasr.inference.predict import LoadedModel
 from fasr.models import ModelConfig, build_model
 from fasr.scoring.volumes import predict_volumes, score_predictions, spread_indices
@@ -213,7 +213,7 @@ def run_reference_bench(
     sets = list(overrides) + ([f"data.root={data}"] if data else [])
     model, cfg = load_model(checkpoint, device, sets)
     if split not in ("val", "test"):
-        raise FasrError(f"--split must be val or test, got '{split}'")
+        raise UsageError(f"--split must be val or test, got '{split}'")
     subjects = cfg.data.test_subjects if split == "test" else cfg.data.val_subjects
     if not subjects:
         raise FasrError(f"the checkpoint's config names no {split} subjects; pass --set data.{split}_subjects=[ID]")
@@ -462,11 +462,11 @@ def run(args: argparse.Namespace) -> int:
     for item in args.compare:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
-            raise FasrError(f"--compare expects NAME=CKPT, got '{item}'")
+            raise UsageError(f"--compare expects NAME=CKPT, got '{item}'")
         compare[name] = path
     sections = tuple(part.strip() for part in args.sections.split(",") if part.strip())
     if not sections or any(part not in SECTIONS for part in sections):
-        raise FasrError(f"--sections takes a comma-separated list of {', '.join(SECTIONS)}, got '{args.sections}'")
+        raise UsageError(f"--sections takes a comma-separated list of {', '.join(SECTIONS)}, got '{args.sections}'")
     result = run_reference_bench(
         args.checkpoint, compare, overrides=args.overrides, max_slices=4 if args.quick else args.max_slices,
         device=resolve_device(args.device), data=args.data, split=args.split, sections=sections,

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from fasr.bench.provenance import cpu_record
 from fasr.config import add_set_argument, load_config
-from fasr.errors import FasrError
+from fasr.errors import UsageError
 
 __all__ = ["add_arguments", "run", "measure"]
 
@@ -275,11 +275,11 @@ def run(args: argparse.Namespace) -> int:
     models = [m for m in str(args.models).split(",") if m]
     volume = tuple(int(v) for v in str(args.volume).lower().split("x")) if args.volume else None
     if volume is not None and len(volume) != 3:
-        raise FasrError(f"--volume '{args.volume}': give the SR size as XxYxZ, e.g. 240x240x155")
+        raise UsageError(f"--volume '{args.volume}': give the SR size as XxYxZ, e.g. 240x240x155")
     load_config(None, args.overrides)  # a bad --set fails here, not in every worker
     volume_batch = DEFAULT_BATCH_SIZE if args.volume_batch is None else args.volume_batch
     if min(args.batch, volume_batch) < 1:
-        raise FasrError(f"--batch / --volume-batch must be >= 1, got {args.batch} / {volume_batch}")
+        raise UsageError(f"--batch / --volume-batch must be >= 1, got {args.batch} / {volume_batch}")
     common = dict(scale=args.scale, batch=args.batch, device=args.device, precision=args.precision,
                   overrides=args.overrides)
     rows: list[dict] = []

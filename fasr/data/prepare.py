@@ -24,7 +24,7 @@ from fasr.data.degrade import NOISES, WINDOWS, Degradation, build_degradation
 from fasr.data.layouts import SPLITS, data_roots, split_sources
 from fasr.data.samples import check_stored_lr, fit_pair, lr_on_canvas
 from fasr.data.subjects import Subject, load_subject
-from fasr.errors import FasrError
+from fasr.errors import FasrError, UsageError
 
 __all__ = ["add_arguments", "run", "DEFAULT_CONTRASTS", "subject_arrays"]
 
@@ -154,9 +154,9 @@ def run(args: argparse.Namespace) -> int:
     cfg = _data_config(args)
     scales = sorted(set(args.scale))
     if min(scales) < 2:
-        raise FasrError(f"--scale values must be >= 2, got {args.scale}")
+        raise UsageError(f"--scale values must be >= 2, got {args.scale}")
     if args.size and args.size % math.lcm(*scales):
-        raise FasrError(f"--size {args.size} is not divisible by every scale {scales}; pick a multiple")
+        raise UsageError(f"--size {args.size} is not divisible by every scale {scales}; pick a multiple")
     degradation = build_degradation(cfg.degradation)
     splits = split_sources(cfg)
     dst = Path(args.dst)

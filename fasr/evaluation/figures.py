@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from fasr.errors import FasrError
+from fasr.errors import FasrError, UsageError
 from fasr.evaluation.cli import add_data_arguments, config_overrides, data_config
 from fasr.scoring.volumes import BICUBIC, VolumePrediction
 
@@ -164,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         labels = args.labels.split(",") if args.labels else [p.name for p in args.runs]
         if len(labels) != len(args.runs):
-            raise FasrError(f"--labels has {len(labels)} names for {len(args.runs)} runs; give one per run")
+            raise UsageError(f"--labels has {len(labels)} names for {len(args.runs)} runs; give one per run")
         path = curve_figure(dict(zip(labels, args.runs)), args.out, args.metric)
     print(path)
     return 0

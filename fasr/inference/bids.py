@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from fasr import __version__
 from fasr.data.io import NIFTI_SUFFIXES
-from fasr.errors import FasrError
+from fasr.errors import FasrError, UsageError
 from fasr.inference.frontend import load_model, super_resolve
 from fasr.inference.output import nifti_stem, sidecar_path
 from fasr.inference.predict import LoadedModel
@@ -127,7 +127,7 @@ def refuse_batch_options(args: argparse.Namespace) -> None:
     given = [name for name in _BATCH_ONLY if getattr(args, name) is not None]
     if given:
         flag = "--" + given[0].replace("_", "-")
-        raise FasrError(f"{flag} applies to datasets (--bids, --lr-glob, --pairs); drop it for a single --lr")
+        raise UsageError(f"{flag} applies to datasets (--bids, --lr-glob, --pairs); drop it for a single --lr")
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -142,7 +142,7 @@ def parse_shard(text: str | None) -> tuple[int, int]:
         return int(os.environ.get("RANK", 0)) + 1, int(os.environ.get("WORLD_SIZE", 1))
     match = re.fullmatch(r"(\d+)/(\d+)", text.strip())
     if match is None or not 1 <= int(match[1]) <= int(match[2]):
-        raise FasrError(f"--shard '{text}' must be I/N with 1 <= I <= N, e.g. 1/4 (or auto under torchrun)")
+        raise UsageError(f"--shard '{text}' must be I/N with 1 <= I <= N, e.g. 1/4 (or auto under torchrun)")
     return int(match[1]), int(match[2])
 
 
@@ -284,7 +284,7 @@ def glob_jobs(lr_glob: str, ref_glob: str | None, out_dir: Path | None) -> list[
         out_dir: output folder.
     """
     if ref_glob is None or out_dir is None:
-        raise FasrError("--lr-glob needs --ref-glob (same wildcards) and --out (an output folder)")
+        raise UsageError("--lr-glob needs --ref-glob (same wildcards) and --out (an output folder)")
     lr_re, ref_re = _glob_regex(lr_glob), _glob_regex(ref_glob)
     if lr_re.groups == 0 or lr_re.groups != ref_re.groups:
         raise FasrError(
@@ -317,7 +317,7 @@ def csv_jobs(path: Path, out_dir: Path | None) -> list[Job]:
         out_dir: output folder.
     """
     if out_dir is None:
-        raise FasrError("--pairs needs --out (an output folder)")
+        raise UsageError("--pairs needs --out (an output folder)")
     if not path.is_file():
         raise FasrError(f"--pairs '{path}' not found; give a CSV file with columns lr, ref")
     with path.open(newline="") as f:
@@ -443,23 +443,23 @@ def run(args: argparse.Namespace) -> int:
         if value is not None:
             raise FasrError(f"{flag} is for a single scan; datasets always get confidence maps beside the outputs")
     if args.degradation is not None:
-        raise FasrError("--degradation only applies with --simulate-from; drop it for a dataset")
+        raise UsageError("--degradation only applies with --simulate-from; drop it for a dataset")
     if args.lr_key is not None or args.ref_key is not None:
-        raise FasrError("--lr-key / --ref-key name the variables of one .mat pair; a dataset run reads whole files")
+        raise UsageError("--lr-key / --ref-key name the variables of one .mat pair; a dataset run reads whole files")
     if args.batch_size < 1:
-        raise FasrError(f"--batch-size must be >= 1, got {args.batch_size}")
+        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.out is not None and (args.out.is_file() or args.out.name.endswith(NIFTI_SUFFIXES)):
-        raise FasrError(f"--out '{args.out}' names a file; for a dataset give an output folder")
+        raise UsageError(f"--out '{args.out}' names a file; for a dataset give an output folder")
     if args.bids is not None:
         if args.target is None or args.ref is None:
-            raise FasrError("--bids needs --target and --ref suffixes, e.g. --target T2w --ref T1w")
+            raise UsageError("--bids needs --target and --ref suffixes, e.g. --target T2w --ref T1w")
         out_root = args.out if args.out is not None else args.bids / DERIVATIVES
         jobs = bids_jobs(args.bids, args.target, str(args.ref), args.participant_label, out_root)
     else:
         if args.target is not None or args.participant_label is not None:
-            raise FasrError("--target and --participant-label apply to --bids only")
+            raise UsageError("--target and --participant-label apply to --bids only")
         if args.ref is not None:
-            raise FasrError("--ref names one file; with --lr-glob use --ref-glob, with --pairs the CSV's ref column")
+            raise UsageError("--ref names one file; with --lr-glob use --ref-glob, with --pairs the CSV's ref column")
         jobs = glob_jobs(args.lr_glob, args.ref_glob, args.out) if args.lr_glob else csv_jobs(args.pairs, args.out)
     index, count = parse_shard(args.shard)
     jobs = shard_jobs(jobs, index, count)

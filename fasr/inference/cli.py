@@ -21,7 +21,7 @@ import numpy as np
 
 from fasr.checkpoint import resolve_device
 from fasr.config import add_set_argument
-from fasr.errors import FasrError
+from fasr.errors import UsageError
 from fasr.inference import bids
 from fasr.inference.frontend import load_model, super_resolve
 from fasr.inference.memory import DEFAULT_BATCH_SIZE
@@ -96,7 +96,7 @@ def _warn(message: str) -> None:
 def _loaded(args: argparse.Namespace) -> LoadedModel:
     """The model with the run settings of --precision and --max-memory-gib."""
     if args.max_memory_gib is not None and args.max_memory_gib <= 0:
-        raise FasrError(f"--max-memory-gib must be > 0, got {args.max_memory_gib:g}")
+        raise UsageError(f"--max-memory-gib must be > 0, got {args.max_memory_gib:g}")
     loaded = load_model(args.checkpoint, args.device, scale=args.scale, overrides=args.overrides)
     return dataclasses.replace(loaded, precision=args.precision, max_memory_gib=args.max_memory_gib)
 
@@ -106,11 +106,11 @@ def run(args: argparse.Namespace) -> int:
         return bids.run(args)
     bids.refuse_batch_options(args)
     if args.ref is None or args.out is None:
-        raise FasrError("--ref and --out are required with --lr/--simulate-from; see fasr infer --help")
+        raise UsageError("--ref and --out are required with --lr/--simulate-from; see fasr infer --help")
     if args.degradation is not None and args.simulate_from is None:
-        raise FasrError("--degradation only applies with --simulate-from; drop it for a real LR scan")
+        raise UsageError("--degradation only applies with --simulate-from; drop it for a real LR scan")
     if args.batch_size < 1:
-        raise FasrError(f"--batch-size must be >= 1, got {args.batch_size}")
+        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
     target = args.simulate_from if args.simulate_from is not None else args.lr
     outputs = {"--out": args.out, "sidecar": sidecar_path(args.out)}
     if args.confidence is not None:
@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     if args.confidence is not None:
         require_nifti(args.confidence, "--confidence")
     if args.confidence is not None and resolved(args.confidence) == resolved(args.out):
-        raise FasrError("--confidence and --out name the same file; give two different paths")
+        raise UsageError("--confidence and --out name the same file; give two different paths")
     check_output_paths(outputs, [target, args.ref], args.force)
     resolve_device(args.device)
     simulate = args.simulate_from is not None

@@ -14,7 +14,7 @@ from fasr.data.geometry import sr_affine
 from fasr.data.io import NIFTI_SUFFIXES, SLICE_SUFFIXES, array_volume, check_image, read_volume, slice_array
 from fasr.data.orient import DISPLAY_AFFINE, stack_to_volume
 from fasr.data.types import Volume
-from fasr.errors import FasrError
+from fasr.errors import FasrError, UsageError
 
 __all__ = ["ImageInput", "InputPair", "is_slice_file", "image_dtype", "stored_dtype", "read_input", "read_inputs"]
 
@@ -99,7 +99,7 @@ def read_input(source: ImageInput, affine: np.ndarray | None, role: str, key: st
         key: the variable to read from a ``.mat`` file holding several (``--lr-key`` / ``--ref-key``).
     """
     if key is not None and not (isinstance(source, (str, os.PathLike)) and str(source).lower().endswith(".mat")):
-        raise FasrError(f"--{role}-key names a variable of a .mat file; the {role} input is not one")
+        raise UsageError(f"--{role}-key names a variable of a .mat file; the {role} input is not one")
     if isinstance(source, (str, os.PathLike)):
         if affine is not None:
             raise FasrError(f"{role}_affine is only for numpy arrays; '{source}' carries its own geometry")

@@ -33,7 +33,7 @@ from fasr.data.datasets import build_dataset
 from fasr.data.degrade import PerSample
 from fasr.data.normalize import FOREGROUND_LEVEL
 from fasr.data.types import PairedSample
-from fasr.errors import FasrError
+from fasr.errors import EXIT_INTERRUPTED, FasrError
 from fasr.models import GROWN_WEIGHTS, WEIGHT_FREE_FIELDS, build_model
 from fasr.models.correspondence import match_target
 from fasr.scoring.volumes import BICUBIC, merge_predictions, predict_volumes, score_predictions, spread_indices
@@ -54,6 +54,8 @@ RESUMABLE_CHANGES = ("schedule.epochs", "schedule.max_steps", "schedule.val_ever
 
 class TrainingInterrupted(FasrError):
     """SIGINT/SIGTERM stopped training after a resumable checkpoint was written."""
+
+    exit_status = EXIT_INTERRUPTED
 
 
 def resolve(cfg: RunConfig) -> RunConfig:

@@ -28,7 +28,7 @@ from fasr.bench.quality.suites import (
     task_base,
 )
 from fasr.config import add_set_argument
-from fasr.errors import FasrError
+from fasr.errors import FasrError, UsageError
 
 __all__ = ["DEFAULT_DATA", "DEFAULT_OUT", "add_arguments", "run"]
 
@@ -65,7 +65,7 @@ def _entries(suite: str, only: str | None) -> list[Entry]:
     wanted = [s.strip() for s in only.split(",") if s.strip()]
     unknown = sorted(set(wanted) - {e.label for e in entries})
     if unknown:
-        raise FasrError(f"--only {','.join(unknown)}: not a row of suite '{suite}' ({', '.join(SUITES[suite])})")
+        raise UsageError(f"--only {','.join(unknown)}: not a row of suite '{suite}' ({', '.join(SUITES[suite])})")
     return [e for e in entries if e.label in wanted]
 
 
@@ -90,7 +90,7 @@ def _step_budget(args: argparse.Namespace, base: dict, entries: list[Entry], run
 
 def run(args: argparse.Namespace) -> int:
     if args.seeds < 1 or (args.steps is not None and args.steps < 1) or args.budget_minutes <= 0:
-        raise FasrError("--seeds and --steps must be at least 1 and --budget-minutes positive")
+        raise UsageError("--seeds and --steps must be at least 1 and --budget-minutes positive")
     out: Path = args.out
     outputs = {kind: out / f"{args.suite}{kind}" for kind in (".json", ".md", ".png", "-residuals.png", "-curves.png")}
     existing = [str(p) for p in outputs.values() if p.exists()]
