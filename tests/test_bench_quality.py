@@ -194,7 +194,7 @@ def test_quick_methods_suite_end_to_end(tmp_path: Path, monkeypatch: pytest.Monk
     # An untrained baseline is bicubic; two steps at the baselines' learning rate barely move it.
     assert runs["edsr"]["psnr"] == pytest.approx(runs["bicubic"]["psnr"], abs=0.5)
     assert report["command"].startswith("fasr bench quality --suite methods --quick")
-    assert report["machine"]["cpu_count"] >= 1 and report["commit"]
+    assert report["machine"]["cores"] >= 1 and report["commit"]
     table = (out / "methods.md").read_text()
     assert all(f"| {m} |" in table for m in METHODS) and "git commit" in table
     for figure in ("methods.png", "methods-residuals.png", "methods-curves.png"):

@@ -17,6 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "fasr"
 LAYERS: dict[str, int] = {
     "errors": 0,
     "heap": 0,  # process-wide allocator settings (no fasr imports)
+    "provenance": 0,  # command, commit, machine and date of a result (no fasr imports)
     "data": 1,
     "models": 2,
     "config": 3,

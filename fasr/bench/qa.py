@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 
-from fasr.bench.provenance import provenance
 from fasr.data.degrade import Bicubic
 from fasr.data.geometry import check_coverage
 from fasr.data.io import read_volume
@@ -36,6 +35,7 @@ from fasr.errors import FasrError
 from fasr.inference.pipeline import MIN_COVERAGE
 from fasr.inference.qa import ALIGNMENT_THRESHOLD, reference_qa
 from fasr.inference.simulate import simulate_lr
+from fasr.provenance import provenance
 
 __all__ = ["PAIRINGS", "SHIFTS_MM", "add_arguments", "run", "calibrate", "rates", "choose_threshold", "cross_validate"]
 

@@ -53,6 +53,7 @@ from fasr.data.subjects import Subject, load_subject
 from fasr.errors import FasrError, UsageError
 from fasr.inference.predict import LoadedModel
 from fasr.models import ModelConfig, build_model
+from fasr.provenance import provenance
 from fasr.scoring.volumes import predict_volumes, score_predictions, spread_indices
 
 __all__ = ["CONDITIONS", "SECTIONS", "SHIFTS", "ROTATIONS", "run_reference_bench", "add_arguments", "run"]
@@ -467,6 +468,7 @@ def run(args: argparse.Namespace) -> int:
     sections = tuple(part.strip() for part in args.sections.split(",") if part.strip())
     if not sections or any(part not in SECTIONS for part in sections):
         raise UsageError(f"--sections takes a comma-separated list of {', '.join(SECTIONS)}, got '{args.sections}'")
+    made = provenance()  # the commit the run starts from
     result = run_reference_bench(
         args.checkpoint, compare, overrides=args.overrides, max_slices=4 if args.quick else args.max_slices,
         device=resolve_device(args.device), data=args.data, split=args.split, sections=sections,
@@ -483,7 +485,7 @@ def run(args: argparse.Namespace) -> int:
         + ([f"--slab {args.slab}"] if args.slab != 40 and not args.quick else [])
         + ([f"--snr {args.snr:g}"] if args.snr != 30.0 else [])
     )
-    result["command"] = command
+    result.update({**made, "command": command})
     text = json.dumps(result, indent=2)
     (out / "reference.json").write_text(text + "\n")
     if args.json:

@@ -23,13 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from fasr.bench.provenance import provenance
 from fasr.data.degrade import KSpace
 from fasr.data.io import read_volume
 from fasr.data.types import Volume
 from fasr.errors import FasrError
 from fasr.inference.register import motion_of, register_rigid
 from fasr.inference.simulate import simulate_lr
+from fasr.provenance import provenance
 
 __all__ = ["random_motion_matrix", "run_registration_bench", "add_arguments", "run"]
 

@@ -23,9 +23,9 @@ import sys
 import time
 from pathlib import Path
 
-from fasr.bench.provenance import cpu_record
 from fasr.config import add_set_argument, load_config
 from fasr.errors import UsageError
+from fasr.provenance import cpu_model, provenance
 
 __all__ = ["add_arguments", "run", "measure"]
 
@@ -73,6 +73,13 @@ def _model(scale: int, overrides: list[str], device: str, match_memory_mib: floa
 def _load() -> float:
     """1-minute load average of the machine (shared CPUs: timings are comparable only at similar load)."""
     return round(os.getloadavg()[0], 2)
+
+
+def cpu_record() -> dict:
+    """The CPU a row was timed on, with whether it has native bf16 (what ``--precision auto`` picks)."""
+    from fasr.inference.volume import cpu_native_bf16
+
+    return {"cpu_model": cpu_model(), "cpu_native_bf16": cpu_native_bf16()}
 
 
 def _peak_mib(device: str) -> float:
@@ -271,6 +278,7 @@ def run(args: argparse.Namespace) -> int:
 
     from fasr.inference.memory import DEFAULT_BATCH_SIZE
 
+    made = provenance()  # the commit the run starts from
     sizes = [int(s) for s in str(args.sizes).split(",") if s]
     models = [m for m in str(args.models).split(",") if m]
     volume = tuple(int(v) for v in str(args.volume).lower().split("x")) if args.volume else None
@@ -295,6 +303,7 @@ def run(args: argparse.Namespace) -> int:
                                                         max_memory_gib=args.max_memory_gib,
                                                         **dict(common, batch=volume_batch))})
     result = {
+        **made,
         "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),

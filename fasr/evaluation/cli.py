@@ -89,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from fasr.checkpoint import resolve_checkpoint_path
     from fasr.evaluation.evaluate import evaluate_checkpoint
     from fasr.evaluation.report import markdown_table, write_csv, write_json
+    from fasr.provenance import provenance
 
     outputs = [p for p in (args.json, args.csv, args.markdown) if p is not None]
     clashing = [str(p) for p in outputs if p.exists()]
@@ -96,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         raise FasrError(f"output file(s) {', '.join(clashing)} already exist; pass --force to overwrite them")
     checkpoint = resolve_checkpoint_path(args.checkpoint)
     require_data_root(args, checkpoint)
+    made = provenance()  # the commit the evaluation starts from
     result = evaluate_checkpoint(
         checkpoint,
         data_config(args),
@@ -109,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     table = markdown_table(result)
     print(table, end="")
     if args.json:
-        write_json(result, args.json)
+        write_json({**made, **result}, args.json)
     if args.csv:
         write_csv(result, args.csv)
     if args.markdown:

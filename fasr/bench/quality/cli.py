@@ -9,7 +9,6 @@ import os
 import shlex
 import sys
 from dataclasses import asdict
-from datetime import datetime, timezone
 from pathlib import Path
 
 from fasr.bench.quality import report
@@ -29,6 +28,7 @@ from fasr.bench.quality.suites import (
 )
 from fasr.config import add_set_argument
 from fasr.errors import FasrError, UsageError
+from fasr.provenance import provenance
 
 __all__ = ["DEFAULT_DATA", "DEFAULT_OUT", "add_arguments", "run"]
 
@@ -119,14 +119,12 @@ def run(args: argparse.Namespace) -> int:
                 first_runs.setdefault(entry.label, result)
 
     rows = report.summarize(results)
+    made = provenance(shlex.join(["fasr", *sys.argv[1:]]))
     meta = {
         "suite": args.suite,
         "task": "x4 super-resolution of T2 from a T1 reference (BraTS), trained on the other subjects",
         "eval": f"fastMRI convention, {eval_slices or 'all'} evenly spaced slices",
-        "command": shlex.join(["fasr", *sys.argv[1:]]),
-        "commit": report.git_commit(),
-        "machine": report.machine(),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
+        **made,
         "base": _display(args.base),
         "data": _display(args.data),
         "deltas": deltas,

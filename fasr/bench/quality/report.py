@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
 import statistics
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fasr.bench.quality.runs import RunResult
-from fasr.bench.quality.suites import REPO_ROOT
 
 __all__ = [
     "RowSummary",
     "summarize",
-    "git_commit",
-    "machine",
     "markdown",
     "score_figure",
     "residual_figure",
@@ -66,30 +60,6 @@ def summarize(results: list[RunResult]) -> list[RowSummary]:
             )
         )
     return rows
-
-
-def git_commit() -> str:
-    """HEAD of the source checkout, with ``+dirty`` when it has uncommitted changes; ``unknown`` outside git."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
-        status = subprocess.run(["git", "status", "--porcelain"], cwd=REPO_ROOT, capture_output=True, text=True)
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head.stdout.strip() + ("+dirty" if status.stdout.strip() else "")
-
-
-def machine() -> dict[str, Any]:
-    """Platform, processor, threads, torch version and device of this run."""
-    import torch
-
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-    }
 
 
 def markdown(rows: list[RowSummary], meta: dict[str, Any]) -> str:

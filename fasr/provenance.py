@@ -1,4 +1,5 @@
-"""How a result was made: the command, the commit, the machine and the date, recorded in every benchmark JSON."""
+"""How a result was made: the command, the commit, the machine and the date, recorded in every benchmark and
+evaluation JSON (no fasr imports: every layer may use it)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-__all__ = ["provenance", "git_commit", "cpu_record"]
+__all__ = ["provenance", "git_commit", "cpu_model"]
 
 
-def cpu_record() -> dict[str, Any]:
+def cpu_model() -> str:
     """The CPU results were measured on: timings move with it (2-core machines here have been Intel with native
     bf16 and AMD EPYC with AVX2 only, ~2x apart in fp32)."""
-    from fasr.inference.volume import cpu_native_bf16
-
     info = {"model name": platform.processor() or "unknown", "cpu family": "", "model": ""}
     with contextlib.suppress(OSError):
         with open("/proc/cpuinfo") as f:
@@ -30,7 +29,7 @@ def cpu_record() -> dict[str, Any]:
                     break  # the first processor's block
     # "AMD EPYC" alone names Zen 4 (family 25) and Zen 5 (family 26) alike
     generation = f" (family {info['cpu family']} model {info['model']})" if info["cpu family"] else ""
-    return {"cpu_model": info["model name"] + generation, "cpu_native_bf16": cpu_native_bf16()}
+    return info["model name"] + generation
 
 
 def git_commit() -> str | None:
@@ -58,7 +57,8 @@ def provenance(command: str | None = None) -> dict[str, Any]:
     return {
         "command": command or "fasr " + " ".join(sys.argv[1:]),
         "commit": git_commit(),
-        "machine": {**cpu_record(), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
-                    "python": platform.python_version(), "torch": torch.__version__},
+        "machine": {"cpu_model": cpu_model(), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
+                    "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+                    "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"},
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
