@@ -34,7 +34,7 @@ def cpu_model() -> str:
 
 def git_commit() -> str | None:
     """The checkout's commit (``-dirty`` when tracked files differ from it), or None outside a git checkout."""
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[1]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
         if commit.returncode:
