@@ -198,6 +198,8 @@ class RunConfig:
         init_from: start training from these weights (a checkpoint file or a shipped model name, e.g.
             ``brats-x4``) with a fresh optimiser and schedule: fine-tuning. The model section must build the
             same architecture; ``None`` starts from the model's own initialisation.
+        init_from_sha256: the SHA-256 of the ``init_from`` file: a recipe that pins it cannot silently start from
+            other weights (a shipped name such as ``brats-x4`` names whatever model is shipped today).
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -208,6 +210,7 @@ class RunConfig:
     log: LogConfig = field(default_factory=LogConfig)
     seed: int = 0
     init_from: str | None = None
+    init_from_sha256: str | None = None
 
     def __post_init__(self) -> None:
         # I_Ref-down-up follows the LR degradation unless the model section names one (Section III-A).

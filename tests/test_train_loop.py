@@ -3,6 +3,7 @@ switch, learning-rate groups and decay, exact resume after SIGINT, and run-folde
 
 from __future__ import annotations
 
+import hashlib
 import json
 import signal
 from pathlib import Path
@@ -158,6 +159,11 @@ def test_init_from_starts_from_the_weights_with_a_fresh_schedule(brats: Path, tm
     cfg = tiny_config(brats, epochs=1, steps_per_epoch=1)
     cfg.init_from = str(first)
     cfg.optim.lr_extractor = cfg.optim.lr_rest = 0.0  # no update: the run's weights are the starting weights
+    cfg.init_from_sha256 = "0" * 64  # a pinned recipe refuses other weights, before the run folder is touched
+    with pytest.raises(FasrError, match="SHA-256"):
+        train(cfg, tmp_path / "second")
+    assert not (tmp_path / "second").exists()
+    cfg.init_from_sha256 = hashlib.sha256(Path(first).read_bytes()).hexdigest()
     train(cfg, tmp_path / "second")
     before, after = load_checkpoint(first)["model"], load_checkpoint(tmp_path / "second" / "last.pt")
     assert after["step"] == 1 and after["epoch"] == 1  # its own schedule, not the first run's

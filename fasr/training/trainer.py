@@ -10,6 +10,7 @@ rank's RNG states are restored, so the weights equal those of an uninterrupted r
 
 from __future__ import annotations
 
+import hashlib
 import math
 import shutil
 import signal
@@ -27,7 +28,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from fasr.checkpoint import INFERENCE_FIELDS, METRICS_FILE, load_checkpoint, load_model, save_checkpoint
+from fasr.checkpoint import (
+    INFERENCE_FIELDS,
+    METRICS_FILE,
+    load_checkpoint,
+    load_model,
+    resolve_checkpoint_path,
+    save_checkpoint,
+)
 from fasr.config import RunConfig, from_dict, save_config, to_dict
 from fasr.data.datasets import build_dataset
 from fasr.data.degrade import PerSample
@@ -214,6 +222,14 @@ class Trainer:
     def _starting_weights(self, source: str) -> tuple[dict[str, Tensor], set[str]]:
         """The weights of ``source`` (``init_from``), for a model of this run's architecture, and the fields of
         :data:`GROWN_WEIGHTS` that this run switches on over them (their weights start at zero)."""
+        expected = self.cfg.init_from_sha256
+        if expected is not None:  # a recipe pinned to its starting weights cannot start from other ones
+            digest = hashlib.sha256(resolve_checkpoint_path(source).read_bytes()).hexdigest()
+            if digest != expected.lower():
+                raise FasrError(
+                    f"init_from '{source}' has SHA-256 {digest[:12]}..., not the {expected[:12]}... the config pins; "
+                    "give the file it was written for (or update init_from_sha256 on purpose)"
+                )
         start, stored = load_model(source)
         ignored = {"backbone_weights", *INFERENCE_FIELDS, *WEIGHT_FREE_FIELDS}  # none changes the weights' shapes
         ours, theirs = to_dict(self.cfg)["model"], to_dict(stored)["model"]
