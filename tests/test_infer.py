@@ -287,3 +287,12 @@ def test_mat_slices_holding_several_variables_take_lr_and_ref_keys(tmp_path, pro
     assert run_cli(argv) == 1 and "--lr-key" in capsys.readouterr().err
     assert run_cli([*argv, "--lr-key", "image", "--ref-key", "image"]) == 0
     assert nib.load(out).shape[:2] == (40, 48)
+
+
+def test_listed_scores_are_the_model_cards():
+    """The scores `fasr models` prints are the ones the model card's evaluation JSON holds."""
+    root = Path(__file__).resolve().parents[1]
+    for model in list_pretrained():
+        card = json.loads((root / model.card).read_text())
+        assert round(card["fasr"]["psnr"], 2) == model.test_psnr, model.name
+        assert round(card["bicubic"]["psnr"], 2) == model.test_bicubic_psnr, model.name

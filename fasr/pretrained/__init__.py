@@ -32,6 +32,7 @@ class PretrainedModel:
         test: the held-out volume and reference its scores are measured on.
         test_psnr: PSNR (dB) on ``test`` from the model card, fastMRI convention.
         test_bicubic_psnr: bicubic's PSNR (dB) on the same volume.
+        card: the ``fasr eval`` JSON in the source tree the two scores come from (a test checks they agree).
     """
 
     name: str
@@ -44,6 +45,7 @@ class PretrainedModel:
     test: str
     test_psnr: float
     test_bicubic_psnr: float
+    card: str
 
     @property
     def path(self) -> Path:
@@ -80,6 +82,7 @@ PRETRAINED: dict[str, PretrainedModel] = {
             test=_BRATS_TEST,
             test_psnr=35.68,
             test_bicubic_psnr=30.50,
+            card="benchmarks/results/model-card/brats-x4-t1.json",
         ),
         PretrainedModel(
             name="brats-x2",
@@ -92,6 +95,7 @@ PRETRAINED: dict[str, PretrainedModel] = {
             test=_BRATS_TEST,
             test_psnr=40.32,
             test_bicubic_psnr=34.97,
+            card="benchmarks/results/model-card/brats-x2-t1.json",
         ),
     )
 }
