@@ -35,6 +35,8 @@ def cpu_model() -> str:
 def git_commit() -> str | None:
     """The checkout's commit (``-dirty`` when tracked files differ from it), or None outside a git checkout."""
     root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():  # an installed copy, not a checkout (a parent project's commit is not ours)
+        return None
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
         if commit.returncode:

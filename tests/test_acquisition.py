@@ -251,3 +251,21 @@ def test_a_slice_cache_tells_the_model_how_its_lr_was_made(tmp_path) -> None:
     write_manifest(tmp_path, {"format": FORMAT, "version": VERSION, "complete": True, "degradation": degradation})
     run = RunConfig(data=DataConfig(kind="cache", root=str(tmp_path)))
     assert run.model.ref_degradation == "kspace:hamming"
+
+
+def test_registration_is_deterministic_on_a_volume_it_samples(monkeypatch) -> None:
+    """Above the sampling limit the metric samples random voxels; the seed is fixed, so the transform is too."""
+    import fasr.inference.register as register
+
+    monkeypatch.setattr(register, "_SAMPLES", 20_000)
+    hr = _phantom((96, 96, 48))
+    affine = np.diag([2.0, 2.0, 3.0, 1.0])
+    lr_data = hr.reshape(48, 2, 48, 2, 48).mean(axis=(1, 3))
+    lr_affine = np.diag([4.0, 4.0, 3.0, 1.0])
+    lr_affine[:3, 3] = [1.0, 1.0, 0.0]
+    assert lr_data.size > register._SAMPLES  # the random-sampling path
+    ref = Volume(np.sqrt(np.clip(hr, 0, None)), affine, "ref")
+    fits = [register_rigid(Volume(lr_data.astype(np.float32), lr_affine, "lr"), ref) for _ in range(2)]
+    assert np.array_equal(fits[0].matrix, fits[1].matrix) and fits[0].metric == fits[1].metric
+    with pytest.raises(ValueError, match="seed"):
+        register_rigid(Volume(lr_data.astype(np.float32), lr_affine, "lr"), ref, seed=0)

@@ -327,3 +327,12 @@ def test_empty_split_and_bad_sizes(tmp_path: Path) -> None:
     one_line_error("split 'test' .* has no subjects", build_dataset, cfg, "test", 2, False)
     cfg.slice_size = 18
     one_line_error("not divisible by scale 4", build_dataset, cfg, "val", 4, False)
+
+
+def test_motion_needs_volumes_not_a_folder_of_slices(tmp_path: Path) -> None:
+    """A 2-D slice has no volume to move through-plane: data.motion on a folder dataset is a clear error, not a
+    reference blanked by sampling outside its one slice."""
+    _slice_folder(tmp_path, ["a.png", "b.png", "c.png"], with_lr=False)
+    cfg = _cfg(tmp_path, kind="folder", slice_size=16, test_subjects=["a.png"], motion=(2.0, 2.0))
+    with pytest.raises(FasrError, match="data.motion needs the reference volume"):
+        build_dataset(cfg, "val", 2, train=False)[0]

@@ -313,7 +313,7 @@ def test_a_set_that_inference_ignores_is_refused(tmp_path, probe, capsys, no_mod
     lr = volume(tmp_path, "lr.nii.gz", (4.0, 4.0, 1.0), (12, 10, 8))
     ref = volume(tmp_path, "ref.nii.gz", (1.0, 1.0, 1.0), (48, 40, 8))
     refused(infer(lr, ref, probe, tmp_path / "sr.nii.gz", "--set", "data.slice_key=kspace"), capsys,
-            "--set data.slice_key has no effect on inference", "model.search_window")
+            "--set data.slice_key has no effect on inference", "model.search_window", status=2)
 
 
 def test_a_z_scored_scan_is_processed_as_the_scan_it_came_from(tmp_path, probe):

@@ -57,8 +57,9 @@ class DataConfig:
         slice_step: keep every n-th slice with content.
         misalign: max random reference misalignment as (shift px, rotation deg, scale fraction); 0 = off.
         motion: ours: max (shift mm, rotation degrees) per axis of a random rigid 3-D motion of the reference
-            volume; training and validation take the reference slice from the moved volume (through-plane motion
-            included), as when the patient moves between two sequences; (0, 0) = off.
+            volume; training, validation and evaluation samples (the latter deterministically per slice) take the
+            reference slice from the moved volume (through-plane motion included), as when the patient moves
+            between two sequences; (0, 0) = off (the model card scores registered references: data.motion=[0,0]).
         misalign_prob: share of samples whose reference is misaligned or moved; the others keep it registered (ours:
             with every training pair misaligned a model learns to distrust pixel-exact detail it could use on
             well-registered scans; 1 = all, as before).

@@ -4,7 +4,8 @@
 magnitudes; the few negative values interpolation leaves in some files fall below it). Signed data (z-scored or
 otherwise standardised volumes, whose background sits at a negative value and whose tissue is partly negative;
 :func:`is_signed`) keep their negative values: their background level is that low percentile, and the scaling is
-the same affine map a magnitude volume gets, so a z-scored scan is processed exactly as the scan it came from.
+the same affine map a magnitude volume gets, so a scan z-scored with its background at its z-value (the volume's
+minimum) is processed exactly as the scan it came from.
 ``high`` is a high percentile of the foreground (the voxels above ``low``), so neither the amount of background
 nor a few very bright voxels (vessels, fat, artefacts) move it. The datasets clip the scaled values to [-1, 1],
 the paper's range, so the background is exactly -1; :meth:`NormStats.denormalize` maps model outputs back.

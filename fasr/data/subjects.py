@@ -46,7 +46,8 @@ class Subject:
         return RawSlice(
             target=self.target[z].copy(), reference=self.reference[z].copy(),
             lr=None if self.lr is None else self.lr[z].copy(), subject=self.subject, slice_index=int(z),
-            target_stats=self.target_stats, ref_stats=self.ref_stats, ref_volume=self.reference, spacing=self.spacing,
+            target_stats=self.target_stats, ref_stats=self.ref_stats, spacing=self.spacing,
+            ref_volume=self.reference if self.reference.shape[0] > 1 else None,  # a 2-D slice has no volume to move
         )
 
 

@@ -25,9 +25,9 @@ from fasr.config import RunConfig, to_dict
 from fasr.data.config import DegradationConfig
 from fasr.data.degrade import Degradation, build_degradation
 from fasr.data.geometry import check_coverage, resample_to_grid
-from fasr.data.normalize import robust_stats
+from fasr.data.normalize import is_signed, robust_stats
 from fasr.data.types import Volume
-from fasr.errors import FasrError
+from fasr.errors import FasrError, UsageError
 from fasr.inference.grid import plan_sr_grid, voxel_sizes
 from fasr.inference.inputs import InputPair
 from fasr.inference.output import cast_like, nifti_image, save_nifti, sidecar_path, write_json
@@ -121,6 +121,10 @@ class Prediction:
     clipped: dict[str, float] | None = None
 
 
+# Data settings inference reads from a checkpoint's config (``data.degradation.*`` too, when simulating).
+INFERENCE_DATA_FIELDS = ("data.norm_percentiles",)
+
+
 def load_for_inference(
     checkpoint: str, device: torch.device, scale: int | None, overrides: Sequence[str] = ()
 ) -> LoadedModel:
@@ -132,13 +136,13 @@ def load_for_inference(
         scale: required upsampling factor, or None to take the checkpoint's.
         overrides: ``--set key=value`` strings for its config (e.g. ``model.search_window=16``).
     """
-    settable = [f"model.{name}" for name in INFERENCE_FIELDS]
+    settable = [f"model.{name}" for name in INFERENCE_FIELDS] + list(INFERENCE_DATA_FIELDS)
     for item in overrides:
         key = item.partition("=")[0].strip()
-        if key not in settable:
-            raise FasrError(
-                f"--set {key} has no effect on inference; only {', '.join(settable)} can be set here (a .mat "
-                "file's variable: save the one array to its own file)"
+        if key not in settable and not key.startswith("data.degradation."):
+            raise UsageError(
+                f"--set {key} has no effect on inference; it takes {', '.join(settable)} and, with --simulate-from, "
+                "data.degradation.* (a .mat file's variable: --lr-key / --ref-key)"
             )
     path = resolve_checkpoint(checkpoint)
     model, config = load_model(path, map_location=device, overrides=overrides)
@@ -226,7 +230,7 @@ def predict(
         settings=RunSettings.for_model(cfg.model, loaded.precision, loaded.max_memory_gib),
     )
     clipped = None
-    if float(inputs.target.data.min()) >= 0:  # a magnitude image: the output is one too (the residual can undershoot)
+    if not is_signed(inputs.target.data):  # a magnitude image: the output is one too (the residual can undershoot)
         below = result.sr < 0
         clipped = {"floor": 0.0, "voxels": int(below.sum()), "share": round(float(below.mean()), 6),
                    "min_before": round(float(result.sr.min()), 4)}
@@ -283,8 +287,8 @@ def _registered(
 
     coverage(ref, MIN_COVERAGE)
     problem = registration_problem(lr, ref)
-    if problem is not None:
-        return None, ref, problem
+    if problem is not None:  # said for a thin volume; a 2-D slice cannot be registered in 3-D and is not expected to
+        return None, ref, None if 1 in lr.data.shape or 1 in ref.data.shape else problem
     registration = register_rigid(lr, ref)
     moved = registered_volume(ref, registration)
     # Mutual information between contrasts can settle a fraction of a millimetre away from the pixel-level optimum
@@ -295,8 +299,7 @@ def _registered(
     registration = dataclasses.replace(registration, agreement=agreement, applied=agreement[1] > agreement[0])
     if not registration.applied:
         return registration, ref, None
-    centre = lr.affine @ np.append((np.array(lr.data.shape) - 1) / 2, 1.0)
-    shift = float(np.linalg.norm((registration.matrix @ centre - centre)[:3]))
+    shift = registration.centre_shift_mm
     if registration.rotation_deg > MAX_ROTATION_DEG or shift > MAX_SHIFT_MM or coverage(moved, 0.0) < MIN_COVERAGE:
         return None, ref, (
             f"registration of '{ref.path}' found an implausible motion ({registration.rotation_deg:.1f} degrees, "

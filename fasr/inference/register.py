@@ -59,6 +59,8 @@ class Registration:
         iterations: optimiser iterations at the last level.
         seconds: wall time.
         stop: the optimiser's reason to stop.
+        centre_shift_mm: how far the transform moves the LR's centre (the patient's shift there, free of the
+            rotation's lever arm about the scanner's origin).
         agreement: (headers, registered): :func:`local_agreement` of the reference as its header places it and as
             registered; None when not compared.
         applied: whether the transform was used (False: the headers agreed better with the LR, ours).
@@ -69,6 +71,7 @@ class Registration:
     iterations: int
     seconds: float
     stop: str
+    centre_shift_mm: float = 0.0
     agreement: tuple[float, float] | None = None
     applied: bool = True
 
@@ -86,7 +89,8 @@ class Registration:
             "final_metric": round(self.metric, 6),
             "matrix_ras": np.round(self.matrix, 6).tolist(),
             "rotation_deg": round(self.rotation_deg, 4),
-            "translation_mm": np.round(self.matrix[:3, 3], 4).tolist(),
+            "translation_mm": np.round(self.matrix[:3, 3], 4).tolist(),  # about the scanner's origin
+            "centre_shift_mm": round(self.centre_shift_mm, 4),
             "iterations": self.iterations,
             "stop": self.stop,
             "local_agreement": None if self.agreement is None else dict(
@@ -129,14 +133,17 @@ def registration_problem(lr: Volume, ref: Volume) -> str | None:
     return None
 
 
-def register_rigid(lr: Volume, ref: Volume, seed: int = 0) -> Registration:
+def register_rigid(lr: Volume, ref: Volume, seed: int = 1) -> Registration:
     """Fit the rigid transform that aligns ``ref`` to ``lr`` (mutual information, coarse to fine).
 
     Args:
         lr: the LR target (fixed image).
         ref: the HR reference (moving image).
-        seed: seed of the metric's random sampling (the same inputs give the same transform).
+        seed: seed of the metric's random sampling, >= 1 (the same inputs give the same transform; SimpleITK reads
+            0 as "seed from the clock").
     """
+    if seed < 1:
+        raise ValueError(f"registration seed must be >= 1 (0 seeds from the clock), got {seed}")
     sitk = _sitk()
     start = time.perf_counter()
     fixed, moving = _image(lr, sitk), _image(ref, sitk)
@@ -176,6 +183,7 @@ def register_rigid(lr: Volume, ref: Volume, seed: int = 0) -> Registration:
     return Registration(
         matrix=np.round(_LPS @ lps @ _LPS, 6) + 0.0, metric=float(method.GetMetricValue()),
         iterations=int(method.GetOptimizerIteration()),
+        centre_shift_mm=float(np.linalg.norm(rotation @ np.asarray(centre) + offset - np.asarray(centre))),
         seconds=time.perf_counter() - start, stop=method.GetOptimizerStopConditionDescription(),
     )
 
