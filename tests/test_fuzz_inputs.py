@@ -1,11 +1,13 @@
 """Fuzz: random NIfTI headers through the readers and the planner never crash and never write a file.
 
 Each case writes a target and a reference with random dimensions (2-5, sizes 1..2000), zooms, affines (oblique,
-singular, NaN/inf), data types and, sometimes, corrupted header bytes or a header that claims more voxels than
-the file holds (an honest file of that size would not fit the test). ``fasr.data.io.read_volume``,
-``fasr.inference.plan.read_geometry``, ``plan_inference`` and ``check_output_paths`` must either succeed or raise
-a one-line :class:`FasrError`, and leave the folder as it was. More cases:
-``FASR_FUZZ_CASES=5000 pytest tests/test_fuzz_inputs.py``.
+singular, NaN/inf), data types, intensity scaling (``scl_slope`` / ``scl_inter``, zero and NaN included),
+magnitude, negative-only or standardised (z-scored, signed) intensities and, sometimes, corrupted header bytes, a
+header that claims more voxels than the file holds (an honest file of that size would not fit the test), or a
+symbolic link in place of the file (to it, to nothing, or in a loop). ``fasr.data.io.read_volume``,
+``fasr.data.normalize.robust_stats``, ``fasr.inference.plan.read_geometry``, ``plan_inference`` and
+``check_output_paths`` must either succeed or raise a one-line :class:`FasrError`, and leave the folder as it was.
+More cases: ``FASR_FUZZ_CASES=5000 pytest tests/test_fuzz_inputs.py``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 import pytest
 
 from fasr.data.io import read_volume
+from fasr.data.normalize import robust_stats
 from fasr.errors import FasrError
 from fasr.inference.plan import check_output_paths, plan_inference, read_geometry
 
@@ -60,13 +63,21 @@ def write_case(path: Path, rng: np.random.Generator) -> None:
     shape, dtype = random_shape(rng), np.dtype(rng.choice(DTYPES))
     honest = int(np.prod(shape)) <= MAX_HONEST_VOXELS
     data = rng.normal(100, 50, shape if honest else (2,) * len(shape))
-    if rng.random() < 0.1:
+    kind = rng.random()
+    if kind < 0.1:
         data = np.full(data.shape, -5.0)  # no content
+    elif kind < 0.2:  # standardised: background at its z-value, tissue partly negative
+        data = np.where(rng.random(data.shape) < 0.4, -3.6, rng.normal(0.0, 1.0, data.shape))
+    elif kind < 0.25:
+        data = -np.abs(data)  # negative only
     if rng.random() < 0.1 and dtype.kind == "f":
         data.flat[0] = np.nan
     header = nib.Nifti1Header()
     header.set_data_dtype(dtype)
     header.set_data_shape(shape)
+    if rng.random() < 0.2:  # scaled integers (or floats): slope and intercept, degenerate values included
+        header["scl_slope"] = rng.choice([1 / 30000, 0.5, 2.0, 0.0, np.nan, -1.0])
+        header["scl_inter"] = rng.choice([0.0, -100.0, 3.5, np.nan])
     # Geometry fields written directly (nibabel's setters refuse singular and NaN matrices; files can hold them).
     affine = random_affine(rng)
     header["sform_code"], header["qform_code"] = rng.choice([0, 1, 2], 2)
@@ -103,10 +114,16 @@ def test_random_headers_never_crash_or_write(tmp_path, seed):
         lr = lr.with_name("lr.nii.gz")
     write_case(lr, rng)
     write_case(ref, rng)
+    link = rng.random()
+    if link < 0.15:  # the LR given as a symbolic link: to the file, to nothing, or in a loop
+        target = lr.with_name("lr-file" + "".join(lr.suffixes))
+        lr.rename(target)
+        lr.symlink_to(target if link < 0.05 else tmp_path / "missing.nii" if link < 0.1 else lr)
     before = sorted(p.name for p in tmp_path.iterdir())
     for path in (lr, ref):
         allowed(read_volume, path)
         allowed(read_geometry, path)
+        allowed(lambda p: robust_stats(read_volume(p)), path)
     scale = int(rng.choice([2, 4]))
     allowed(plan_inference, lr, ref, scale, simulate=bool(rng.random() < 0.3), batch_size=int(rng.integers(1, 9)))
     outputs = {"--out": tmp_path / "out" / "sr.nii.gz", "--confidence": tmp_path / "conf.nii.gz"}

@@ -62,10 +62,11 @@ class PretrainedModel:
 
 
 # Training data and test scores: docs/model-card.md (benchmarks/results/model-card/); update them with the weights.
-_BRATS_TRAINING = (
-    "brain MRI: 4 subjects (AURORA-example, BraTS-GLI-00001-000, openms patient07/19), simulated bicubic LR"
-)
+_BRATS_SUBJECTS = "brain MRI: 4 subjects (AURORA-example, BraTS-GLI-00001-000, openms patient07/19)"
+_REALISTIC = f"{_BRATS_SUBJECTS}, k-space / bicubic LR with Rician noise, references moved up to 2 mm / 2 deg"
+_BICUBIC = f"{_BRATS_SUBJECTS}, simulated bicubic LR"
 _BRATS_TEST = "TCGA-DU-7294 (held out), T1 reference"
+_BRATS_TEST_KSPACE = "TCGA-DU-7294 (held out), T1 reference, k-space LR"
 
 
 PRETRAINED: dict[str, PretrainedModel] = {
@@ -77,11 +78,12 @@ PRETRAINED: dict[str, PretrainedModel] = {
             scale=4,
             target="t2",
             references=("t1", "t1c", "flair"),
-            description="FASR-Net, x4 in-plane, T2 target from a T1/T1c/FLAIR reference, BraTS brain MRI",
-            training_data=_BRATS_TRAINING,
-            test=_BRATS_TEST,
-            test_psnr=35.68,
-            test_bicubic_psnr=30.50,
+            description="FASR-Net, x4 in-plane, T2 target from a T1/T1c/FLAIR reference, BraTS brain MRI, "
+            "scanner-like LR (k-space, noise, motion)",
+            training_data=_REALISTIC,
+            test=_BRATS_TEST_KSPACE,
+            test_psnr=34.98,
+            test_bicubic_psnr=30.75,
             card="benchmarks/results/model-card/brats-x4-t1.json",
         ),
         PretrainedModel(
@@ -90,8 +92,8 @@ PRETRAINED: dict[str, PretrainedModel] = {
             scale=2,
             target="t2",
             references=("t1", "t1c", "flair"),
-            description="FASR-Net, x2 in-plane, T2 target from a T1/T1c/FLAIR reference, BraTS brain MRI",
-            training_data=_BRATS_TRAINING,
+            description="FASR-Net, x2 in-plane, T2 target from a T1/T1c/FLAIR reference, BraTS brain MRI, bicubic LR",
+            training_data=_BICUBIC,
             test=_BRATS_TEST,
             test_psnr=40.32,
             test_bicubic_psnr=34.97,
