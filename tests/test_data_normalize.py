@@ -81,7 +81,7 @@ def test_signed_data_keep_their_negative_values() -> None:
     import torch
 
     from fasr.data.degrade import KSpace
-    from fasr.data.normalize import is_signed, robust_stats
+    from fasr.data.normalize import intensity_floor, is_signed, robust_stats
 
     rng = np.random.default_rng(0)
     raw = np.zeros((64, 64), np.float32)
@@ -93,3 +93,13 @@ def test_signed_data_keep_their_negative_values() -> None:
     assert is_signed(z) and (z[brain] < 0).mean() > 0.3
     a, b = robust_stats(raw), robust_stats(z)
     np.testing.assert_allclose(a.normalize(raw), b.normalize(z), atol=1e-4)
+    # Downsampled by k-space truncation, both undershoot below their background; each floor is about its background
+    # (the raw one's 0, the z-scored one's its background z-value), so the two LRs still normalise alike.
+    def down(x: np.ndarray) -> np.ndarray:
+        return KSpace().down(torch.from_numpy(x.astype(np.float32))[None, None], 4)[0, 0].numpy()
+
+    lr_raw, lr_z = down(raw), down(z)
+    assert intensity_floor(lr_raw) == 0.0 and intensity_floor(lr_z) == pytest.approx(float(z.min()), abs=0.2)
+    c, d = robust_stats(lr_raw), robust_stats(lr_z)
+    np.testing.assert_allclose(c.normalize(np.maximum(lr_raw, 0)), d.normalize(np.maximum(lr_z, intensity_floor(lr_z))),
+                               atol=0.06)

@@ -19,7 +19,8 @@ from fasr.data.types import NormStats, Volume
 from fasr.errors import FasrError
 
 __all__ = [
-    "FOREGROUND_LEVEL", "SIGNED_SHARE", "is_signed", "robust_stats", "normalize_clipped", "foreground_fraction",
+    "FOREGROUND_LEVEL", "SIGNED_SHARE", "is_signed", "intensity_floor", "robust_stats", "normalize_clipped",
+    "foreground_fraction",
 ]
 
 # A normalised pixel above this (5 % of the way from ``low`` to ``high``) counts as content, not background.
@@ -40,6 +41,22 @@ def is_signed(data: np.ndarray) -> bool:
     return bool(high > 0 and low < -SIGNED_SHARE * high)
 
 
+def intensity_floor(data: np.ndarray) -> float:
+    """The background level below which values are undershoot: 0 for magnitudes; for signed data the most common
+    value of their lower half (a standardised volume's background plateau), to 1/256 of that half's range.
+
+    Args:
+        data: intensities (any shape).
+    """
+    if not is_signed(data):
+        return 0.0
+    finite = data[np.isfinite(data)]
+    lower = finite[finite <= np.median(finite)]
+    counts, edges = np.histogram(lower, bins=256)
+    peak = int(np.argmax(counts))
+    return float(np.median(lower[(lower >= edges[peak]) & (lower <= edges[peak + 1])]))
+
+
 def robust_stats(
     volume: np.ndarray | Volume, low_pct: float = 0.5, high_pct: float = 99.5, name: str | None = None
 ) -> NormStats:
@@ -58,9 +75,9 @@ def robust_stats(
     # MR magnitudes are >= 0: negatives are interpolation/ringing undershoot (a shell around the head after
     # bicubic or k-space downsampling). Left in, they would become the background level and the whole
     # background would count as foreground, pulling the high percentile down (~40 % on a x4 BraTS T2).
-    # Signed (standardised) data keep theirs: there the negative values are the background and tissue.
-    if not is_signed(data):
-        data = np.maximum(data, 0.0)
+    # Signed (standardised) data keep theirs, down to their own background level (the same undershoot falls below
+    # it there): the background and tissue are negative.
+    data = np.maximum(data, intensity_floor(data))
     if not 0.0 <= low_pct < 100.0 or not 0.0 < high_pct <= 100.0:
         raise FasrError(f"normalisation percentiles must lie in [0, 100), (0, 100], got {low_pct}, {high_pct}")
     low = float(np.percentile(data, low_pct))

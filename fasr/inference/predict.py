@@ -25,7 +25,7 @@ from fasr.config import RunConfig, to_dict
 from fasr.data.config import DegradationConfig
 from fasr.data.degrade import Degradation, build_degradation
 from fasr.data.geometry import check_coverage, resample_to_grid
-from fasr.data.normalize import is_signed, robust_stats
+from fasr.data.normalize import intensity_floor, robust_stats
 from fasr.data.types import Volume
 from fasr.errors import FasrError, UsageError
 from fasr.inference.grid import plan_sr_grid, voxel_sizes
@@ -103,8 +103,8 @@ class Prediction:
         seconds: wall time of simulating, resampling and super-resolving.
         qa: reference QA (:mod:`fasr.inference.qa`), with the output's mean confidence.
         registration: the rigid transform fitted from the LR to the reference (``register="rigid"``), else None.
-        clipped: for a non-negative (magnitude) target: the floor the output was clipped at and how many voxels
-            were below it; None for signed inputs (nothing clipped).
+        clipped: the floor the output was clipped at (the target's background level: 0 for a magnitude image) and
+            how many voxels were below it.
     """
 
     result: InferenceResult
@@ -118,7 +118,7 @@ class Prediction:
     seconds: float
     qa: ReferenceQA | None = None
     registration: Registration | None = None
-    clipped: dict[str, float] | None = None
+    clipped: dict[str, float] | None = None  # None only for predictions made before it existed
 
 
 # Data settings inference reads from a checkpoint's config (``data.degradation.*`` too, when simulating).
@@ -229,20 +229,20 @@ def predict(
         inplane_axes=inplane_axes,
         settings=RunSettings.for_model(cfg.model, loaded.precision, loaded.max_memory_gib),
     )
-    clipped = None
-    if not is_signed(inputs.target.data):  # a magnitude image: the output is one too (the residual can undershoot)
-        below = result.sr < 0
-        clipped = {"floor": 0.0, "voxels": int(below.sum()), "share": round(float(below.mean()), 6),
-                   "min_before": round(float(result.sr.min()), 4)}
-        if below.any():
-            result = dataclasses.replace(result, sr=np.maximum(result.sr, 0.0))
+    # Nothing below the input's background level (0 for a magnitude image, a standardised one's own background):
+    # the residual and interpolation undershoot there.
+    floor = intensity_floor(inputs.target.data)
+    below = result.sr < floor
+    clipped = {"floor": round(floor, 6), "voxels": int(below.sum()), "share": round(float(below.mean()), 6),
+               "min_before": round(float(result.sr.min()), 4)}
+    if below.any():
+        result = dataclasses.replace(result, sr=np.maximum(result.sr, floor))
     if simulation is not None:
         hr = simulation.hr.data
         assert hr.shape == result.grid.shape and np.allclose(simulation.hr.affine, result.grid.affine, atol=1e-6)
         slicer = Slicer.for_grid(result.grid.affine, result.grid.slice_axis)
         bicubic = bicubic_volume(lr.data, slicer, loaded.scale)
-        if clipped is not None:  # the baseline gets the output's floor too
-            bicubic = np.maximum(bicubic, clipped["floor"])
+        bicubic = np.maximum(bicubic, floor)  # the baseline gets the output's floor too
         scores = score_methods(hr, {"bicubic": bicubic, cfg.model.name: result.sr}, slicer)
     return Prediction(
         result=result,
