@@ -219,7 +219,6 @@ class RunConfig:
         elif isinstance(self.model, ModelConfig):
             degradation_from_spec(self.model.ref_degradation)  # an unknown spec is an error here, not at build
 
-
     def _lr_degradation(self) -> DegradationConfig:
         """How the LR of this run's data is made: a slice cache's own degradation (its manifest), else
         ``data.degradation``."""

@@ -193,6 +193,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None and args.json.exists():
         raise FasrError(f"'{args.json}' already exists; remove it or choose another --json path")
     start = time.perf_counter()
+    made = provenance()  # the commit the run starts from
     rows = json.loads(args.scores.read_text())["pairs"] if args.scores is not None else calibrate(args.data, args.scale)
     if not rows:
         contrasts = sorted({c for pairing in PAIRINGS for c in pairing})
@@ -217,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         record = {
-            **provenance(),
+            **made,
             "command": f"fasr bench qa --data {args.data} --scale {args.scale}"
             + (f" --scores {args.scores}" if args.scores is not None else ""),
             "scale": args.scale,

@@ -20,7 +20,7 @@ from fasr.inference.grid import SRGrid, plan_sr_grid
 from fasr.inference.slicing import Slicer
 from fasr.inference.volume import RunSettings, super_resolve_slices
 
-__all__ = ["InferenceResult", "upsample_stack", "super_resolve_volume"]
+__all__ = ["InferenceResult", "upsample_stack", "reference_coverage", "super_resolve_volume"]
 
 # Smallest fraction of the SR grid the reference must cover (fasr.data.geometry.check_coverage).
 MIN_COVERAGE = 0.9
@@ -56,6 +56,26 @@ def upsample_stack(stack: np.ndarray, scale: int) -> np.ndarray:
     n, h, w = stack.shape
     x = torch.from_numpy(np.ascontiguousarray(stack, dtype=np.float32))[:, None]  # (N, 1, h, w)
     return resize(x, (h * scale, w * scale))[:, 0].numpy()  # (N, H, W)
+
+
+def reference_coverage(
+    lr: Volume, ref: Volume, scale: int, inplane_axes: Sequence[int] | None, min_fraction: float = MIN_COVERAGE
+) -> tuple[SRGrid, float]:
+    """The SR grid of ``lr`` and the fraction of it that ``ref``, as its affine places it, covers.
+
+    Args:
+        lr / ref: the LR target and the reference.
+        scale / inplane_axes: as :func:`super_resolve_volume`.
+        min_fraction: less coverage is a one-line error.
+
+    Raises:
+        FasrError: the reference covers less than ``min_fraction`` of the grid.
+    """
+    grid = plan_sr_grid(lr.data.shape, lr.affine, ref.affine, scale, inplane_axes)
+    coverage = check_coverage(
+        ref.data.shape, ref.affine, grid.shape, grid.affine, ref.path, lr.path, min_fraction=min_fraction
+    )
+    return grid, coverage
 
 
 def super_resolve_volume(
@@ -95,10 +115,7 @@ def super_resolve_volume(
     Raises:
         FasrError: the reference does not cover the LR field of view.
     """
-    grid = plan_sr_grid(lr.data.shape, lr.affine, ref.affine, scale, inplane_axes)
-    coverage = check_coverage(
-        ref.data.shape, ref.affine, grid.shape, grid.affine, ref.path, lr.path, min_fraction=MIN_COVERAGE
-    )
+    grid, coverage = reference_coverage(lr, ref, scale, inplane_axes)
     reference = resample_to_grid(ref.data, ref.affine, grid.shape, grid.affine, order=1)
     target_stats = robust_stats(lr, *norm_percentiles)
     ref_stats = robust_stats(reference, *norm_percentiles, name=ref.path)

@@ -24,14 +24,14 @@ from fasr.checkpoint import INFERENCE_FIELDS, load_model
 from fasr.config import RunConfig, to_dict
 from fasr.data.config import DegradationConfig
 from fasr.data.degrade import Degradation, build_degradation
-from fasr.data.geometry import check_coverage, resample_to_grid
+from fasr.data.geometry import resample_to_grid
 from fasr.data.normalize import intensity_floor, robust_stats
 from fasr.data.types import Volume
 from fasr.errors import FasrError, UsageError
 from fasr.inference.grid import plan_sr_grid, voxel_sizes
 from fasr.inference.inputs import InputPair
 from fasr.inference.output import cast_like, nifti_image, save_nifti, sidecar_path, write_json
-from fasr.inference.pipeline import MIN_COVERAGE, InferenceResult, super_resolve_volume
+from fasr.inference.pipeline import MIN_COVERAGE, InferenceResult, reference_coverage, super_resolve_volume
 from fasr.inference.qa import ReferenceQA, check_reference, mean_confidence, reference_qa
 from fasr.inference.register import (
     MAX_ROTATION_DEG,
@@ -279,13 +279,7 @@ def _registered(
     """The reference registered to the LR, when that is possible, plausible and better than the headers' placement;
     else as its header places it, with the reason (None when the headers simply agreed better). A reference that
     does not cover the LR is refused first (as the pipeline would)."""
-
-    def coverage(volume: Volume, minimum: float) -> float:
-        grid = plan_sr_grid(lr.data.shape, lr.affine, volume.affine, scale, inplane_axes)
-        return check_coverage(volume.data.shape, volume.affine, grid.shape, grid.affine, volume.path, lr.path,
-                              min_fraction=minimum)
-
-    coverage(ref, MIN_COVERAGE)
+    reference_coverage(lr, ref, scale, inplane_axes)
     problem = registration_problem(lr, ref)
     if problem is not None:  # said for a thin volume; a 2-D slice cannot be registered in 3-D and is not expected to
         return None, ref, None if 1 in lr.data.shape or 1 in ref.data.shape else problem
@@ -300,7 +294,8 @@ def _registered(
     if not registration.applied:
         return registration, ref, None
     shift = registration.centre_shift_mm
-    if registration.rotation_deg > MAX_ROTATION_DEG or shift > MAX_SHIFT_MM or coverage(moved, 0.0) < MIN_COVERAGE:
+    lost = reference_coverage(lr, moved, scale, inplane_axes, 0.0)[1] < MIN_COVERAGE
+    if registration.rotation_deg > MAX_ROTATION_DEG or shift > MAX_SHIFT_MM or lost:
         return None, ref, (
             f"registration of '{ref.path}' found an implausible motion ({registration.rotation_deg:.1f} degrees, "
             f"{shift:.1f} mm at the LR's centre; at most {MAX_ROTATION_DEG:g} and {MAX_SHIFT_MM:g} between sequences "

@@ -5,7 +5,7 @@ a reference that is a few millimetres off. Both make FASR-Net borrow wrong detai
 
 * ``nmi``: normalised mutual information ``(H(A) + H(B)) / H(A, B)`` (Studholme et al. 1999; 1 = independent,
   2 = one determines the other) of the LR and the reference resampled onto the LR grid, over the LR's foreground
-  (above :data:`FOREGROUND` of the way from its floor, 0 or its negative minimum, to its maximum), intensities
+  (above :data:`FOREGROUND` of the way from its floor, 0 or a signed LR's background level, to its maximum), intensities
   in :data:`BINS` bins between their 0.5 and 99.5th percentiles. The reference is Gaussian-blurred to about the
   LR's resolution first, so both show the same scale of detail.
 * ``alignment``: the share of the mutual information (``nmi - 1``) that is lost when the reference is moved by
@@ -31,7 +31,7 @@ import numpy as np
 from scipy import ndimage
 
 from fasr.data.geometry import resample_to_grid
-from fasr.data.normalize import is_signed
+from fasr.data.normalize import intensity_floor
 from fasr.data.types import NormStats, Volume
 from fasr.errors import FasrError
 from fasr.inference.grid import spacing_along_axes, voxel_sizes
@@ -148,7 +148,7 @@ def reference_qa(lr: Volume, ref: Volume, threshold: float = ALIGNMENT_THRESHOLD
         threshold: flag when ``alignment`` is below it.
     """
     data = lr.data
-    floor = float(data.min()) if is_signed(data) else 0.0  # magnitudes: 0; signed data: their background
+    floor = intensity_floor(data)  # magnitudes: 0; signed data: their background level
     top = float(data.max())
     mask = data > floor + FOREGROUND * (top - floor) if top > floor else np.zeros(data.shape, dtype=bool)
     voxels = int(mask.sum())

@@ -20,13 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from fasr.data.normalize import is_signed
+from fasr.data.normalize import intensity_floor
 from fasr.data.types import Volume
 from fasr.errors import FasrError
 
 __all__ = [
     "REGISTRATIONS", "MIN_VOXELS", "MAX_ROTATION_DEG", "MAX_SHIFT_MM", "Registration", "registration_problem",
-    "register_rigid", "registered_volume", "local_agreement", "rigid_matrix", "motion_of",
+    "register_rigid", "registered_volume", "local_agreement", "rigid_matrix", "rotation_angle_deg", "motion_of",
 ]
 
 REGISTRATIONS = ("rigid", "none")
@@ -78,7 +78,7 @@ class Registration:
     @property
     def rotation_deg(self) -> float:
         """Rotation angle of the transform in degrees."""
-        return float(np.degrees(np.arccos(np.clip((np.trace(self.matrix[:3, :3]) - 1) / 2, -1.0, 1.0))))
+        return rotation_angle_deg(self.matrix)
 
     def to_dict(self) -> dict[str, Any]:
         """The sidecar record."""
@@ -174,8 +174,9 @@ def register_rigid(lr: Volume, ref: Volume, seed: int = 1) -> Registration:
             "both scans overlap, or pass --register none"
         ) from None
     rotation = np.asarray(transform.GetMatrix(), dtype=np.float64).reshape(3, 3)
-    centre_v = np.asarray(transform.GetCenter(), dtype=np.float64)
-    offset = centre_v + np.asarray(transform.GetTranslation(), dtype=np.float64) - rotation @ centre_v
+    about = np.asarray(transform.GetCenter(), dtype=np.float64)  # the LR's centre
+    translation = np.asarray(transform.GetTranslation(), dtype=np.float64)  # what the LR's centre moves by
+    offset = about + translation - rotation @ about
     lps = np.eye(4)
     lps[:3, :3], lps[:3, 3] = rotation, offset  # x_ref = R x_lr + offset, LPS
     # Rounded to 1e-6 (micrometres, microradians): ITK's threads sum the metric in a varying order, which moves the
@@ -183,7 +184,7 @@ def register_rigid(lr: Volume, ref: Volume, seed: int = 1) -> Registration:
     return Registration(
         matrix=np.round(_LPS @ lps @ _LPS, 6) + 0.0, metric=float(method.GetMetricValue()),
         iterations=int(method.GetOptimizerIteration()),
-        centre_shift_mm=float(np.linalg.norm(rotation @ np.asarray(centre) + offset - np.asarray(centre))),
+        centre_shift_mm=float(np.linalg.norm(translation)),
         seconds=time.perf_counter() - start, stop=method.GetOptimizerStopConditionDescription(),
     )
 
@@ -210,7 +211,7 @@ def local_agreement(lr_stack: np.ndarray, ref_lr_stack: np.ndarray, radius: int 
     ma, mb = mean(a), mean(b)
     cov, va, vb = mean(a * b) - ma * mb, mean(a * a) - ma * ma, mean(b * b) - mb * mb
     rho2 = cov * cov / np.maximum(va * vb, 1e-12)
-    floor = float(a.min()) if is_signed(a) else 0.0  # magnitudes: 0; signed data: their background
+    floor = intensity_floor(a)  # magnitudes: 0; signed data: their background level
     foreground = a > floor + _FOREGROUND * (a.max() - floor)
     return float(rho2[foreground].mean()) if foreground.any() else 0.0
 
@@ -246,6 +247,15 @@ def rigid_matrix(rotation_deg: tuple[float, float, float], shift_mm: tuple[float
     return matrix
 
 
+def rotation_angle_deg(matrix: np.ndarray) -> float:
+    """The angle of a rigid transform's rotation, in degrees.
+
+    Args:
+        matrix: (4, 4) or (3, 3) rigid transform.
+    """
+    return float(np.degrees(np.arccos(np.clip((np.trace(matrix[:3, :3]) - 1) / 2, -1.0, 1.0))))
+
+
 def motion_of(matrix: np.ndarray, points: np.ndarray) -> tuple[float, float]:
     """Size of a rigid transform: (rotation angle in degrees, mean displacement in mm over ``points``).
 
@@ -253,6 +263,6 @@ def motion_of(matrix: np.ndarray, points: np.ndarray) -> tuple[float, float]:
         matrix: (4, 4) rigid transform.
         points: (N, 3) points it moves (e.g. the brain's voxels in mm).
     """
-    angle = float(np.degrees(np.arccos(np.clip((np.trace(matrix[:3, :3]) - 1) / 2, -1.0, 1.0))))
+    angle = rotation_angle_deg(matrix)
     moved = points @ matrix[:3, :3].T + matrix[:3, 3]
     return angle, float(np.linalg.norm(moved - points, axis=1).mean())
