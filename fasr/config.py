@@ -37,7 +37,7 @@ from fasr.data.cache import MANIFEST, read_manifest
 from fasr.data.config import DataConfig, DegradationConfig
 from fasr.data.degrade import degradation_from_spec, nominal_spec
 from fasr.errors import FasrError, UsageError
-from fasr.models.config import ModelConfig
+from fasr.models.config import ModelConfig, is_through_plane
 
 __all__ = [
     "RunConfig",
@@ -218,6 +218,12 @@ class RunConfig:
             self.model = dataclasses.replace(self.model, ref_degradation=nominal_spec(self._lr_degradation()))
         elif isinstance(self.model, ModelConfig):
             degradation_from_spec(self.model.ref_degradation)  # an unknown spec is an error here, not at build
+        if isinstance(self.model, ModelConfig) and is_through_plane(self.model) != (self.model.scale == 1):
+            raise FasrError(
+                f"model.scale {self.model.scale} with model.ref_degradation '{self.model.ref_degradation}': a "
+                "through-plane model (slice profile, data.degradation.kind slice) has model.scale 1; an in-plane "
+                "model has model.scale >= 2 and an in-plane degradation"
+            )
 
     def _lr_degradation(self) -> DegradationConfig:
         """How the LR of this run's data is made: a slice cache's own degradation (its manifest), else

@@ -44,7 +44,7 @@ def test_models_lists_every_shipped_model(capsys):
     table = capsys.readouterr().out
     for model in PRETRAINED.values():
         row = next(line for line in table.splitlines() if line.startswith(f"| {model.name} |"))
-        assert f"x{model.scale}" in row and f"{model.test_psnr:.2f} dB ({model.test_bicubic_psnr:.2f})" in row
+        assert model.task in row and f"{model.test_psnr:.2f} dB ({model.test_bicubic_psnr:.2f})" in row
         assert ("MiB" in row) == model.available
     assert cli.main(["models", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
@@ -55,5 +55,5 @@ def test_models_lists_every_shipped_model(capsys):
 def test_unknown_checkpoint_names_the_shipped_models(tmp_path, capsys):
     assert cli.main(["demo", "--out", str(tmp_path / "d"), "--checkpoint", "brats-x8"]) == 1
     err = capsys.readouterr().err
-    assert "one of: brats-x4, brats-x2" in err and "brats-x4 = x4 t2 from t1/t1c/flair" in err
+    assert "one of: brats-x4, brats-x2" in err and "brats-x4 = x4 in-plane t2 from t1/t1c/flair" in err
     assert "fasr models" in err

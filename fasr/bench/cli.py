@@ -1,4 +1,4 @@
-"""``fasr bench speed|reference|quality|registration|qa``: dispatches to the module of each benchmark."""
+"""``fasr bench speed|reference|quality|registration|thick|qa``: dispatches to the module of each benchmark."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ _SUITES = {
     "quality": ("fasr.bench.quality.cli", "train and score every method of a suite on the same data and budget"),
     "registration": ("fasr.bench.registration", "accuracy of the rigid registration of the reference under known "
                      "motions"),
+    "thick": ("fasr.bench.thick", "through-plane super-resolution of 3/4/6 mm slices: cubic, no reference, true and "
+              "another subject's reference, --adapt"),
     "qa": ("fasr.bench.qa", "calibrate the reference QA: true pairs vs other patients and 5/10 mm shifts"),
 }
 

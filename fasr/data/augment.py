@@ -76,19 +76,21 @@ def place(image: Tensor, size: tuple[int, int], offset: tuple[int, int]) -> Tens
 
 
 def random_crop_offset(
-    size: tuple[int, int], patch: int, multiple: int, generator: torch.Generator | None
+    size: tuple[int, int], patch: int, multiple: int | tuple[int, int], generator: torch.Generator | None
 ) -> tuple[int, int]:
-    """Random (y, x) top-left corner of a ``patch`` square inside ``size``, both multiples of ``multiple``.
+    """Random (y, x) top-left corner of a ``patch`` square inside ``size``, multiples of ``multiple``.
 
     Args:
         size: (H, W) of the slice.
         patch: crop size (a multiple of ``multiple``).
-        multiple: the scale, so the LR crop starts at (y, x) / scale exactly.
+        multiple: the scale, so the LR crop starts at (y, x) / scale exactly; or (rows, columns) multiples (a
+            through-plane sample's rows start at a thick slice's edge).
         generator: random source (None: torch's global generator).
     """
-    ny, nx = (size[0] - patch) // multiple + 1, (size[1] - patch) // multiple + 1
-    y = int(torch.randint(ny, (1,), generator=generator)) * multiple
-    x = int(torch.randint(nx, (1,), generator=generator)) * multiple
+    my, mx = (multiple, multiple) if isinstance(multiple, int) else multiple
+    ny, nx = (size[0] - patch) // my + 1, (size[1] - patch) // mx + 1
+    y = int(torch.randint(ny, (1,), generator=generator)) * my
+    x = int(torch.randint(nx, (1,), generator=generator)) * mx
     return y, x
 
 

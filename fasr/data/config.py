@@ -25,10 +25,15 @@ class DegradationConfig:
         noise_prob: ours: share of training samples that get noise (evaluation: all, when ``noise`` is set).
         tukey_alpha: tapered fraction of the tukey window (0: box, 1: Hann).
         random_kinds: ``random`` only: the degradations drawn from, uniformly, as specs (``bicubic``,
-            ``kspace``, ``kspace:hamming``, ``kspace:tukey:0.5``; ``fasr.data.degrade.degradation_from_spec``).
+            ``kspace``, ``kspace:hamming``, ``kspace:tukey:0.5``, or only slice profiles ``slice:4:gaussian``;
+            ``fasr.data.degrade.degradation_from_spec``).
+        slice_factor / slice_profile / slice_thickness: ``slice`` (and ``random`` over slice profiles): the nominal
+            thick-slice acquisition of a through-plane model (ours): slice spacing over the reference's spacing,
+            ``boxcar`` or ``gaussian`` profile, thickness over spacing (1: contiguous; below 1: a gap). Inference
+            takes the factor from the scan's headers and keeps the profile and thickness.
     """
 
-    kind: Literal["bicubic", "kspace", "random"] = "bicubic"
+    kind: Literal["bicubic", "kspace", "slice", "random"] = "bicubic"
     window: Literal["none", "hamming", "tukey"] = "none"
     noise: Literal["none", "gaussian", "rician"] = "none"
     snr: float = 30.0
@@ -36,6 +41,9 @@ class DegradationConfig:
     noise_prob: float = 1.0
     tukey_alpha: float = 0.5
     random_kinds: list[str] = field(default_factory=lambda: ["bicubic", "kspace", "kspace:hamming", "kspace:tukey"])
+    slice_factor: int = 4
+    slice_profile: Literal["boxcar", "gaussian"] = "boxcar"
+    slice_thickness: float = 1.0
 
 
 @dataclass
@@ -71,6 +79,9 @@ class DataConfig:
         norm_percentiles: percentile of all voxels mapped to -1 (background) and of the foreground mapped to +1
             (``fasr.data.normalize.robust_stats``).
         volume_cache: decoded subjects kept in memory per data-loader worker.
+        planes: ``axial`` (the volume's slices, in-plane models) or ``thick`` (ours, through-plane models: the
+            two families of planes that contain the slice axis, e.g. coronal and sagittal of an axial stack, with
+            the slice axis as rows; augmentation keeps it as rows).
         skip_incomplete: skip subjects missing the target or reference (instead of stopping with an error).
         slice_key: variable to read from ``.mat`` slice files holding several.
     """
@@ -97,5 +108,6 @@ class DataConfig:
     num_workers: int = 0
     norm_percentiles: tuple[float, float] = (0.5, 99.5)
     volume_cache: int = 8
+    planes: Literal["axial", "thick"] = "axial"
     skip_incomplete: bool = False
     slice_key: str | None = None

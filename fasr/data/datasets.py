@@ -22,6 +22,7 @@ from fasr.data.lru import LRUCache
 from fasr.data.samples import RawSlice, SampleMaker
 from fasr.data.subjects import Subject, load_subject
 from fasr.data.types import PairedSample
+from fasr.errors import FasrError
 
 __all__ = ["SliceSource", "VolumeSlices", "PairedSliceDataset", "build_dataset"]
 
@@ -45,6 +46,8 @@ class VolumeSlices:
         percentiles / min_foreground / slice_key: see :func:`fasr.data.subjects.load_subject`.
         slice_step: keep every n-th content slice.
         cache_size: subjects kept decoded (per data-loader worker).
+        planes: ``axial`` (the stacks' slices) or ``thick`` (the planes that contain the slice axis, across both
+            in-plane axes: :meth:`fasr.data.subjects.Subject.across`).
     """
 
     def __init__(
@@ -56,6 +59,7 @@ class VolumeSlices:
         slice_key: str | None,
         slice_step: int,
         cache_size: int,
+        planes: str = "axial",
     ) -> None:
         self.sources = sources
         volumes = sum(source.pairing != "grid" for source in sources)
@@ -65,25 +69,34 @@ class VolumeSlices:
                 "training run `fasr prepare` and use data.kind=cache (or raise data.volume_cache)", stacklevel=3
             )
         self._options = dict(percentiles=percentiles, min_foreground=min_foreground, slice_key=slice_key)
+        self._min_foreground = min_foreground
         self._cache: LRUCache[Subject] = LRUCache(cache_size)
-        self._index: list[tuple[int, int]] = []
+        self._views: LRUCache[Subject] = LRUCache(2 * cache_size)
+        self._axes = (1, 2) if planes == "thick" else (0,)
+        if planes == "thick" and any(source.pairing == "grid" for source in sources):
+            raise FasrError("data.planes: thick takes planes across volumes; a folder of 2-D slices has none")
+        self._index: list[tuple[int, int, int]] = []  # (subject, stack axis, plane)
         for i, source in enumerate(sources):
-            slices = [0] if source.pairing == "grid" else self._subject(i).slices[:: max(1, slice_step)]
-            self._index.extend((i, int(z)) for z in slices)
+            for axis in self._axes:
+                slices = [0] if source.pairing == "grid" else self._subject(i, axis).slices[:: max(1, slice_step)]
+                self._index.extend((i, axis, int(z)) for z in slices)
 
-    def _subject(self, i: int) -> Subject:
-        return self._cache.get(i, lambda: load_subject(self.sources[i], **self._options))
+    def _subject(self, i: int, axis: int = 0) -> Subject:
+        subject = self._cache.get(i, lambda: load_subject(self.sources[i], **self._options))
+        if axis == 0:
+            return subject
+        return self._views.get((i, axis), lambda: subject.across(axis, self._min_foreground))
 
     def __len__(self) -> int:
         return len(self._index)
 
     def items(self) -> list[tuple[str, int]]:
         """(subject id, slice index) of every item, in order."""
-        return [(self.sources[i].subject, z) for i, z in self._index]
+        return [(self.sources[i].subject, z) for i, _, z in self._index]
 
     def __getitem__(self, index: int) -> RawSlice:
-        i, z = self._index[index]
-        return self._subject(i).raw_slice(z)
+        i, axis, z = self._index[index]
+        return self._subject(i, axis).raw_slice(z)
 
 
 class PairedSliceDataset(Dataset):
@@ -126,6 +139,6 @@ def build_dataset(cfg: DataConfig, split: str, scale: int, train: bool) -> Datas
         source = VolumeSlices(
             pairs_for_split(cfg, split), percentiles=tuple(cfg.norm_percentiles),
             min_foreground=cfg.min_foreground, slice_key=cfg.slice_key, slice_step=cfg.slice_step,
-            cache_size=cfg.volume_cache,
+            cache_size=cfg.volume_cache, planes=cfg.planes,
         )
     return PairedSliceDataset(source, maker)

@@ -6,6 +6,10 @@ back to the HR grid, ``down_up`` does both (the paper's I_{Ref down-up}, Section
 - :class:`Bicubic`: antialiased bicubic downsampling, the paper's degradation (matches PIL's ``BICUBIC``).
 - :class:`KSpace`: centre crop of the 2-D Fourier spectrum (optionally windowed), how a real low-resolution MR
   acquisition of the same field of view arises.
+- :class:`SliceProfile`: thick slices along one axis (the rows of a plane that contains the slice axis), each the
+  slice profile (boxcar or Gaussian) of the HR rows it spans, as a 2-D multi-slice acquisition records them
+  (through-plane models, ``model.through_plane``: ``up`` brings the thick rows back onto the HR grid, so the
+  model's LR input and output share one grid).
 
 Each degradation has a ``spec`` string (``bicubic``, ``kspace:hamming``, ``kspace:tukey:0.5``) that
 :func:`degradation_from_spec` turns back into it: a training sample records the degradation its LR was drawn
@@ -35,6 +39,8 @@ __all__ = [
     "Degradation",
     "Bicubic",
     "KSpace",
+    "SliceProfile",
+    "PROFILES",
     "resize",
     "kspace_window",
     "add_noise",
@@ -50,6 +56,9 @@ __all__ = [
 
 WINDOWS = ("none", "hamming", "tukey")
 NOISES = ("none", "gaussian", "rician")
+PROFILES = ("boxcar", "gaussian")
+# Gaussian FWHM over sigma.
+_FWHM = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
 
 def resize(x: Tensor, size: tuple[int, int]) -> Tensor:
@@ -80,6 +89,10 @@ class Degradation:
 
     def down_up(self, hr: Tensor, scale: int) -> Tensor:
         return self.up(self.down(hr, scale), scale)
+
+    def on_model_grid(self, lr: Tensor, scale: int) -> Tensor:
+        """The acquired LR as the model takes it: as it is (in-plane models upsample it themselves)."""
+        return lr
 
 
 class Bicubic(Degradation):
@@ -148,6 +161,76 @@ class KSpace(Degradation):
         return lr.to(hr.dtype)
 
 
+def profile_weights(n_hr: int, factor: int, profile: str, thickness: float) -> Tensor:
+    """(n_hr // factor, n_hr) float64 weights of each thick slice over the HR rows.
+
+    Slice ``j`` is centred at HR row ``(j + 0.5) * factor - 0.5`` (the pixel-centre convention of every
+    degradation here) and spans ``thickness * factor`` HR rows: a boxcar weighs each row by its overlap with that
+    span; a Gaussian has that full width at half maximum and weighs each row by its integral over the row. Rows
+    outside the plane (the field of view's edge) are left out and each slice's weights renormalised to sum 1.
+
+    Args:
+        n_hr: HR rows (a multiple of ``factor``).
+        factor: slice spacing in HR rows.
+        profile: ``boxcar`` or ``gaussian``.
+        thickness: slice thickness over slice spacing (1: contiguous slices; < 1: a gap; > 1: overlap).
+    """
+    if n_hr % factor:
+        raise ValueError(f"{n_hr} HR rows are not a multiple of the slice spacing {factor}")
+    centres = (torch.arange(n_hr // factor, dtype=torch.float64) + 0.5) * factor - 0.5  # (n,)
+    lo = torch.arange(n_hr, dtype=torch.float64) - 0.5  # (N,) row edges
+    lo, hi, c = lo[None, :], lo[None, :] + 1.0, centres[:, None]
+    width = thickness * factor
+    if profile == "boxcar":
+        weights = (torch.minimum(hi, c + width / 2) - torch.maximum(lo, c - width / 2)).clamp(min=0.0)
+    elif profile == "gaussian":
+        z = math.sqrt(2.0) * width / _FWHM  # sigma * sqrt(2)
+        weights = 0.5 * (torch.erf((hi - c) / z) - torch.erf((lo - c) / z))
+    else:
+        raise FasrError(f"unknown slice profile '{profile}'; choose one of {', '.join(PROFILES)}")
+    return weights / weights.sum(dim=1, keepdim=True)
+
+
+class SliceProfile(Degradation):
+    """Thick slices along the rows (dim -2) of planes that contain the slice axis (ours: the through-plane task).
+
+    ``down`` makes ``H / factor`` thick rows (:func:`profile_weights`); ``up`` interpolates them back onto the HR
+    rows with the bicubic kernel of :func:`resize` (columns untouched). Through-plane models work on one grid
+    (``model.scale: 1``), so ``scale`` must be 1 and :meth:`on_model_grid` is ``up``.
+
+    Args:
+        factor: slice spacing over the reference's spacing (an integer >= 2).
+        profile: ``boxcar`` (a 2-D multi-slice acquisition's idealised excitation) or ``gaussian``.
+        thickness: slice thickness over slice spacing (1: contiguous; 0.8: a 20 % gap).
+    """
+
+    def __init__(self, factor: int, profile: str = "boxcar", thickness: float = 1.0) -> None:
+        if factor < 2 or profile not in PROFILES or thickness <= 0:
+            raise FasrError(
+                f"slice profile needs a factor >= 2, a profile in {', '.join(PROFILES)} and a thickness > 0; got "
+                f"{factor}, '{profile}', {thickness}"
+            )
+        self.factor, self.profile, self.thickness = int(factor), profile, float(thickness)
+        self.spec = f"slice:{self.factor}:{profile}" + ("" if thickness == 1.0 else f":{thickness:g}")
+
+    @staticmethod
+    def _check(scale: int) -> None:
+        if scale != 1:
+            raise ValueError(f"a slice profile refines one axis of a through-plane model (scale 1), not x{scale}")
+
+    def down(self, hr: Tensor, scale: int) -> Tensor:
+        self._check(scale)
+        weights = profile_weights(hr.shape[-2], self.factor, self.profile, self.thickness)  # (n, H)
+        return torch.einsum("nh,...hw->...nw", weights.to(hr.dtype).to(hr.device), hr)  # (..., H / factor, W)
+
+    def up(self, lr: Tensor, scale: int) -> Tensor:
+        self._check(scale)
+        return resize(lr, (lr.shape[-2] * self.factor, lr.shape[-1]))
+
+    def on_model_grid(self, lr: Tensor, scale: int) -> Tensor:
+        return self.up(lr, scale)
+
+
 def add_noise(x: Tensor, kind: str, snr: float, generator: torch.Generator | None) -> Tensor:
     """Add acquisition noise to images on the [-1, 1] scale (background at -1).
 
@@ -181,7 +264,8 @@ def add_noise(x: Tensor, kind: str, snr: float, generator: torch.Generator | Non
 
 
 def degradation_from_spec(spec: str) -> Degradation:
-    """The degradation a spec names: ``bicubic``, ``kspace``, ``kspace:hamming``, ``kspace:tukey[:alpha]``.
+    """The degradation a spec names: ``bicubic``, ``kspace``, ``kspace:hamming``, ``kspace:tukey[:alpha]``,
+    ``slice:factor[:profile[:thickness]]`` (:class:`SliceProfile`).
 
     Args:
         spec: the name, as :attr:`Degradation.spec` writes it.
@@ -198,19 +282,43 @@ def degradation_from_spec(spec: str) -> Degradation:
         except ValueError:
             raise FasrError(f"degradation '{spec}': the tukey taper must be a number, e.g. kspace:tukey:0.5") from None
         return KSpace(window=window, tukey_alpha=alpha)
-    raise FasrError(f"unknown degradation '{spec}'; use bicubic, kspace, kspace:hamming or kspace:tukey:0.5")
+    if kind == "slice" and 1 <= len(rest) <= 3:
+        try:
+            factor, thickness = int(rest[0]), float(rest[2]) if len(rest) == 3 else 1.0
+        except ValueError:
+            raise FasrError(
+                f"degradation '{spec}': write slice:FACTOR[:PROFILE[:THICKNESS]], e.g. slice:4:boxcar"
+            ) from None
+        return SliceProfile(factor, rest[1] if len(rest) > 1 else "boxcar", thickness)
+    raise FasrError(
+        f"unknown degradation '{spec}'; use bicubic, kspace, kspace:hamming, kspace:tukey:0.5 or slice:4:boxcar"
+    )
 
 
 def nominal_spec(cfg: DegradationConfig) -> str:
     """Spec of the degradation that evaluation, validation and inference assume for ``cfg``: its ``kind`` with its
-    window; ``random`` assumes ``kspace`` (what a scanner does)."""
+    window (or slice profile); ``random`` assumes ``kspace`` (what a scanner does), or the ``slice`` settings when
+    it draws slice profiles."""
     if cfg.kind == "bicubic":
         return "bicubic"
+    if cfg.kind == "slice" or (cfg.kind == "random" and _draws_slices(cfg)):
+        return SliceProfile(cfg.slice_factor, cfg.slice_profile, cfg.slice_thickness).spec
     if cfg.kind in ("kspace", "random"):
         if cfg.window not in WINDOWS:
             raise FasrError(f"unknown data.degradation.window '{cfg.window}'; choose one of {', '.join(WINDOWS)}")
         return KSpace(window=cfg.window, tukey_alpha=cfg.tukey_alpha).spec
-    raise FasrError(f"unknown data.degradation.kind '{cfg.kind}'; choose bicubic, kspace or random")
+    raise FasrError(f"unknown data.degradation.kind '{cfg.kind}'; choose bicubic, kspace, slice or random")
+
+
+def _draws_slices(cfg: DegradationConfig) -> bool:
+    """Whether ``random`` draws slice profiles (through-plane) rather than in-plane degradations; never both."""
+    slices = {spec.startswith("slice") for spec in cfg.random_kinds}
+    if len(slices) > 1:
+        raise FasrError(
+            "data.degradation.random_kinds mixes slice profiles with in-plane degradations; a model is trained for "
+            "one task: list only slice:... specs (through-plane) or only bicubic/kspace specs (in-plane)"
+        )
+    return slices == {True}
 
 
 def build_degradation(cfg: DegradationConfig) -> Degradation:
@@ -245,10 +353,17 @@ class PerSample(Degradation):
         self.items = items
         self.spec = ",".join(d.spec for d in items)
 
+    def _each(self, method: str, x: Tensor, scale: int) -> Tensor:
+        if x.shape[0] != len(self.items):
+            raise ValueError(f"{len(self.items)} degradations for a batch of {x.shape[0]}")
+        return torch.cat([getattr(d, method)(x[i : i + 1], scale) for i, d in enumerate(self.items)])
+
     def down(self, hr: Tensor, scale: int) -> Tensor:
-        if hr.shape[0] != len(self.items):
-            raise ValueError(f"{len(self.items)} degradations for a batch of {hr.shape[0]}")
-        return torch.cat([d.down(hr[i : i + 1], scale) for i, d in enumerate(self.items)])
+        return self._each("down", hr, scale)
+
+    def down_up(self, hr: Tensor, scale: int) -> Tensor:
+        # item by item: slice profiles of different factors make LRs of different sizes
+        return self._each("down_up", hr, scale)
 
     @classmethod
     def of(cls, specs: list[str]) -> Degradation:

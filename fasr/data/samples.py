@@ -34,7 +34,7 @@ from fasr.data.augment import (
     rigid_plane,
 )
 from fasr.data.config import DataConfig, DegradationConfig
-from fasr.data.degrade import Degradation, add_noise, draw_degradation
+from fasr.data.degrade import Degradation, SliceProfile, add_noise, degradation_from_spec, draw_degradation
 from fasr.data.normalize import FOREGROUND_LEVEL
 from fasr.data.types import NormStats, PairedSample
 from fasr.errors import FasrError
@@ -101,8 +101,8 @@ def lr_on_canvas(
 
     ``stored`` must have passed :func:`check_stored_lr`.
     """
-    if stored is None:
-        return degrade_lr(hr, scale, degradation, noise, snr, generator)
+    if stored is None:  # through-plane models take the thick rows interpolated back onto the HR grid
+        return degradation.on_model_grid(degrade_lr(hr, scale, degradation, noise, snr, generator), scale)
     return place(stored, (hr.shape[-2] // scale, hr.shape[-1] // scale), (offset[0] // scale, offset[1] // scale))
 
 
@@ -154,6 +154,8 @@ class SampleMaker:
         intensity_jitter: training only: the target's HR and LR are scaled together by a random factor in
             [1 - j, 1 + j] about the background level -1, so a model tolerates the normalisation shift between
             a volume's HR statistics (training) and its LR statistics (all that inference has).
+        keep_rows: training only: augment with the flips that keep rows as rows (planes whose rows run along the
+            slice axis, ``data.planes: thick``) instead of all 8 flips/rotations.
     """
 
     def __init__(
@@ -173,6 +175,7 @@ class SampleMaker:
         misalign_prob: float = 1.0,
         motion: tuple[float, float] = (0.0, 0.0),
         randomise: DegradationConfig | None = None,
+        keep_rows: bool = False,
     ) -> None:
         if slice_size % scale:
             raise FasrError(f"data.slice_size {slice_size} is not divisible by scale {scale}; pick a multiple")
@@ -188,15 +191,24 @@ class SampleMaker:
         self.randomise = randomise if train else None
         self.min_foreground = min_foreground
         self.intensity_jitter = intensity_jitter
+        self.keep_rows = keep_rows
 
     @classmethod
     def from_config(cls, cfg: DataConfig, scale: int, train: bool, degradation: Degradation) -> SampleMaker:
         """Sample maker with the sizes, noise, augmentation and misalignment of ``cfg``."""
+        specs = [degradation.spec] + (list(cfg.degradation.random_kinds) if cfg.degradation.kind == "random" else [])
+        for factor in {d.factor for d in map(degradation_from_spec, specs) if isinstance(d, SliceProfile)}:
+            if cfg.slice_size % factor or (train and cfg.patch_size % factor):
+                raise FasrError(
+                    f"data.slice_size {cfg.slice_size} and data.patch_size {cfg.patch_size} must be multiples of "
+                    f"every slice factor ({factor}): thick slices tile the plane (e.g. 240 and 60 for 3-6)"
+                )
         return cls(
             scale=scale, degradation=degradation, noise=cfg.degradation.noise, snr=cfg.degradation.snr,
             slice_size=cfg.slice_size, patch_size=cfg.patch_size, train=train, augment=cfg.augment,
             misalign=cfg.misalign, min_foreground=cfg.min_foreground, intensity_jitter=cfg.intensity_jitter,
             misalign_prob=cfg.misalign_prob, motion=cfg.motion, randomise=cfg.degradation,
+            keep_rows=cfg.planes == "thick",
         )
 
     def __call__(self, raw: RawSlice, index: int) -> PairedSample:
@@ -234,7 +246,8 @@ class SampleMaker:
                 ref_coords = torch.where(inside, warped[:, 1:3], torch.full_like(ref_coords, INVALID_COORD))
         extras = {}
         if self.train:
-            hr, ref, lr, hr_coords, ref_coords = self._crop_and_augment(hr, ref, lr, coords, ref_coords)
+            rows = degradation.factor if isinstance(degradation, SliceProfile) else 1  # crop at a thick slice's edge
+            hr, ref, lr, hr_coords, ref_coords = self._crop_and_augment(hr, ref, lr, coords, ref_coords, rows)
             extras = {"hr_coords": hr_coords[0], "ref_coords": ref_coords[0]}
             if self.intensity_jitter:
                 gain = 1.0 + self.intensity_jitter * (2.0 * float(torch.rand(())) - 1.0)
@@ -265,14 +278,14 @@ class SampleMaker:
         return plane, torch.where(inside, source, torch.full_like(source, INVALID_COORD))
 
     def _crop_and_augment(
-        self, hr: Tensor, ref: Tensor, lr: Tensor, hr_coords: Tensor, ref_coords: Tensor
+        self, hr: Tensor, ref: Tensor, lr: Tensor, hr_coords: Tensor, ref_coords: Tensor, rows: int = 1
     ) -> tuple[Tensor, ...]:
-        """Aligned random crop (HR corner a multiple of the scale), preferring crops with content; returns
-        (hr, ref, lr, hr_coords, ref_coords). Coordinates are values: flips and rotations move them, never
-        change them."""
+        """Aligned random crop (HR corner a multiple of the scale, and its row a multiple of ``rows``), preferring
+        crops with content; returns (hr, ref, lr, hr_coords, ref_coords). Coordinates are values: flips and
+        rotations move them, never change them."""
         s, p = self.scale, self.patch_size
         for _ in range(_CROP_TRIES):
-            y, x = random_crop_offset(tuple(hr.shape[-2:]), p, s, None)
+            y, x = random_crop_offset(tuple(hr.shape[-2:]), p, (s * rows, s), None)
             if (hr[..., y : y + p, x : x + p] > FOREGROUND_LEVEL).float().mean() >= self.min_foreground:
                 break
         crops = [t[..., y : y + p, x : x + p] for t in (hr, ref, hr_coords, ref_coords)]
@@ -280,4 +293,6 @@ class SampleMaker:
         if not self.augment:
             return tuple(crops)
         rotations, flip = int(torch.randint(4, (1,))), bool(torch.randint(2, (1,)))
+        if self.keep_rows:
+            rotations = 2 * (rotations % 2)  # a half turn or none: rows stay rows
         return tuple(dihedral(t, rotations, flip) for t in crops)

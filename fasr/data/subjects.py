@@ -50,6 +50,24 @@ class Subject:
             ref_volume=self.reference if self.reference.shape[0] > 1 else None,  # a 2-D slice has no volume to move
         )
 
+    def across(self, axis: int, min_foreground: float) -> Subject:
+        """The planes that contain the slice axis, as a subject whose stacks run along ``axis`` (1: rows, 2:
+        columns of the slices) with the slice axis as rows: (H, Z, W) or (W, Z, H) views of the stacks.
+
+        Args:
+            axis: 1 or 2, the in-plane axis the new stacks step along.
+            min_foreground: content fraction a plane needs in target and reference.
+        """
+        if axis not in (1, 2) or self.lr is not None:
+            raise FasrError(f"subject '{self.subject}': thick planes are taken across axis 1 or 2 of a volume pair "
+                            "without a stored LR")
+        order = (1, 0, 2) if axis == 1 else (2, 0, 1)
+        target, reference = self.target.transpose(order), self.reference.transpose(order)
+        content = np.minimum(foreground_fraction(target), foreground_fraction(reference))
+        spacing = tuple(self.spacing[a] for a in order)
+        return Subject(self.subject, target, reference, None, self.target_stats, self.ref_stats,
+                       np.flatnonzero(content >= min_foreground), spacing)  # type: ignore[arg-type]
+
 
 def _centred_overlap(target: Volume, reference: Volume) -> tuple[Volume, Volume]:
     """Crop both volumes to their common shape, centred on each (slices paired by index)."""

@@ -380,6 +380,7 @@ def run_jobs(
     precision: str = "auto",
     max_memory_gib: float | None = None,
     register: str = "rigid",
+    adapt: int = 0,
 ) -> list[Row]:
     """Run every job with one model; never stops on one subject's error (it is reported in its row).
 
@@ -390,6 +391,7 @@ def run_jobs(
         batch_size: slices per forward pass.
         precision / max_memory_gib: run settings (``fasr infer --precision`` / ``--max-memory-gib``).
         register: ``rigid`` or ``none`` (``fasr infer --register``).
+        adapt: ``fasr infer --adapt`` steps (through-plane models).
         force: redo finished jobs.
         progress: show the progress bar over jobs.
     """
@@ -407,18 +409,18 @@ def run_jobs(
             elif job not in todo:
                 rows.append(Row(job.label, "finished before"))
             else:
-                rows.append(_run_job(job, loaded, batch_size, register))
+                rows.append(_run_job(job, loaded, batch_size, register, adapt))
                 for warning in rows[-1].warnings:
                     tqdm.write(f"fasr: warning: {job.label}: {warning}", file=sys.stderr)
             bar.update(1)
     return rows
 
 
-def _run_job(job: Job, loaded: LoadedModel, batch_size: int, register: str) -> Row:
+def _run_job(job: Job, loaded: LoadedModel, batch_size: int, register: str, adapt: int = 0) -> Row:
     """Super-resolve one pair and write its outputs (an unfinished earlier write is replaced)."""
     start = time.perf_counter()
     try:
-        result = super_resolve(job.lr, job.ref, loaded, batch_size=batch_size, register=register)
+        result = super_resolve(job.lr, job.ref, loaded, batch_size=batch_size, register=register, adapt=adapt)
         confidence = job.confidence if result.confidence is not None else None
         result.save(job.out, confidence, force=True, extra={"Sources": list(job.sources)})
     except FasrError as exc:
@@ -467,7 +469,7 @@ def run(args: argparse.Namespace) -> int:
     if args.shard == "auto" and device == "auto" and torch.cuda.is_available():
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"  # one GPU per torchrun rank
     if args.bids is not None and any(job.problem is None for job in jobs):
-        done = f"in-plane super-resolution of {args.target} with a {args.ref} reference, model {args.checkpoint}"
+        done = f"super-resolution of {args.target} with a {args.ref} reference, model {args.checkpoint}"
         write_dataset_description(out_root, args.bids, done)
     rows = run_jobs(
         jobs,
@@ -481,6 +483,7 @@ def run(args: argparse.Namespace) -> int:
         precision=args.precision,
         max_memory_gib=args.max_memory_gib,
         register=args.register,
+        adapt=args.adapt,
     )
     shard = f" (shard {index}/{count})" if count > 1 else ""
     print(f"{len(rows)} job(s){shard}:")

@@ -28,6 +28,7 @@ from fasr.inference.plan import check_output_paths, checkpoint_model, plan_infer
 from fasr.inference.predict import LoadedModel, metrics_table
 from fasr.inference.register import REGISTRATIONS
 from fasr.inference.volume import PRECISIONS
+from fasr.models.config import is_through_plane
 
 __all__ = ["add_arguments", "run"]
 
@@ -82,6 +83,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="rigid (default): register the reference to the LR (6 degrees of freedom, mutual information; 5-20 s "
         "on 2 cores) before it is used; none: trust the two scans' affines",
     )
+    parser.add_argument(
+        "--adapt", type=int, default=0, metavar="N",
+        help="through-plane models: fine-tune for N steps on the thick-slice scan's own slices first (0: off)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_set_argument(parser, "model.search_window=16")
     bids.add_arguments(parser, source)
@@ -124,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
     # Headers only: refusals and the plan come before anything is read in full or the model is loaded.
     trained = checkpoint_model(args.checkpoint, args.overrides)
     plan = plan_inference(target, args.ref, trained.scale, simulate=simulate, batch_size=args.batch_size,
-                          search_window=trained.search_window, keys=(args.lr_key, args.ref_key))
+                          search_window=trained.search_window, keys=(args.lr_key, args.ref_key),
+                          through_plane=is_through_plane(trained))
     print(plan.summary(), flush=True)
     for message in plan.warnings:
         _warn(message)
@@ -139,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
         degradation=args.degradation,
         strict=args.strict,
         register=args.register,
+        adapt=args.adapt,
         lr_key=args.lr_key,
         ref_key=args.ref_key,
         warn=lambda message: message in plan.warnings or _warn(message),  # plan warnings are printed already

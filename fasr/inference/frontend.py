@@ -33,6 +33,7 @@ from fasr.inference.predict import (
     sidecar_record,
     write_prediction,
 )
+from fasr.models.config import is_through_plane
 
 __all__ = ["DEFAULT_MODEL", "SRResult", "load_model", "super_resolve"]
 
@@ -148,6 +149,7 @@ def super_resolve(
     strict: bool = False,
     warn: Callable[[str], None] | None = None,
     register: str = "rigid",
+    adapt: int = 0,
 ) -> SRResult:
     """Super-resolve a low-resolution scan in-plane with a high-resolution reference contrast of the same patient.
 
@@ -173,6 +175,7 @@ def super_resolve(
             them); they are also in ``warnings`` of the result.
         register: ``rigid`` (default): register the reference to the LR (6 degrees of freedom, mutual information)
             before anything else uses it; ``none``: trust the two scans' affines (:mod:`fasr.inference.register`).
+        adapt: through-plane models: fine-tune a copy for this many steps on the scan's own slices first (0: off).
 
     Raises:
         FasrError: bad inputs, or a job that is not in-plane super-resolution by the model's factor
@@ -185,7 +188,8 @@ def super_resolve(
     inputs = read_inputs(lr, ref, lr_affine, ref_affine, lr_key, ref_key)  # bad inputs fail before the model loads
     trained = model.config.model if isinstance(model, LoadedModel) else checkpoint_model(model, overrides)
     plan = plan_inference(inputs.target, inputs.ref, trained.scale, simulate=simulate, batch_size=batch_size,
-                          search_window=trained.search_window, keys=(lr_key, ref_key))
+                          search_window=trained.search_window, keys=(lr_key, ref_key),
+                          through_plane=is_through_plane(trained))
     warnings: list[str] = []
 
     def report(message: str) -> None:
@@ -206,6 +210,7 @@ def super_resolve(
         strict=strict,
         warn=report,
         register=register,
+        adapt=adapt,
     )
     sr, confidence = prediction_images(prediction, loaded)
     return SRResult(

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from fasr.data.geometry import sr_affine
+from fasr.data.thick import thick_affine
 
-__all__ = ["SRGrid", "voxel_sizes", "spacing_along_axes", "choose_inplane_axes", "plan_sr_grid"]
+__all__ = ["SRGrid", "voxel_sizes", "spacing_along_axes", "choose_inplane_axes", "plan_sr_grid", "plan_thick_grid"]
 
 # Relative differences below these count as ties in the slice-axis rule.
 _RATIO_TOL = math.log(1.25)
@@ -36,6 +37,8 @@ class SRGrid:
         inplane_axes: the two refined voxel axes, ascending.
         scale: in-plane refinement factor.
         ref_ratio: LR voxel size / reference spacing along each in-plane axis (``scale`` when they match).
+        thick_axis: through-plane grids (ours): the thick voxel axis refined ``scale`` times (then also
+            ``slice_axis``; ``inplane_axes`` are the two axes kept); None for in-plane grids.
     """
 
     shape: tuple[int, int, int]
@@ -44,6 +47,7 @@ class SRGrid:
     inplane_axes: tuple[int, int]
     scale: int
     ref_ratio: tuple[float, float]
+    thick_axis: int | None = None
 
 
 def voxel_sizes(affine: np.ndarray) -> np.ndarray:
@@ -126,4 +130,28 @@ def plan_sr_grid(
         inplane_axes=inplane,
         scale=scale,
         ref_ratio=(float(ratio[inplane[0]]), float(ratio[inplane[1]])),
+    )
+
+
+def plan_thick_grid(shape: Sequence[int], affine: np.ndarray, ref_affine: np.ndarray, axis: int, factor: int) -> SRGrid:
+    """The grid of a through-plane model (ours): ``axis`` refined ``factor`` times over the LR's field of view, the
+    other two axes kept.
+
+    Args:
+        shape: (X, Y, Z) shape of the thick-slice LR.
+        affine: its (4, 4) affine.
+        ref_affine: (4, 4) affine of the reference.
+        axis: the thick voxel axis.
+        factor: slice spacing over the reference's spacing, rounded.
+    """
+    kept = tuple(a for a in range(3) if a != axis)
+    ratio = voxel_sizes(affine) / spacing_along_axes(affine, ref_affine)
+    return SRGrid(
+        shape=tuple(int(n) * factor if a == axis else int(n) for a, n in enumerate(shape)),  # type: ignore[arg-type]
+        affine=thick_affine(affine, axis, 1.0 / factor),
+        slice_axis=axis,
+        inplane_axes=kept,  # type: ignore[arg-type]
+        scale=factor,
+        ref_ratio=(float(ratio[kept[0]]), float(ratio[kept[1]])),
+        thick_axis=axis,
     )

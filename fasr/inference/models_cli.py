@@ -22,6 +22,7 @@ def model_rows() -> list[dict[str, object]]:
         return {
             "name": m.name,
             "scale": m.scale,
+            "task": m.task,
             "target": m.target,
             "references": list(m.references),
             "training_data": m.training_data,
@@ -38,13 +39,13 @@ def model_rows() -> list[dict[str, object]]:
 def models_table(rows: list[dict[str, object]]) -> str:
     """Markdown table of :func:`model_rows`."""
     lines = [
-        "| name | scale | target | references | training data | test PSNR (bicubic) | file |",
+        "| name | task | target | references | training data | test PSNR (bicubic) | file |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         size = "not installed" if r["size_bytes"] is None else f"{r['size_bytes'] / 2**20:.1f} MiB"
         lines.append(
-            f"| {r['name']} | x{r['scale']} | {r['target']} | {', '.join(r['references'])} | {r['training_data']} "
+            f"| {r['name']} | {r['task']} | {r['target']} | {', '.join(r['references'])} | {r['training_data']} "
             f"| {r['test_psnr']:.2f} dB ({r['test_bicubic_psnr']:.2f}) on {r['test']} | {size} |"
         )
     return "\n".join(lines)

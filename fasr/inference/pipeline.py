@@ -12,15 +12,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from fasr.data.degrade import resize
+from fasr.data.degrade import SliceProfile, resize
 from fasr.data.geometry import check_coverage, resample_to_grid
 from fasr.data.normalize import normalize_clipped, robust_stats
+from fasr.data.thick import along_axis
 from fasr.data.types import NormStats, Volume
-from fasr.inference.grid import SRGrid, plan_sr_grid
+from fasr.inference.adapt import adapt_model
+from fasr.inference.grid import SRGrid, plan_sr_grid, plan_thick_grid
 from fasr.inference.slicing import Slicer
 from fasr.inference.volume import RunSettings, super_resolve_slices
 
-__all__ = ["InferenceResult", "upsample_stack", "reference_coverage", "super_resolve_volume"]
+__all__ = ["InferenceResult", "upsample_stack", "reference_coverage", "super_resolve_volume", "super_resolve_thick"]
 
 # Smallest fraction of the SR grid the reference must cover (fasr.data.geometry.check_coverage).
 MIN_COVERAGE = 0.9
@@ -59,7 +61,8 @@ def upsample_stack(stack: np.ndarray, scale: int) -> np.ndarray:
 
 
 def reference_coverage(
-    lr: Volume, ref: Volume, scale: int, inplane_axes: Sequence[int] | None, min_fraction: float = MIN_COVERAGE
+    lr: Volume, ref: Volume, scale: int, inplane_axes: Sequence[int] | None, min_fraction: float = MIN_COVERAGE,
+    thick_axis: int | None = None,
 ) -> tuple[SRGrid, float]:
     """The SR grid of ``lr`` and the fraction of it that ``ref``, as its affine places it, covers.
 
@@ -67,11 +70,15 @@ def reference_coverage(
         lr / ref: the LR target and the reference.
         scale / inplane_axes: as :func:`super_resolve_volume`.
         min_fraction: less coverage is a one-line error.
+        thick_axis: a through-plane grid: the thick axis, refined ``scale`` times (``inplane_axes`` unused).
 
     Raises:
         FasrError: the reference covers less than ``min_fraction`` of the grid.
     """
-    grid = plan_sr_grid(lr.data.shape, lr.affine, ref.affine, scale, inplane_axes)
+    if thick_axis is None:
+        grid = plan_sr_grid(lr.data.shape, lr.affine, ref.affine, scale, inplane_axes)
+    else:
+        grid = plan_thick_grid(lr.data.shape, lr.affine, ref.affine, thick_axis, scale)
     coverage = check_coverage(
         ref.data.shape, ref.affine, grid.shape, grid.affine, ref.path, lr.path, min_fraction=min_fraction
     )
@@ -137,3 +144,70 @@ def super_resolve_volume(
         stats=out.stats,
     )
 
+
+
+def super_resolve_thick(
+    model: nn.Module,
+    lr: Volume,
+    ref: Volume,
+    profile: SliceProfile,
+    thick_axis: int,
+    *,
+    norm_percentiles: tuple[float, float],
+    batch_size: int,
+    device: torch.device,
+    progress: bool,
+    settings: RunSettings | None = None,
+    adapt: int = 0,
+) -> InferenceResult:
+    """Through-plane super-resolution (ours): refine the thick axis of ``lr`` ``profile.factor`` times.
+
+    The LR is normalised as in :func:`super_resolve_volume` and interpolated along the thick axis onto the output
+    grid (``profile.up``, the model's I_LR-up); the model then runs on the planes that contain the thick axis, once
+    across each of the two other axes (rows: the thick axis, as in training), and the two volumes are averaged.
+    Where the model adds nothing (an untrained, zero-initialised output) both are the interpolation, exactly.
+
+    Args:
+        model: through-plane model in eval mode on ``device``.
+        lr: thick-slice target.
+        ref: high-resolution reference of the same patient (any grid covering the LR).
+        profile: the slice profile, with this scan's factor.
+        thick_axis: the LR's thick voxel axis.
+        norm_percentiles / batch_size / device / progress / settings: as :func:`super_resolve_volume`.
+        adapt: first fine-tune a copy of the model for this many steps on the scan's own slices
+            (:func:`fasr.inference.adapt.adapt_model`; 0: off).
+    """
+    grid, coverage = reference_coverage(lr, ref, profile.factor, None, thick_axis=thick_axis)
+    reference = resample_to_grid(ref.data, ref.affine, grid.shape, grid.affine, order=1)
+    target_stats = robust_stats(lr, *norm_percentiles)
+    ref_stats = robust_stats(reference, *norm_percentiles, name=ref.path)
+    lr_norm = target_stats.normalize(lr.data)
+    lr_in = np.clip(lr_norm, -1.0, 1.0)
+    lr_up = along_axis(lr_in, thick_axis, "up", profile)  # (X', Y', Z') on the output grid
+    ref_in = normalize_clipped(reference, ref_stats)
+    stats: dict = {"planes": []}
+    if adapt:
+        ref_thick = along_axis(ref_in, thick_axis, "down", profile)  # the reference in the scan's thick slices
+        model, stats["adapt"] = adapt_model(model, lr_in, ref_thick, thick_axis, profile, adapt, device)
+    sr_sum, confidence_sum = np.zeros(grid.shape, np.float32), None
+    for across in (a for a in range(3) if a != thick_axis):
+        def planes(volume: np.ndarray) -> np.ndarray:  # (N, T', B): planes across `across`, thick axis as rows
+            return np.ascontiguousarray(np.moveaxis(volume, (across, thick_axis), (0, 1)))
+
+        out = super_resolve_slices(model, planes(lr_up), planes(ref_in), 1, batch_size, device, progress, settings)
+        sr_sum += np.moveaxis(out.sr, (0, 1), (across, thick_axis))
+        if out.confidence is not None:
+            confidence = np.moveaxis(out.confidence, (0, 1), (across, thick_axis))
+            confidence_sum = confidence if confidence_sum is None else confidence_sum + confidence
+        stats["planes"].append(out.stats)
+    sr_norm = sr_sum / 2 + along_axis(lr_norm - lr_in, thick_axis, "up", profile)  # clipped-away excess
+    return InferenceResult(
+        sr=target_stats.denormalize(sr_norm).astype(np.float32),
+        confidence=None if confidence_sum is None else (confidence_sum / 2).astype(np.float32),
+        reference=reference,
+        grid=grid,
+        coverage=coverage,
+        target_stats=target_stats,
+        ref_stats=ref_stats,
+        stats=stats,
+    )

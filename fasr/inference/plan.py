@@ -18,6 +18,7 @@ exists or can be made and is writable) and estimates time and memory, all before
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import tempfile
@@ -37,7 +38,14 @@ from fasr.data.geometry import sr_affine
 from fasr.data.io import NIFTI_SUFFIXES, read_volume
 from fasr.data.types import Volume
 from fasr.errors import FasrError
-from fasr.inference.grid import SRGrid, choose_inplane_axes, plan_sr_grid, spacing_along_axes, voxel_sizes
+from fasr.inference.grid import (
+    SRGrid,
+    choose_inplane_axes,
+    plan_sr_grid,
+    plan_thick_grid,
+    spacing_along_axes,
+    voxel_sizes,
+)
 from fasr.inference.inputs import is_slice_file, read_inputs
 from fasr.inference.memory import DEFAULT_BATCH_SIZE, estimate
 from fasr.inference.output import check_outputs, resolved
@@ -54,6 +62,7 @@ __all__ = [
     "read_geometry",
     "checkpoint_model",
     "check_task",
+    "check_thick_task",
     "check_writable",
     "check_output_paths",
     "estimate_cost",
@@ -67,6 +76,8 @@ RATIO_TOLERANCE = math.sqrt(2.0)
 # Relative deviation of an accepted ratio from the scale above which the plan warns (the reference is then
 # interpolated onto the SR grid rather than sampled at its own resolution).
 RATIO_WARNING = 0.25
+# A through-plane model takes an LR whose slice spacing is at least this many reference spacings (ours).
+THICK_MIN_RATIO = 1.5
 
 # Whole-volume float32 arrays on the SR grid held at once by the pipeline (reference, stacks, SR, confidence).
 _SR_GRID_ARRAYS = 7
@@ -120,6 +131,13 @@ class InferencePlan:
         """One line: scale, shapes and voxel sizes, slices, and the cost estimate."""
         grid, n = self.grid, self.grid.shape[self.grid.slice_axis]
         h, w = (grid.shape[a] for a in grid.inplane_axes)
+        if grid.thick_axis is not None:
+            return (
+                f"plan: x{grid.scale} through-plane along {_axis_name(self.lr_affine, grid.thick_axis)}, "
+                f"{_dims(self.lr_shape)} ({_mm(voxel_sizes(self.lr_affine))} mm) -> {_dims(grid.shape)} "
+                f"({_mm(voxel_sizes(grid.affine))} mm), planes along both other axes, combined; estimated "
+                f"{_duration(self.seconds)} on a CPU, peak memory ~{_size(self.memory_bytes)}"
+            )
         return (
             f"plan: x{grid.scale} {_dims(self.lr_shape)} ({_mm(voxel_sizes(self.lr_affine))} mm) -> "
             f"{_dims(grid.shape)} ({_mm(voxel_sizes(grid.affine))} mm), {n} slices of {h}x{w} along voxel axis "
@@ -262,13 +280,7 @@ def check_task(target: InputGeometry, ref: InputGeometry, scale: int, simulate: 
         FasrError: same file twice, swapped inputs, thick-slice or already high-resolution LR, wrong factor.
     """
     option = "--simulate-from" if simulate else "--lr"
-    if resolved(target.path) == resolved(ref.path) or (
-        target.path.exists() and ref.path.exists() and os.path.samefile(target.path, ref.path)
-    ):
-        raise FasrError(
-            f"{option} and --ref are the same file '{target.path}'; --ref takes a high-resolution scan of another "
-            "contrast of the same patient (e.g. T1 for a T2 target)"
-        )
+    _check_distinct(target, ref, option)
     expected = 1 if simulate else scale
     ratio = voxel_sizes(target.affine) / spacing_along_axes(target.affine, ref.affine)  # (3,)
     inplane = choose_inplane_axes(target.shape, target.affine, ref.affine, expected)
@@ -297,11 +309,12 @@ def check_task(target: InputGeometry, ref: InputGeometry, scale: int, simulate: 
         )
     if len(coarse) == 1 and len(axes) == 3:
         thick = coarse[0]
+        through = [m.name for m in PRETRAINED.values() if m.scale == 1] or ["a model trained with data.planes: thick"]
         raise FasrError(
             f"--lr '{target.path}' is a thick-slice scan: {ratio[thick]:.3g} times the reference spacing along "
             f"{_axis_name(target.affine, thick)}, like the reference along the other two ({sizes}); through-plane "
             f"super-resolution is not what this model does (it refines two in-plane axes x{scale} and keeps the "
-            f"slices): give an LR whose in-plane voxels are {scale} times the reference's"
+            f"slices): pass a through-plane model ({', '.join(through)}) as --checkpoint"
         )
     pair = sorted(coarse, key=lambda a: abs(math.log(ratio[a] / scale)))[:2]
     factor = 2 ** round(math.log2(math.sqrt(ratio[pair[0]] * ratio[pair[-1]])))
@@ -311,6 +324,45 @@ def check_task(target: InputGeometry, ref: InputGeometry, scale: int, simulate: 
         f"checkpoint super-resolves x{scale}; use a x{factor} checkpoint{f' ({shipped[0]})' if shipped else ''} "
         f"or a reference with voxels 1/{scale} of the LR's"
     )
+
+
+def _check_distinct(target: InputGeometry, ref: InputGeometry, option: str) -> None:
+    """Refuse the same file as target and reference."""
+    if resolved(target.path) == resolved(ref.path) or (
+        target.path.exists() and ref.path.exists() and os.path.samefile(target.path, ref.path)
+    ):
+        raise FasrError(
+            f"{option} and --ref are the same file '{target.path}'; --ref takes a high-resolution scan of another "
+            "contrast of the same patient (e.g. T1 for a T2 target)"
+        )
+
+
+def check_thick_task(target: InputGeometry, ref: InputGeometry) -> tuple[int, int]:
+    """Refuse a job that is not through-plane super-resolution; return the thick axis and its factor (ours).
+
+    Accepted: one voxel axis at least 1.5 times the reference spacing (the slices), the other two within
+    :data:`RATIO_TOLERANCE` of it or finer. The factor is that ratio rounded; the output's slices are the LR's
+    slice spacing over the factor (the reference's spacing when the ratio is an integer).
+
+    Raises:
+        FasrError: same file twice, no thick axis (isotropic or swapped), or coarse in-plane voxels too.
+    """
+    _check_distinct(target, ref, "--lr")
+    ratio = voxel_sizes(target.affine) / spacing_along_axes(target.affine, ref.affine)  # (3,)
+    sizes = f"{_mm(voxel_sizes(target.affine))} mm voxels, {_mm(ratio)} times the reference spacing"
+    thick = int(np.argmax(ratio))
+    others = [a for a in range(3) if a != thick]
+    if 1 in target.shape or ratio[thick] < THICK_MIN_RATIO:
+        raise FasrError(
+            f"--lr '{target.path}' ({sizes}) has no thick-slice axis: a through-plane model refines a volume whose "
+            f"slices are at least {THICK_MIN_RATIO:g} times the reference spacing (e.g. 4 mm T2 slices, 1 mm T1)"
+        )
+    if any(ratio[a] > RATIO_TOLERANCE for a in others):
+        raise FasrError(
+            f"--lr '{target.path}' ({sizes}) is coarse in-plane too; a through-plane model keeps the in-plane "
+            "resolution: use an in-plane model (brats-x2, brats-x4) for a low in-plane resolution"
+        )
+    return thick, max(2, round(float(ratio[thick])))
 
 
 def check_writable(path: Path, option: str) -> None:
@@ -379,6 +431,7 @@ def check_output_paths(
 def plan_inference(
     target: Source, ref: Source, scale: int, *, simulate: bool = False, batch_size: int = DEFAULT_BATCH_SIZE,
     search_window: int = DEFAULT_SEARCH_WINDOW, keys: tuple[str | None, str | None] = (None, None),
+    through_plane: bool = False,
 ) -> InferencePlan:
     """Check an inference job from the inputs' geometry only, before the model is loaded.
 
@@ -391,11 +444,24 @@ def plan_inference(
         keys: the variables to read from ``.mat`` target / reference files holding several.
         simulate: degrade the target by ``scale`` first (``--simulate-from``).
         batch_size: slices per forward pass (for the memory estimate).
+        through_plane: the model refines a thick slice axis (:func:`check_thick_task`; ``scale`` is unused).
 
     Raises:
         FasrError: a refused task (:func:`check_task`) or an unreadable header.
     """
     target_geo, ref_geo = _read_inputs(target, ref, keys)
+    if through_plane:
+        if simulate:
+            raise FasrError(
+                "--simulate-from with a through-plane model: make the thick-slice LR first (fasr.data.thick."
+                "thick_volume, or `fasr bench thick`) and pass it as --lr"
+            )
+        axis, factor = check_thick_task(target_geo, ref_geo)
+        grid = plan_thick_grid(target_geo.shape, target_geo.affine, ref_geo.affine, axis, factor)
+        # Two passes (one per plane family) of full-resolution planes: the in-plane cost model on the output grid.
+        seconds, memory = estimate_cost(dataclasses.replace(grid, scale=1), ref_geo, batch_size, search_window)
+        return InferencePlan(target_geo, ref_geo, False, target_geo.shape, target_geo.affine, grid, 2 * seconds,
+                             memory)
     inplane = check_task(target_geo, ref_geo, scale, simulate)
     if simulate:
         for axis in inplane:

@@ -23,15 +23,23 @@ from fasr import __version__
 from fasr.checkpoint import INFERENCE_FIELDS, load_model
 from fasr.config import RunConfig, to_dict
 from fasr.data.config import DegradationConfig
-from fasr.data.degrade import Degradation, build_degradation
+from fasr.data.degrade import Degradation, SliceProfile, build_degradation
 from fasr.data.geometry import resample_to_grid
 from fasr.data.normalize import intensity_floor, robust_stats
+from fasr.data.thick import along_axis
 from fasr.data.types import Volume
 from fasr.errors import FasrError, UsageError
-from fasr.inference.grid import plan_sr_grid, voxel_sizes
+from fasr.inference.grid import voxel_sizes
 from fasr.inference.inputs import InputPair
 from fasr.inference.output import cast_like, nifti_image, save_nifti, sidecar_path, write_json
-from fasr.inference.pipeline import MIN_COVERAGE, InferenceResult, reference_coverage, super_resolve_volume
+from fasr.inference.pipeline import (
+    MIN_COVERAGE,
+    InferenceResult,
+    reference_coverage,
+    super_resolve_thick,
+    super_resolve_volume,
+)
+from fasr.inference.plan import InputGeometry, check_thick_task
 from fasr.inference.qa import ReferenceQA, check_reference, mean_confidence, reference_qa
 from fasr.inference.register import (
     MAX_ROTATION_DEG,
@@ -46,6 +54,7 @@ from fasr.inference.register import (
 from fasr.inference.simulate import Simulation, bicubic_volume, score_methods, simulate_lr
 from fasr.inference.slicing import Slicer
 from fasr.inference.volume import RunSettings
+from fasr.models.config import is_through_plane
 from fasr.pretrained import PRETRAINED, resolve_checkpoint
 
 __all__ = [
@@ -166,6 +175,7 @@ def predict(
     strict: bool = False,
     warn: Callable[[str], None] | None = None,
     register: str = "rigid",
+    adapt: int = 0,
 ) -> Prediction:
     """Super-resolve a target with its reference; with ``simulate``, degrade the target first and score.
 
@@ -182,7 +192,13 @@ def predict(
         register: ``rigid`` (default): fit a rigid transform of the reference to the LR by mutual information
             and apply it before reference QA and resampling (:mod:`fasr.inference.register`); ``none``: trust the
             affines.
+        adapt: through-plane models: fine-tune a copy for this many steps on the scan's own slices first
+            (:mod:`fasr.inference.adapt`; 0: off).
     """
+    if adapt < 0:
+        raise FasrError(f"--adapt takes a number of steps >= 0, got {adapt}")
+    if adapt and not is_through_plane(loaded.config.model):
+        raise FasrError("--adapt fine-tunes a through-plane model on a thick-slice scan; drop it for an in-plane model")
     if register not in REGISTRATIONS:
         raise FasrError(f"unknown registration '{register}'; choose one of {', '.join(REGISTRATIONS)}")
     start = time.perf_counter()
@@ -191,6 +207,11 @@ def predict(
     simulation = degradation_cfg = bicubic = scores = None
     inplane_axes = None
     lr = target
+    if simulate and is_through_plane(cfg.model):
+        raise FasrError(
+            "--simulate-from with a through-plane model: make the thick-slice LR first (fasr.data.thick.thick_volume, "
+            "or `fasr bench thick`) and pass it as --lr"
+        )
     if simulate:
         degradation_cfg = cfg.data.degradation
         if degradation_kind is not None:
@@ -206,29 +227,27 @@ def predict(
             seed=cfg.seed,
         )
         lr, inplane_axes = simulation.lr, simulation.inplane_axes
+    degradation = getattr(loaded.model, "ref_degradation", None) or build_degradation(cfg.data.degradation)
+    scale, thick_axis = loaded.scale, None
+    if is_through_plane(cfg.model):  # ours: the factor and the thick axis come from this scan's headers
+        thick_axis, scale = check_thick_task(_geometry_of(lr), _geometry_of(ref))
+        degradation = SliceProfile(scale, degradation.profile, degradation.thickness)
     registration = None
     if register == "rigid":
         robust_stats(lr, *cfg.data.norm_percentiles)  # an LR without content is refused before registration
-        degradation = getattr(loaded.model, "ref_degradation", None) or build_degradation(cfg.data.degradation)
-        registration, ref, note = _registered(lr, ref, loaded.scale, inplane_axes, degradation)
+        registration, ref, note = _registered(lr, ref, scale, inplane_axes, degradation, thick_axis)
         if note is not None and warn is not None:
             warn(note)
     qa = reference_qa(lr, ref)
     warning = check_reference(qa, lr.path, ref.path, strict)
     if warning is not None and warn is not None:
         warn(warning)
-    result = super_resolve_volume(
-        loaded.model,
-        lr,
-        ref,
-        loaded.scale,
-        norm_percentiles=cfg.data.norm_percentiles,
-        batch_size=batch_size,
-        device=loaded.device,
-        progress=progress,
-        inplane_axes=inplane_axes,
-        settings=RunSettings.for_model(cfg.model, loaded.precision, loaded.max_memory_gib),
-    )
+    run = dict(norm_percentiles=cfg.data.norm_percentiles, batch_size=batch_size, device=loaded.device,
+               progress=progress, settings=RunSettings.for_model(cfg.model, loaded.precision, loaded.max_memory_gib))
+    if thick_axis is None:
+        result = super_resolve_volume(loaded.model, lr, ref, scale, inplane_axes=inplane_axes, **run)
+    else:
+        result = super_resolve_thick(loaded.model, lr, ref, degradation, thick_axis, adapt=adapt, **run)
     # Nothing below the input's background level (0 for a magnitude image, a standardised one's own background):
     # the residual and interpolation undershoot there.
     floor = intensity_floor(inputs.target.data)
@@ -261,25 +280,30 @@ def predict(
 
 
 def _agreement(
-    lr: Volume, ref: Volume, scale: int, inplane_axes: tuple[int, int] | None, degradation: Degradation
+    lr: Volume, ref: Volume, scale: int, inplane_axes: tuple[int, int] | None, degradation: Degradation,
+    thick_axis: int | None = None,
 ) -> float:
     """:func:`fasr.inference.register.local_agreement` of ``lr`` and ``ref`` as its affine places it: the reference
-    resampled onto the SR grid as the pipeline does, then degraded to the LR grid as the model assumes the LR was."""
-    grid = plan_sr_grid(lr.data.shape, lr.affine, ref.affine, scale, inplane_axes)
-    slicer = Slicer.for_grid(grid.affine, grid.slice_axis)
+    resampled onto the SR grid as the pipeline does, then degraded to the LR grid as the model assumes the LR was
+    (a through-plane grid: along ``thick_axis``)."""
+    grid = reference_coverage(lr, ref, scale, inplane_axes, 0.0, thick_axis)[0]
     on_grid = resample_to_grid(ref.data, ref.affine, grid.shape, grid.affine, order=1)
+    if thick_axis is not None:
+        return local_agreement(lr.data, along_axis(on_grid, thick_axis, "down", degradation))
+    slicer = Slicer.for_grid(grid.affine, grid.slice_axis)
     with torch.no_grad():
         view = degradation.down(torch.from_numpy(slicer.to_stack(on_grid)).float()[:, None], scale)[:, 0].numpy()
     return local_agreement(slicer.to_stack(lr.data), view)
 
 
 def _registered(
-    lr: Volume, ref: Volume, scale: int, inplane_axes: tuple[int, int] | None, degradation: Degradation
+    lr: Volume, ref: Volume, scale: int, inplane_axes: tuple[int, int] | None, degradation: Degradation,
+    thick_axis: int | None = None,
 ) -> tuple[Registration | None, Volume, str | None]:
     """The reference registered to the LR, when that is possible, plausible and better than the headers' placement;
     else as its header places it, with the reason (None when the headers simply agreed better). A reference that
     does not cover the LR is refused first (as the pipeline would)."""
-    reference_coverage(lr, ref, scale, inplane_axes)
+    reference_coverage(lr, ref, scale, inplane_axes, thick_axis=thick_axis)
     problem = registration_problem(lr, ref)
     if problem is not None:  # said for a thin volume; a 2-D slice cannot be registered in 3-D and is not expected to
         return None, ref, None if 1 in lr.data.shape or 1 in ref.data.shape else problem
@@ -288,13 +312,13 @@ def _registered(
     # Mutual information between contrasts can settle a fraction of a millimetre away from the pixel-level optimum
     # (ours, measured: benchmarks/results/registration.md): the transform is used only when the registered
     # reference explains the LR better than the headers' placement does.
-    agreement = (_agreement(lr, ref, scale, inplane_axes, degradation),
-                 _agreement(lr, moved, scale, inplane_axes, degradation))
+    agreement = (_agreement(lr, ref, scale, inplane_axes, degradation, thick_axis),
+                 _agreement(lr, moved, scale, inplane_axes, degradation, thick_axis))
     registration = dataclasses.replace(registration, agreement=agreement, applied=agreement[1] > agreement[0])
     if not registration.applied:
         return registration, ref, None
     shift = registration.centre_shift_mm
-    lost = reference_coverage(lr, moved, scale, inplane_axes, 0.0)[1] < MIN_COVERAGE
+    lost = reference_coverage(lr, moved, scale, inplane_axes, 0.0, thick_axis)[1] < MIN_COVERAGE
     if registration.rotation_deg > MAX_ROTATION_DEG or shift > MAX_SHIFT_MM or lost:
         return None, ref, (
             f"registration of '{ref.path}' found an implausible motion ({registration.rotation_deg:.1f} degrees, "
@@ -302,6 +326,10 @@ def _registered(
             "of one session) or lost coverage: the reference is used as its header places it"
         )
     return registration, moved, None
+
+
+def _geometry_of(volume: Volume) -> InputGeometry:
+    return InputGeometry(Path(volume.path), tuple(volume.data.shape), volume.affine)  # type: ignore[arg-type]
 
 
 def _descrip(loaded: LoadedModel, what: str, ref_path: Path) -> str:
@@ -348,6 +376,7 @@ def sidecar_record(
             "slice_axis": grid.slice_axis,
             "inplane_axes": list(grid.inplane_axes),
             "scale": grid.scale,
+            "thick_axis": grid.thick_axis,
             "lr_over_reference_spacing": list(grid.ref_ratio),
             "affine": grid.affine.tolist(),
         },

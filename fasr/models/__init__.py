@@ -46,8 +46,9 @@ USES: dict[str, frozenset[str]] = {
 # trained without them can be fine-tuned into one with them (``init_from``) and starts from the same output.
 GROWN_WEIGHTS: dict[str, str] = {"ref_detail": ".detail.", "ref_guided": "guide"}
 # ModelConfig fields that change what a model computes but none of its weights: ``init_from`` may change them (the
-# fine-tuning that follows adapts the weights).
-WEIGHT_FREE_FIELDS = frozenset({"guide_order"})
+# fine-tuning that follows adapts the weights; FASR-Net's weights do not depend on its scale, a baseline's upsampler
+# does and fails to load).
+WEIGHT_FREE_FIELDS = frozenset({"guide_order", "scale"})
 
 
 def register(name: str, target: str, uses: frozenset[str] = _ALL) -> None:

@@ -7,7 +7,7 @@ from typing import Literal
 
 from fasr.data.degrade import Degradation, degradation_from_spec
 
-__all__ = ["ModelConfig", "ref_degradation_of"]
+__all__ = ["ModelConfig", "ref_degradation_of", "is_through_plane"]
 
 
 @dataclass
@@ -16,7 +16,8 @@ class ModelConfig:
 
     Args:
         name: ``fasr`` or a baseline (``bicubic``, ``edsr``, ``swinir``, ``mcsr``, ``minet``, ``ttsr``).
-        scale: upsampling factor (2 or 4 in the paper; any integer >= 2 works).
+        scale: upsampling factor (2 or 4 in the paper; any integer >= 2 works); 1 for a through-plane model (ours:
+            ``ref_degradation`` a slice profile, ``data.planes: thick``; :func:`is_through_plane`).
         backbone: texture extractor (Table II).
         feature_levels: ``paper`` taps relu1_2/relu2_2/relu3_2 (Fig. 3); ``public`` taps relu*_1 as the authors' code.
         alignment: Table III switch; ``cross_attention`` is one-level TTSR matching ("w/o FA").
@@ -39,7 +40,8 @@ class ModelConfig:
             ImageNet), or None = random init.
         ref_degradation: how the model makes I_Ref-down-up: ``auto`` (default) = the LR's nominal degradation with
             its window (``fasr.data.degrade.nominal_spec`` of ``data.degradation``, Section III-A's domain
-            consistency), or a spec: ``bicubic``, ``kspace``, ``kspace:hamming``, ``kspace:tukey:0.5``.
+            consistency), or a spec: ``bicubic``, ``kspace``, ``kspace:hamming``, ``kspace:tukey:0.5``,
+            ``slice:4:boxcar`` (through-plane; inference takes the factor from the scan).
         ref_detail: ours, not the paper's: also transfer the reference's own missing band, I_Ref - I_Ref-down-up,
             with the full-resolution texture (same matches) and inject it at full resolution through a
             zero-initialised convolution (``docs/architecture.md``). A model without it can be fine-tuned into
@@ -79,3 +81,9 @@ def ref_degradation_of(cfg: ModelConfig) -> Degradation:
     """The degradation a model applies to make I_Ref-down-up, from ``cfg.ref_degradation`` (``auto`` is resolved
     from the data config before a model is built)."""
     return degradation_from_spec("bicubic" if cfg.ref_degradation == "auto" else cfg.ref_degradation)
+
+
+def is_through_plane(cfg: ModelConfig) -> bool:
+    """Whether the model refines one thick axis (a slice-profile ``ref_degradation``, ``scale`` 1) rather than two
+    in-plane axes."""
+    return cfg.ref_degradation.startswith("slice")

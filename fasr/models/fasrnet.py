@@ -3,6 +3,10 @@
 ``FASRNet(scale=4)(lr, ref)`` takes the LR target (B, 1, h, w) and the HR reference (B, 1, h*scale, w*scale) at
 their native sizes, builds I_LR-up and I_Ref-down-up itself (Section III-A), pads internally to the 1/4 grid and
 crops back, so any h x w works.
+
+Through-plane models (ours, ``scale=1`` with a :class:`fasr.data.degrade.SliceProfile` ``ref_degradation``) take
+planes that contain the slice axis, the thick rows already interpolated onto the reference's grid (I_LR-up is the
+input), and make I_Ref-down-up with the same slice profile; everything else is the same network.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fasr.data.degrade import Bicubic, Degradation, resize
+from fasr.data.degrade import Bicubic, Degradation, SliceProfile, resize
 from fasr.errors import FasrError
 from fasr.models.alignment import ALIGNMENT_CHOICES, ALIGNMENTS, AlignmentResult, AlignmentSettings, Matcher
 from fasr.models.config import ModelConfig, ref_degradation_of
@@ -33,7 +37,7 @@ class FASRNet(nn.Module):
     """Flexible Alignment Super-Resolution Network.
 
     Args:
-        scale: upsampling factor.
+        scale: in-plane upsampling factor; 1 for a through-plane model (its factor is the slice profile's).
         backbone / feature_levels / backbone_weights: texture extractor (Section III-B, Table II).
         alignment: ``both`` (S-A + M-A), ``sa``, ``ma`` or ``cross_attention`` (one-level TTSR matching).
         fusion: ``chpf`` or ``decoder``.
@@ -74,8 +78,10 @@ class FASRNet(nn.Module):
         guide_order: int = 1,
     ) -> None:
         super().__init__()
-        if scale < 2:
-            raise ValueError(f"scale must be >= 2, got {scale}")
+        if scale < 1 or (scale == 1) != isinstance(ref_degradation, SliceProfile):
+            raise ValueError(
+                f"scale must be >= 2 (in-plane), or 1 with a slice-profile ref_degradation (through-plane); got {scale}"
+            )
         if alignment not in ALIGNMENT_CHOICES:
             raise ValueError(f"unknown alignment '{alignment}'; choose one of {sorted(ALIGNMENT_CHOICES)}")
         if fusion not in ("chpf", "decoder"):

@@ -24,7 +24,7 @@ class PretrainedModel:
     Attributes:
         name: registry name given to ``--checkpoint``.
         filename: checkpoint file inside :data:`PRETRAINED_DIR`.
-        scale: in-plane upsampling factor it was trained for.
+        scale: in-plane upsampling factor it was trained for (1: a through-plane model, factor from the scan).
         target: target contrast it super-resolves.
         references: reference contrasts seen in training.
         description: one line for ``list_pretrained`` / help texts.
@@ -46,6 +46,11 @@ class PretrainedModel:
     test_psnr: float
     test_bicubic_psnr: float
     card: str
+
+    @property
+    def task(self) -> str:
+        """``x4 in-plane`` or ``through-plane`` (for tables and messages)."""
+        return "through-plane x3-x6" if self.scale == 1 else f"x{self.scale} in-plane"
 
     @property
     def path(self) -> Path:
@@ -105,7 +110,7 @@ PRETRAINED: dict[str, PretrainedModel] = {
 
 def _short_list() -> str:
     """``brats-x4 = x4 t2 from t1/t1c/flair, ...`` for error messages."""
-    return ", ".join(f"{m.name} = x{m.scale} {m.target} from {'/'.join(m.references)}" for m in PRETRAINED.values())
+    return ", ".join(f"{m.name} = {m.task} {m.target} from {'/'.join(m.references)}" for m in PRETRAINED.values())
 
 
 def list_pretrained() -> list[PretrainedModel]:
