@@ -22,7 +22,6 @@ A field left unset (``None``) takes its preset's value; an explicit value always
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import types
@@ -38,6 +37,7 @@ from fasr.data.config import DataConfig, DegradationConfig
 from fasr.data.degrade import degradation_from_spec, nominal_spec
 from fasr.errors import FasrError, UsageError
 from fasr.models.config import ModelConfig, is_through_plane
+from fasr.options import add_set_argument  # noqa: F401 - re-exported: every command imports it from here
 
 __all__ = [
     "RunConfig",
@@ -303,24 +303,6 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             node = node.setdefault(p, {})
         node[leaf] = yaml.safe_load(raw)
     return data
-
-
-def add_set_argument(parser: argparse.ArgumentParser, example: str, dest: str = "overrides") -> None:
-    """The repeatable ``--set KEY=VALUE`` option every command that reads a run config shares.
-
-    Args:
-        parser: the command's parser.
-        example: an override shown in the help, e.g. ``schedule.epochs=20``.
-        dest: attribute name on the parsed namespace.
-    """
-    parser.add_argument(
-        "--set",
-        dest=dest,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help=f"override a config value, e.g. --set {example} (repeatable)",
-    )
 
 
 def read_yaml(path: str | Path, missing_hint: str = "see configs/ for examples") -> dict:

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from fasr.config import RunConfig, add_set_argument, apply_overrides, load_config
+from fasr.options import add_set_argument
+
+if TYPE_CHECKING:
+    from fasr.config import RunConfig
 from fasr.errors import FasrError
 
 __all__ = ["add_arguments", "run", "add_data_arguments", "config_overrides", "data_config", "require_data_root"]
@@ -31,6 +35,8 @@ def config_overrides(args: argparse.Namespace) -> list[str]:
 def data_config(args: argparse.Namespace) -> RunConfig | None:
     """The ``--config`` file with :func:`config_overrides`, or None: the data then come from the checkpoint's own
     config, which :func:`fasr.checkpoint.load_model` returns with the same overrides."""
+    from fasr.config import load_config  # torch-heavy: import after parsing
+
     return load_config(args.config, config_overrides(args)) if args.config is not None else None
 
 
@@ -42,6 +48,7 @@ def require_data_root(args: argparse.Namespace, checkpoint: Path) -> None:
         checkpoint: the checkpoint whose stored config gives the folder when neither ``--data`` nor ``--config`` does.
     """
     from fasr.checkpoint import load_checkpoint
+    from fasr.config import apply_overrides
 
     cfg = data_config(args)
     if cfg is not None:

@@ -39,6 +39,7 @@ from fasr import __version__
 from fasr.data.io import NIFTI_SUFFIXES
 from fasr.errors import FasrError, UsageError
 from fasr.inference.frontend import load_model, super_resolve
+from fasr.inference.options import add_dataset_arguments as add_arguments  # noqa: F401 - its options
 from fasr.inference.output import nifti_stem, sidecar_path
 from fasr.inference.predict import LoadedModel
 
@@ -98,23 +99,6 @@ class Row:
     seconds: float | None = None
     mean_confidence: float | None = None
     warnings: list[str] = field(default_factory=list)
-
-
-def add_arguments(parser: argparse.ArgumentParser, source: argparse._MutuallyExclusiveGroup) -> None:
-    """The dataset options of ``fasr infer`` (the three sources join ``--lr``/``--simulate-from``'s group)."""
-    source.add_argument("--bids", type=Path, metavar="DIR",
-                        help="a BIDS dataset: every subject/session with both a --target and a --ref scan is "
-                        "super-resolved into DIR/derivatives/fasr")
-    source.add_argument("--lr-glob", metavar="GLOB", help="LR files, e.g. 'scans/*/t2.nii.gz' (with --ref-glob)")
-    source.add_argument("--pairs", type=Path, metavar="CSV", help="CSV with columns lr, ref[, id]")
-    parser.add_argument("--ref-glob", metavar="GLOB", help="reference files, same wildcards as --lr-glob")
-    parser.add_argument("--target", metavar="SUFFIX", help="with --bids: the target's suffix, e.g. T2w")
-    parser.add_argument(
-        "--participant-label", nargs="+", metavar="LABEL", help="with --bids: only these subjects (01 or sub-01)"
-    )
-    parser.add_argument(
-        "--shard", metavar="I/N", help="only subjects I, I+N, ... of the sorted list (1-based); auto: torchrun rank"
-    )
 
 
 def is_batch(args: argparse.Namespace) -> bool:

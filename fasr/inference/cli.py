@@ -16,19 +16,14 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from fasr.checkpoint import resolve_device
-from fasr.config import add_set_argument
 from fasr.errors import UsageError
-from fasr.inference import bids
-from fasr.inference.frontend import load_model, super_resolve
-from fasr.inference.memory import DEFAULT_BATCH_SIZE
-from fasr.inference.output import require_nifti, resolved, sidecar_path
-from fasr.inference.plan import check_output_paths, checkpoint_model, plan_inference
-from fasr.inference.predict import LoadedModel, metrics_table
-from fasr.inference.register import REGISTRATIONS
-from fasr.inference.volume import PRECISIONS
-from fasr.models.config import is_through_plane
+from fasr.inference.options import DEFAULT_BATCH_SIZE, PRECISIONS, REGISTRATIONS, add_dataset_arguments
+from fasr.options import add_set_argument
+
+if TYPE_CHECKING:
+    from fasr.inference.predict import LoadedModel
 
 __all__ = ["add_arguments", "run"]
 
@@ -89,7 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_set_argument(parser, "model.search_window=16")
-    bids.add_arguments(parser, source)
+    add_dataset_arguments(parser, source)
 
 
 def _warn(message: str) -> None:
@@ -97,6 +92,7 @@ def _warn(message: str) -> None:
 
 
 def _loaded(args: argparse.Namespace) -> LoadedModel:
+    from fasr.inference.frontend import load_model
     """The model with the run settings of --precision and --max-memory-gib."""
     if args.max_memory_gib is not None and args.max_memory_gib <= 0:
         raise UsageError(f"--max-memory-gib must be > 0, got {args.max_memory_gib:g}")
@@ -105,6 +101,15 @@ def _loaded(args: argparse.Namespace) -> LoadedModel:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: building the parser (``--help``) must not import torch.
+    from fasr.checkpoint import resolve_device
+    from fasr.inference import bids
+    from fasr.inference.frontend import super_resolve
+    from fasr.inference.output import require_nifti, resolved, sidecar_path
+    from fasr.inference.plan import check_output_paths, checkpoint_model, plan_inference
+    from fasr.inference.predict import metrics_table
+    from fasr.models.config import is_through_plane
+
     if bids.is_batch(args):
         return bids.run(args)
     bids.refuse_batch_options(args)

@@ -14,17 +14,15 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.figure import Figure
 
-from fasr.config import add_set_argument
-from fasr.data.orient import display_codes
-from fasr.inference.demo_subject import demo_pair
-from fasr.inference.frontend import DEFAULT_MODEL, SRResult, super_resolve
-from fasr.inference.output import check_outputs, write_json
-from fasr.inference.predict import metrics_table
-from fasr.inference.slicing import Slicer
+from fasr.inference.options import DEFAULT_MODEL
+from fasr.options import add_set_argument
+
+if TYPE_CHECKING:
+    from fasr.inference.frontend import SRResult
 
 __all__ = ["DEMO_SUBJECT", "OUTPUTS", "add_arguments", "run", "demo_figure"]
 
@@ -60,6 +58,11 @@ def demo_figure(result: SRResult, path: Path) -> Path:
         result: a simulated super-resolution (ground truth, bicubic and confidence present).
         path: PNG file to write.
     """
+    from matplotlib.figure import Figure
+
+    from fasr.data.orient import display_codes
+    from fasr.inference.slicing import Slicer
+
     prediction = result.prediction
     inference, simulation, scores = prediction.result, prediction.simulation, prediction.scores
     if simulation is None or prediction.bicubic is None or scores is None or inference.confidence is None:
@@ -117,6 +120,12 @@ def demo_figure(result: SRResult, path: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: building the parser (``--help``) must not import torch.
+    from fasr.inference.demo_subject import demo_pair
+    from fasr.inference.frontend import super_resolve
+    from fasr.inference.output import check_outputs, write_json
+    from fasr.inference.predict import metrics_table
+
     start = time.perf_counter()
     outputs = {name: args.out / name for name in OUTPUTS}
     check_outputs(outputs.values(), [], args.force)

@@ -22,6 +22,7 @@ from fasr.checkpoint import resolve_device
 from fasr.errors import FasrError
 from fasr.inference.inputs import ImageInput, read_inputs
 from fasr.inference.memory import DEFAULT_BATCH_SIZE
+from fasr.inference.options import DEFAULT_MODEL  # noqa: F401 - defined there for the parsers
 from fasr.inference.output import require_nifti, resolved, sidecar_path
 from fasr.inference.plan import check_output_paths, checkpoint_model, plan_inference
 from fasr.inference.predict import (
@@ -37,7 +38,6 @@ from fasr.models.config import is_through_plane
 
 __all__ = ["DEFAULT_MODEL", "SRResult", "load_model", "super_resolve"]
 
-DEFAULT_MODEL = "brats-x4"
 
 
 def load_model(

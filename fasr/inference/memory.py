@@ -28,6 +28,7 @@ import resource
 from typing import NamedTuple
 
 from fasr.errors import FasrError
+from fasr.inference.options import DEFAULT_BATCH_SIZE  # noqa: F401 - defined there for the parsers
 from fasr.models.config import ModelConfig
 
 _MODEL = ModelConfig()  # the defaults below are the default model's settings
@@ -44,7 +45,6 @@ __all__ = [
     "DEFAULT_BATCH_SIZE",
 ]
 
-DEFAULT_BATCH_SIZE = 4  # slices per forward pass of `fasr infer` / `fasr.super_resolve` (fewer if memory needs)
 
 # Peak RSS of a fresh process with torch and the default model loaded, before the first forward pass.
 PROCESS_BASE_GIB = 0.35

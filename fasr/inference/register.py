@@ -23,13 +23,13 @@ import numpy as np
 from fasr.data.normalize import intensity_floor
 from fasr.data.types import Volume
 from fasr.errors import FasrError
+from fasr.inference.options import REGISTRATIONS  # noqa: F401 - defined there for the parsers
 
 __all__ = [
     "REGISTRATIONS", "MIN_VOXELS", "MAX_ROTATION_DEG", "MAX_SHIFT_MM", "Registration", "registration_problem",
     "register_rigid", "registered_volume", "local_agreement", "rigid_matrix", "rotation_angle_deg", "motion_of",
 ]
 
-REGISTRATIONS = ("rigid", "none")
 
 _LPS = np.diag([-1.0, -1.0, 1.0, 1.0])  # RAS <-> LPS (its own inverse)
 # Optimiser settings (ours): two levels, 1/2 and full resolution. Smoothing the reference to the LR's resolution

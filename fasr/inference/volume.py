@@ -22,6 +22,7 @@ from fasr.inference.memory import (
     default_max_memory_gib,
     plan_tiles,
 )
+from fasr.inference.options import PRECISIONS  # noqa: F401 - defined there for the parsers
 from fasr.inference.tiling import tile_count, tiled_forward
 from fasr.models.config import ModelConfig
 
@@ -35,7 +36,6 @@ __all__ = [
     "PRECISIONS",
 ]
 
-PRECISIONS = ("fp32", "bf16", "auto")
 
 
 _MODEL = ModelConfig()  # RunSettings' defaults are the default model's settings

@@ -7,8 +7,8 @@ import os
 import sys
 from pathlib import Path
 
-from fasr.config import add_set_argument, load_config
 from fasr.errors import FasrError
+from fasr.options import add_set_argument
 
 __all__ = ["add_arguments", "run"]
 
@@ -38,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fasr.training.trainer import TrainingInterrupted, train  # torch-heavy: import after parsing
+    from fasr.config import load_config  # torch-heavy: import after parsing
+    from fasr.training.trainer import TrainingInterrupted, train
 
     if args.config is None and not (args.resume and args.out):
         raise FasrError("fasr train needs --config FILE (or --out DIR --resume to continue a run)")
