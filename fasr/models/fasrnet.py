@@ -25,8 +25,8 @@ from fasr.models.correspondence import MatchTarget
 from fasr.models.extractor import CHANNELS, TextureExtractor
 from fasr.models.fusion import ProgressiveFusion
 from fasr.models.grids import GRIDS, QUERY_GRID, TRANSFER_GRIDS
-from fasr.models.guided import explained_share, local_linear_detail, local_quadratic_detail, squared_views
 from fasr.models.output import SROutput
+from fasr.models.reference_guide import ReferenceGuide
 
 __all__ = ["FASRNet", "FASROutput", "from_config", "ttsr_from_config"]
 
@@ -93,6 +93,7 @@ class FASRNet(nn.Module):
         if guide_order != 1 and not ref_guided:
             raise FasrError("model.guide_order is the fit of model.ref_guided; set model.ref_guided: true with it")
         self.ref_detail, self.ref_guided, self.guide_order = ref_detail, ref_guided, guide_order
+        self.guide = ReferenceGuide(ref_detail, ref_guided, guide_order)  # ours: fasr.models.reference_guide
         self.ref_degradation = ref_degradation or Bicubic()
         matcher = Matcher(attention_score=attention_score, temperature=softmax_temperature,
                           match_memory_mib=match_memory_mib, search_window=search_window)
@@ -159,53 +160,21 @@ class FASRNet(nn.Module):
         q = self.extractor(lr_up_p, self.qk_grids)  # Eq. 4
         k = self.extractor(ref_du_p, self.qk_grids)  # Eq. 5
         v = self.extractor(ref_p, TRANSFER_GRIDS)  # Eq. 6
-        # Ours: reference images that ride along with V^1, transferred with each module's own matches -- the band
-        # the LR lacks as the reference shows it (ref_detail, ref_guided), the reference's LR view (ref_guided) and
-        # the same two of the squared reference (ref_guided, guide_order 2).
-        carried = [ref_p - ref_du_p] if self.ref_detail or self.ref_guided else []
-        if self.ref_guided:
-            carried.append(ref_du_p)
-            if self.guide_order == 2:
-                squared = squared_views(ref, degradation, self.scale)  # (DU(I_Ref^2), its band)
-                carried += [F.pad(x, pad, mode="replicate") for x in squared]  # local_quadratic_detail's order
-        if carried:
-            # (B, C_1 + len(carried), H, W), channels-last as V (the transfer reads whole pixel rows of channels)
-            v["1"] = torch.cat([v["1"], *(c.to(v["1"].dtype) for c in carried)], dim=1)
-            v["1"] = v["1"].contiguous(memory_format=torch.channels_last)
+        v["1"] = self.guide.attach(v["1"], ref, ref_p, ref_du_p, degradation, self.scale, pad)  # ours
         n_q = q[QUERY_GRID].shape[-2] * q[QUERY_GRID].shape[-1]
         if match is not None and match.index.shape[1] != n_q:
             raise ValueError(f"match target has {match.index.shape[1]} queries, the padded 1/4 grid {n_q}")
         results: list[AlignmentResult] = [m(q, k, v, match, match_temperature) for m in self.align.values()]  # Eqs. 1-2
-        detail = guide = None
-        if carried:  # split the carried channels off each module's full-resolution texture again
-            n = len(carried)
-            aligned = [r.features["1"][:, -n:] for r in results]  # per module (B, n, H, W)
-            results = [r._replace(features={**r.features, "1": r.features["1"][:, :-n]}) for r in results]
-            band = torch.cat([a[:, :1] for a in aligned], dim=1)  # (B, n_align, H, W)
-            detail = band if self.ref_detail else None
-            if self.ref_guided:
-                # carried channel j of every module: (B, n_align, H, W)
-                views = [torch.cat([a[:, j:j + 1] for a in aligned], dim=1) for j in range(1, n)]
-                fit = local_linear_detail if self.guide_order == 1 else local_quadratic_detail
-                guide = fit(lr_up_p, views[0], band, *views[1:]).to(band.dtype)  # (B, 2 n_align, H, W)
+        results, detail, guide = self.guide.detach(results, lr_up_p)  # ours
         tex = {g: torch.cat([r.features[g] for r in results], dim=1) for g in TRANSFER_GRIDS}  # Eq. 17
         # Eq. 20 (averaged rather than summed: a constant factor the injection convolution absorbs).
         score = {g: torch.stack([r.score[g] for r in results]).mean(0) for g in TRANSFER_GRIDS}
         s = {g: F.interpolate(score[g], size=tex[g].shape[-2:], mode="bilinear", align_corners=False) for g in tex}
-
-        confidence = s["1"][..., :H, :W]
-        if guide is not None:  # ours: matched AND explaining the LR (the guide's rho^2; ~0 in flat background)
-            n = guide.shape[1] // 2
-            confidence = confidence * explained_share(guide[:, n:]).mean(1, keepdim=True)[..., :H, :W]
-        confidence = confidence.clamp(0.0, 1.0)
+        confidence = self.guide.confidence(s["1"][..., :H, :W], guide)
         # S in the texture's dtype: under bf16 autocast an fp32 S would promote every fused map to fp32.
         s = {g: m.to(tex[g].dtype) for g, m in s.items()}
         feats = self.fusion(self.head(lr_up_p), tex, s, detail, guide)  # Eq. 3 / 21
-        residual = self.tail(feats)  # (B, 1, H, W)
-        if guide is not None:  # ours: the predicted band (first half of guide), gated per pixel by the trunk
-            n = guide.shape[1] // 2
-            gate = self.guide_gate(torch.cat([feats, guide], dim=1))  # (B, n_align, H, W)
-            residual = residual + (gate * guide[:, :n]).sum(1, keepdim=True)
+        residual = self.tail(feats) + self.guide.gated_band(self.guide_gate, feats, guide)  # (B, 1, H, W)
         sr = (lr_up_p + residual)[..., :H, :W]  # global residual over LR-up
         match_loss = None if match is None else torch.stack([r.match_loss for r in results]).mean()
         matches = {name: r.index for name, r in zip(self.align, results)}
