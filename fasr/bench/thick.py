@@ -152,6 +152,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--adapt", type=int, default=0, metavar="N", help="also the --adapt N row (0: not run)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out-dir", default=OUT_DIR, help="where thick.{json,md} go")
+    parser.add_argument("--card", metavar="FILE", help="also write the 4 mm true-reference and cubic scores as a "
+                        "model-card JSON ({fasr, bicubic}: the shipped model's listed scores)")
     add_set_argument(parser, "data.root=[../shared/data/brats]")
 
 
@@ -172,5 +174,13 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "thick.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "thick.md").write_text(_markdown(result))
+    if args.card:
+        if "4" not in result["thickness"]:
+            raise UsageError("--card records the 4 mm row; include 4 in --thickness")
+        rows = result["thickness"]["4"]
+        card = {"fasr": rows["true reference"], "bicubic": rows["cubic"], "thickness_mm": 4,
+                "note": "bicubic: cubic B-spline interpolation of the thick slices onto the 1 mm grid", **made,
+                "command": command}
+        Path(args.card).write_text(json.dumps(card, indent=2) + "\n")
     print(_markdown(result))
     return 0
