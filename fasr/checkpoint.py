@@ -36,6 +36,7 @@ from fasr import __version__
 from fasr.config import RunConfig, apply_overrides, from_dict, to_dict
 from fasr.errors import FasrError
 from fasr.models import build_model
+from fasr.models.config import fields_where
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -176,8 +177,9 @@ def resolve_checkpoint_path(path_or_name: str | Path) -> Path:
     return resolve_checkpoint(path_or_name)
 
 
-# Model settings that change how a trained model runs, not what it learned: safe to change at inference.
-INFERENCE_FIELDS = ("search_window", "match_memory_mib", "ref_degradation")
+# Model settings that change how a trained model runs, not what it learned: safe to change at inference (each field's
+# ``inference`` fact, fasr.models.config).
+INFERENCE_FIELDS = fields_where("inference")
 
 
 def stored_config(state: dict[str, Any], path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:

@@ -86,7 +86,7 @@ class DataConfig:
         slice_key: variable to read from ``.mat`` slice files holding several.
     """
 
-    kind: str = "brats"
+    kind: Literal["brats", "ixi", "fastmri", "folder", "cache"] = "brats"
     root: str | list[str] = "../shared/data/brats"
     target: str = "t2"
     reference: str = "t1"

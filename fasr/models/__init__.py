@@ -13,7 +13,7 @@ from typing import Callable
 from torch import nn
 
 from fasr.errors import FasrError
-from fasr.models.config import ModelConfig
+from fasr.models.config import ModelConfig, fact, fields_read_by, fields_where
 from fasr.models.output import SROutput
 
 __all__ = [
@@ -32,28 +32,19 @@ MODELS: dict[str, str] = {
     "mcsr": "fasr.models.baselines.mcsr:from_config",
     "minet": "fasr.models.baselines.minet:from_config",
 }
-_ALL = frozenset(f.name for f in dataclasses.fields(ModelConfig))
-# name -> the ModelConfig fields the architecture reads; any other field must keep its default (else an error).
-USES: dict[str, frozenset[str]] = {
-    "fasr": _ALL,
-    "ttsr": _ALL - {"alignment", "embed_dim", "sa_key_stride", "ma_pyramid"},
-    "bicubic": frozenset({"name", "scale"}),
-    "guided": frozenset({"name", "scale", "ref_degradation", "guide_order"}),
-    **{name: frozenset({"name", "scale", "n_feats"}) for name in ("edsr", "swinir", "mcsr", "minet")},
-}
-
-# ModelConfig fields that, switched on, only add zero-initialised weights, named with this substring: a model
-# trained without them can be fine-tuned into one with them (``init_from``) and starts from the same output.
-GROWN_WEIGHTS: dict[str, str] = {"ref_detail": ".detail.", "ref_guided": "guide"}
-# ModelConfig fields that change what a model computes but none of its weights: ``init_from`` may change them (the
-# fine-tuning that follows adapts the weights; FASR-Net's weights do not depend on its scale, a baseline's upsampler
-# does and fails to load).
-WEIGHT_FREE_FIELDS = frozenset({"guide_order", "scale"})
+# name -> the ModelConfig fields the architecture reads (each field's ``read_by`` fact, fasr.models.config); any
+# other field must keep its default (else an error). Extensions declare theirs in ``register``.
+USES: dict[str, frozenset[str]] = {name: fields_read_by(name) for name in MODELS}
+# Derived from the fields' facts: the fields that only add zero-initialised weights (with the substring naming
+# them), and those that change no weight; ``init_from`` may switch either on.
+GROWN_WEIGHTS: dict[str, str] = {name: fact(name, "grows") for name in fields_where("grows")}
+WEIGHT_FREE_FIELDS = frozenset(fields_where("weight_free"))
 
 
-def register(name: str, target: str, uses: frozenset[str] = _ALL) -> None:
+def register(name: str, target: str, uses: frozenset[str] | None = None) -> None:
     """Register ``"module:factory"`` under ``name`` (for user extensions), with the config fields it reads."""
-    MODELS[name], USES[name] = target, frozenset(uses) | {"name"}
+    every = frozenset(f.name for f in dataclasses.fields(ModelConfig))
+    MODELS[name], USES[name] = target, (every if uses is None else frozenset(uses)) | {"name"}
 
 
 def ignored_settings(cfg: ModelConfig) -> list[str]:
@@ -61,7 +52,8 @@ def ignored_settings(cfg: ModelConfig) -> list[str]:
     default = ModelConfig()
     # ``ref_degradation`` is filled in from the data config for every run (``auto``), used or not; no backbone
     # weights (None, as a loaded checkpoint is rebuilt) is the absence of a setting.
-    unused = _ALL - USES.get(cfg.name, _ALL) - {"ref_degradation"}
+    every = frozenset(f.name for f in dataclasses.fields(ModelConfig))
+    unused = every - USES.get(cfg.name, every) - {"ref_degradation"}
     absent = {"backbone_weights"} if cfg.backbone_weights is None else set()
     return [f"model.{f}" for f in sorted(unused - absent) if getattr(cfg, f) != getattr(default, f)]
 

@@ -2,12 +2,38 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
 
 from fasr.data.degrade import Degradation, degradation_from_spec
 
-__all__ = ["ModelConfig", "ref_degradation_of", "is_through_plane"]
+__all__ = [
+    "ModelConfig", "ref_degradation_of", "is_through_plane", "FASR_FAMILY", "BUILTIN", "fact", "fields_where",
+    "fields_read_by",
+]
+
+# The architectures registered with the package (fasr.models.MODELS); user extensions declare what they read.
+FASR_FAMILY = frozenset({"fasr", "ttsr"})  # FASR-Net and its one-level cross-attention variant
+BUILTIN = FASR_FAMILY | {"bicubic", "guided", "edsr", "swinir", "mcsr", "minet"}
+_SINGLE_IMAGE = frozenset({"edsr", "swinir", "mcsr", "minet"})
+
+
+def _facts(default: Any = None, *, read_by: frozenset[str] = FASR_FAMILY, inference: bool = False,
+           grows: str | None = None, weight_free: bool = False, factory: Any = None) -> Any:
+    """A ``ModelConfig`` field with its facts in ``metadata``.
+
+    Args:
+        default / factory: the field's default (or its factory).
+        read_by: the built-in architectures that read it (any other must keep the default: ``build_model``).
+        inference: it changes how a trained model runs, not what it learned: ``--set`` may change it at inference.
+        grows: switched on, it only adds zero-initialised weights whose names contain this substring: a model
+            trained without it can be fine-tuned into one with it (``init_from``) from the same output.
+        weight_free: it changes what a model computes but none of its weights: ``init_from`` may change it.
+    """
+    metadata = {"read_by": read_by, "inference": inference, "grows": grows, "weight_free": weight_free}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
@@ -55,27 +81,27 @@ class ModelConfig:
             give the network the same channels, so a model trained with one can be fine-tuned with the other.
     """
 
-    name: str = "fasr"
-    scale: int = 4
-    backbone: Literal["vgg19", "resnet18", "resnet34"] = "vgg19"
-    feature_levels: Literal["paper", "public"] = "public"
-    alignment: Literal["both", "sa", "ma", "cross_attention"] = "both"
-    fusion: Literal["chpf", "decoder"] = "chpf"
-    n_feats: int = 64
-    n_blocks: tuple[int, int, int] = (8, 4, 2)
-    embed_dim: int = 64
-    sa_key_stride: str = "coarse"
-    ma_pyramid: Literal["pooled", "deep"] = "pooled"
-    attention_score: Literal["cosine", "softmax"] = "cosine"
-    softmax_temperature: float = 0.05
-    match_memory_mib: int = 128
-    search_window: int = 16
-    backbone_weights: str | None = "mri"
-    ref_degradation: str = "auto"
-    ref_detail: bool = False
-    ref_guided: bool = False
-    guide_order: Literal[1, 2] = 1
-
+    name: str = _facts("fasr", read_by=BUILTIN)
+    scale: int = _facts(4, read_by=BUILTIN, weight_free=True)  # FASR-Net's weights do not depend on it
+    backbone: Literal["vgg19", "resnet18", "resnet34"] = _facts("vgg19")
+    feature_levels: Literal["paper", "public"] = _facts("public")
+    alignment: Literal["both", "sa", "ma", "cross_attention"] = _facts("both", read_by=frozenset({"fasr"}))
+    fusion: Literal["chpf", "decoder"] = _facts("chpf")
+    n_feats: int = _facts(64, read_by=FASR_FAMILY | _SINGLE_IMAGE)
+    n_blocks: tuple[int, int, int] = _facts((8, 4, 2))
+    embed_dim: int = _facts(64, read_by=frozenset({"fasr"}))
+    sa_key_stride: str = _facts("coarse", read_by=frozenset({"fasr"}))
+    ma_pyramid: Literal["pooled", "deep"] = _facts("pooled", read_by=frozenset({"fasr"}))
+    attention_score: Literal["cosine", "softmax"] = _facts("cosine")
+    softmax_temperature: float = _facts(0.05)
+    match_memory_mib: int = _facts(128, inference=True)
+    search_window: int = _facts(16, inference=True)
+    backbone_weights: str | None = _facts("mri")
+    # filled in from the data config for every run (``auto``), used or not
+    ref_degradation: str = _facts("auto", read_by=BUILTIN, inference=True)
+    ref_detail: bool = _facts(False, grows=".detail.")
+    ref_guided: bool = _facts(False, grows="guide")
+    guide_order: Literal[1, 2] = _facts(1, read_by=FASR_FAMILY | {"guided"}, weight_free=True)
 
 def ref_degradation_of(cfg: ModelConfig) -> Degradation:
     """The degradation a model applies to make I_Ref-down-up, from ``cfg.ref_degradation`` (``auto`` is resolved
@@ -87,3 +113,19 @@ def is_through_plane(cfg: ModelConfig) -> bool:
     """Whether the model refines one thick axis (a slice-profile ``ref_degradation``, ``scale`` 1) rather than two
     in-plane axes."""
     return cfg.ref_degradation.startswith("slice")
+
+
+def fact(name: str, key: str) -> Any:
+    """The fact ``key`` (``read_by``, ``inference``, ``grows``, ``weight_free``) of ``ModelConfig`` field ``name``."""
+    return next(f for f in fields(ModelConfig) if f.name == name).metadata[key]
+
+
+def fields_where(key: str) -> tuple[str, ...]:
+    """The ``ModelConfig`` fields whose fact ``key`` is set (e.g. ``inference``: those ``--set`` may change at
+    inference), in declaration order."""
+    return tuple(f.name for f in fields(ModelConfig) if f.metadata[key])
+
+
+def fields_read_by(architecture: str) -> frozenset[str]:
+    """The ``ModelConfig`` fields a built-in architecture reads."""
+    return frozenset(f.name for f in fields(ModelConfig) if architecture in f.metadata["read_by"])
