@@ -38,7 +38,7 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _M_MMAP_MAX = -4
 _GLIBC_MMAP_MAX = 65536  # glibc's default
-# Measured (2026-12-02, third session): a 1 MiB mmap threshold kept a 512x512 slice tiled under a 1.6 GiB budget
+# Measured (2026-12-02): a 1 MiB mmap threshold kept a 512x512 slice tiled under a 1.6 GiB budget
 # at 1.29 GiB peak RSS (a 256x256 slice then ran 50 % slower than with glibc's dynamic threshold).
 _EAGER_THRESHOLD = 2**20
 _KEEP_BYTES = 2**31 - 1  # trim the heap's top on free only past 2 GiB free (mallopt takes an int)

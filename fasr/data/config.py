@@ -70,7 +70,7 @@ class DataConfig:
             between two sequences; (0, 0) = off (the model card scores registered references: data.motion=[0,0]).
         misalign_prob: share of samples whose reference is misaligned or moved; the others keep it registered (ours:
             with every training pair misaligned a model learns to distrust pixel-exact detail it could use on
-            well-registered scans; 1 = all, as before).
+            well-registered scans; 1 = all).
         self_reference: training also pairs each target slice with itself as the reference (misaligned like
             the others when ``misalign`` is on), so that the fusion learns to copy texture a reference has;
             validation and test never do (ours, not the paper's).

@@ -1,6 +1,6 @@
 """Feature grids, named by their size relative to the HR image: ``"1"``, ``"1/2"``, ``"1/4"``, ``"1/8"``, ``"1/16"``.
 
-A :class:`Grid` is the name itself (a ``str``, so it keys dicts and configs as before) with its factor: HR pixels
+A :class:`Grid` is the name itself (a ``str``, so it keys dicts and configs) with its factor: HR pixels
 per grid cell. This is the one place that knows how a grid name maps to a size.
 """
 
