@@ -46,6 +46,7 @@ __all__ = [
     "load_model",
     "resolve_checkpoint_path",
     "INFERENCE_FIELDS",
+    "model_from_state",
     "stored_config",
     "resolve_device",
     "METRICS_FILE",
@@ -226,7 +227,20 @@ def load_model(
             override of a learned model setting.
     """
     path = resolve_checkpoint_path(path_or_name)
-    state = load_checkpoint(path, map_location=map_location)
+    return model_from_state(load_checkpoint(path, map_location=map_location), path, map_location, overrides)
+
+
+def model_from_state(
+    state: dict[str, Any], path: str | Path, map_location: str | torch.device = "cpu", overrides: Sequence[str] = ()
+) -> tuple[nn.Module, RunConfig]:
+    """:func:`load_model` of a checkpoint already read with :func:`load_checkpoint` (read once, e.g. to plan from its
+    config before the model is built).
+
+    Args:
+        state: the checkpoint.
+        path: its file (for the messages).
+        map_location / overrides: as :func:`load_model`.
+    """
     cfg = stored_config(state, path, overrides)
     # The stored weights replace any ImageNet initialisation, whose file need not exist where the model is used.
     model = build_model(dataclasses.replace(cfg.model, backbone_weights=None))

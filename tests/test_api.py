@@ -141,3 +141,21 @@ def test_register_none_is_the_engine_on_the_headers_placement(tmp_path, probe):
     )
     assert np.array_equal(result.prediction.result.sr, engine.sr)
     assert np.array_equal(result.prediction.result.confidence, engine.confidence)
+
+
+def test_a_job_reads_its_checkpoint_once_and_plans_once(tmp_path, probe, monkeypatch):
+    """`fasr infer`: the checkpoint is read once (its config plans the job, its weights build the model) and the
+    job is planned once (plan warnings are printed by the CLI, never again by the run)."""
+    import fasr.checkpoint
+    import fasr.inference.job
+    import fasr.inference.plan
+
+    reads, plans = [], []
+    real_read, real_plan = fasr.checkpoint.load_checkpoint, fasr.inference.plan.plan_inference
+    monkeypatch.setattr(fasr.inference.plan, "load_checkpoint", lambda *a, **k: reads.append(a) or real_read(*a, **k))
+    monkeypatch.setattr(fasr.checkpoint, "load_checkpoint", lambda *a, **k: reads.append(a) or real_read(*a, **k))
+    monkeypatch.setattr(fasr.inference.job, "plan_inference", lambda *a, **k: plans.append(a) or real_plan(*a, **k))
+    lr, ref, _ = lr_and_ref(tmp_path, (4.0, 4.0, 2.0), (10, 8, 4))
+    assert run_cli(["infer", "--lr", lr, "--ref", ref, "--checkpoint", probe, "--out", tmp_path / "o.nii.gz",
+                    "--no-progress"]) == 0
+    assert len(reads) == 1 and len(plans) == 1

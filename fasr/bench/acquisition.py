@@ -111,7 +111,7 @@ def run_scanner_conditions(
         degradation = replace(cfg.data.degradation, kind="kspace", noise=case.noise, snr=snr)
         sim_loaded = replace(loaded, config=replace(cfg, data=replace(cfg.data, degradation=degradation)))
         prediction = predict(
-            sim_loaded, InputPair(target, ref, np.dtype(np.float32)), simulate=True, degradation_kind=None,
+            sim_loaded, InputPair(target, ref, np.dtype(np.float32)), simulate=True,
             batch_size=batch_size, progress=False, register=case.register,
         )
         scores = prediction.scores or {}

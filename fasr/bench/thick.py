@@ -108,7 +108,7 @@ def run_thick_bench(
             runs.append((f"true reference, --adapt {adapt}", ref, "rigid", adapt))
         for label, reference, register, steps in runs:
             prediction = predict(loaded, InputPair(lr, reference, np.dtype(np.float32)), simulate=False,
-                                 degradation_kind=None, batch_size=batch_size, progress=False, register=register,
+                                 batch_size=batch_size, progress=False, register=register,
                                  adapt=steps)
             grid = prediction.result.grid
             if grid.shape != hr.shape or not np.allclose(grid.affine, hr_full.affine, atol=1e-5):

@@ -16,14 +16,10 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from fasr.errors import UsageError
 from fasr.inference.options import DEFAULT_BATCH_SIZE, PRECISIONS, REGISTRATIONS, add_dataset_arguments
 from fasr.options import add_set_argument
-
-if TYPE_CHECKING:
-    from fasr.inference.predict import LoadedModel
 
 __all__ = ["add_arguments", "run"]
 
@@ -91,24 +87,15 @@ def _warn(message: str) -> None:
     print(f"fasr: warning: {message}", file=sys.stderr, flush=True)
 
 
-def _loaded(args: argparse.Namespace) -> LoadedModel:
-    from fasr.inference.frontend import load_model
-    """The model with the run settings of --precision and --max-memory-gib."""
-    if args.max_memory_gib is not None and args.max_memory_gib <= 0:
-        raise UsageError(f"--max-memory-gib must be > 0, got {args.max_memory_gib:g}")
-    loaded = load_model(args.checkpoint, args.device, scale=args.scale, overrides=args.overrides)
-    return dataclasses.replace(loaded, precision=args.precision, max_memory_gib=args.max_memory_gib)
-
-
 def run(args: argparse.Namespace) -> int:
     # Imported here, not at the top: building the parser (``--help``) must not import torch.
     from fasr.checkpoint import resolve_device
     from fasr.inference import bids
-    from fasr.inference.frontend import super_resolve
+    from fasr.inference.frontend import run_job
+    from fasr.inference.job import InferenceJob
     from fasr.inference.output import require_nifti, resolved, sidecar_path
-    from fasr.inference.plan import check_output_paths, checkpoint_model, plan_inference
+    from fasr.inference.plan import check_output_paths
     from fasr.inference.predict import metrics_table
-    from fasr.models.config import is_through_plane
 
     if bids.is_batch(args):
         return bids.run(args)
@@ -119,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--degradation only applies with --simulate-from; drop it for a real LR scan")
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.max_memory_gib is not None and args.max_memory_gib <= 0:
+        raise UsageError(f"--max-memory-gib must be > 0, got {args.max_memory_gib:g}")
     target = args.simulate_from if args.simulate_from is not None else args.lr
     outputs = {"--out": args.out, "sidecar": sidecar_path(args.out)}
     if args.confidence is not None:
@@ -130,31 +119,18 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--confidence and --out name the same file; give two different paths")
     check_output_paths(outputs, [target, args.ref], args.force)
     resolve_device(args.device)
-    simulate = args.simulate_from is not None
-    # Headers only: refusals and the plan come before anything is read in full or the model is loaded.
-    trained = checkpoint_model(args.checkpoint, args.overrides)
-    plan = plan_inference(target, args.ref, trained.scale, simulate=simulate, batch_size=args.batch_size,
-                          search_window=trained.search_window, keys=(args.lr_key, args.ref_key),
-                          through_plane=is_through_plane(trained))
-    print(plan.summary(), flush=True)
-    for message in plan.warnings:
-        _warn(message)
-
-    result = super_resolve(
-        target,
-        args.ref,
-        _loaded(args),
-        batch_size=args.batch_size,
-        progress=not args.no_progress,
-        simulate=simulate,
-        degradation=args.degradation,
-        strict=args.strict,
-        register=args.register,
-        adapt=args.adapt,
-        lr_key=args.lr_key,
-        ref_key=args.ref_key,
-        warn=lambda message: message in plan.warnings or _warn(message),  # plan warnings are printed already
+    # Every refusal and the plan come before the model is loaded.
+    job = InferenceJob.prepare(
+        target, args.ref, args.checkpoint, lr_key=args.lr_key, ref_key=args.ref_key, overrides=args.overrides,
+        simulate=args.simulate_from is not None, degradation=args.degradation, batch_size=args.batch_size,
+        strict=args.strict, register=args.register, adapt=args.adapt,
     )
+    print(job.plan.summary(), flush=True)
+    for message in job.plan.warnings:
+        _warn(message)
+    loaded = dataclasses.replace(job.load(args.device, args.scale), precision=args.precision,
+                                 max_memory_gib=args.max_memory_gib)
+    result = run_job(job, loaded, progress=not args.no_progress, warn=_warn)
     written = result.save(args.out, args.confidence, force=args.force)
     prediction, grid = result.prediction, result.prediction.result.grid
     print(

@@ -18,52 +18,16 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from fasr.checkpoint import resolve_device
 from fasr.errors import FasrError
-from fasr.inference.inputs import ImageInput, read_inputs
-from fasr.inference.memory import DEFAULT_BATCH_SIZE
-from fasr.inference.options import DEFAULT_MODEL  # noqa: F401 - defined there for the parsers
+from fasr.inference.inputs import ImageInput
+from fasr.inference.job import InferenceJob, load_model
+from fasr.inference.options import DEFAULT_BATCH_SIZE, DEFAULT_MODEL
 from fasr.inference.output import require_nifti, resolved, sidecar_path
-from fasr.inference.plan import check_output_paths, checkpoint_model, plan_inference
-from fasr.inference.predict import (
-    LoadedModel,
-    Prediction,
-    load_for_inference,
-    predict,
-    prediction_images,
-    sidecar_record,
-    write_prediction,
-)
-from fasr.models.config import is_through_plane
+from fasr.inference.plan import check_output_paths
+from fasr.inference.predict import LoadedModel, Prediction, prediction_images, sidecar_record, write_prediction
 
-__all__ = ["DEFAULT_MODEL", "SRResult", "load_model", "super_resolve"]
+__all__ = ["DEFAULT_MODEL", "SRResult", "load_model", "super_resolve", "run_job"]
 
-
-
-def load_model(
-    name_or_path: str | Path | LoadedModel = DEFAULT_MODEL,
-    device: str | torch.device = "auto",
-    *,
-    scale: int | None = None,
-    overrides: Sequence[str] = (),
-) -> LoadedModel:
-    """Load a model once for many :func:`super_resolve` calls.
-
-    Args:
-        name_or_path: a shipped model name (``fasr models`` lists them) or a checkpoint file; a model that is
-            already loaded is returned as it is.
-        device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``, ... or a ``torch.device``.
-        scale: required in-plane factor (an error if the checkpoint is trained for another); None: its own.
-        overrides: ``key=value`` settings as with ``--set`` (e.g. ``model.search_window=16``).
-    """
-    if isinstance(name_or_path, LoadedModel):
-        if scale is not None and scale != name_or_path.scale:
-            raise FasrError(f"model '{name_or_path.label}' is trained for x{name_or_path.scale}, not x{scale}")
-        if overrides:
-            raise FasrError("overrides apply when a model is loaded; pass them to fasr.load_model instead")
-        return name_or_path
-    resolved = device if isinstance(device, torch.device) else resolve_device(str(device))
-    return load_for_inference(str(name_or_path), resolved, scale, overrides)
 
 
 @dataclass(frozen=True)
@@ -181,43 +145,43 @@ def super_resolve(
         FasrError: bad inputs, or a job that is not in-plane super-resolution by the model's factor
             (:func:`fasr.inference.plan.plan_inference`), before the model is loaded.
     """
-    if batch_size < 1:
-        raise FasrError(f"batch size must be >= 1, got {batch_size}")
-    if degradation is not None and not simulate:
-        raise FasrError("a degradation only applies when simulating; drop it for a real LR scan")
-    inputs = read_inputs(lr, ref, lr_affine, ref_affine, lr_key, ref_key)  # bad inputs fail before the model loads
-    trained = model.config.model if isinstance(model, LoadedModel) else checkpoint_model(model, overrides)
-    plan = plan_inference(inputs.target, inputs.ref, trained.scale, simulate=simulate, batch_size=batch_size,
-                          search_window=trained.search_window, keys=(lr_key, ref_key),
-                          through_plane=is_through_plane(trained))
-    warnings: list[str] = []
+    job = InferenceJob.prepare(
+        lr, ref, model, lr_affine=lr_affine, ref_affine=ref_affine, lr_key=lr_key, ref_key=ref_key,
+        overrides=overrides, simulate=simulate, degradation=degradation, batch_size=batch_size, strict=strict,
+        register=register, adapt=adapt,
+    )
+    for message in job.plan.warnings:
+        if warn is not None:
+            warn(message)
+    return run_job(job, job.load(device, scale), progress=progress, warn=warn)
+
+
+def run_job(
+    job: InferenceJob, loaded: LoadedModel, *, progress: bool = False, warn: Callable[[str], None] | None = None
+) -> SRResult:
+    """Run a prepared job with its loaded model (``job.load``) and package the result as the API returns it.
+
+    Args:
+        job: the job (:meth:`fasr.inference.job.InferenceJob.prepare`).
+        loaded: its model, with the run settings wanted (precision, memory budget).
+        progress: show a progress bar over slices.
+        warn: called with each warning found while running (the plan's are in ``job.plan.warnings``); the result
+            holds both.
+    """
+    found: list[str] = []
 
     def report(message: str) -> None:
-        warnings.append(message)
+        found.append(message)
         if warn is not None:
             warn(message)
 
-    for message in plan.warnings:
-        report(message)
-    loaded = load_model(model, device, scale=scale, overrides=overrides)
-    prediction = predict(
-        loaded,
-        inputs,
-        simulate=simulate,
-        degradation_kind=degradation,
-        batch_size=batch_size,
-        progress=progress,
-        strict=strict,
-        warn=report,
-        register=register,
-        adapt=adapt,
-    )
+    prediction = job.run(loaded, progress=progress, warn=report)
     sr, confidence = prediction_images(prediction, loaded)
     return SRResult(
         sr=sr,
         confidence=confidence,
         metadata=sidecar_record(prediction, loaded, None, None),
-        warnings=tuple(warnings),
+        warnings=(*job.plan.warnings, *found),
         prediction=prediction,
         model=loaded,
     )

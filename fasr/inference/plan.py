@@ -60,6 +60,8 @@ __all__ = [
     "InputGeometry",
     "InferencePlan",
     "read_geometry",
+    "CheckpointFile",
+    "read_checkpoint",
     "checkpoint_model",
     "check_task",
     "check_thick_task",
@@ -234,9 +236,27 @@ def _read_inputs(
     )
 
 
-def checkpoint_model(checkpoint: str | Path, overrides: Sequence[str] = ()) -> ModelConfig:
-    """The model section a checkpoint was trained with, ``--set`` overrides applied, read from its stored config
-    without building the model (the plan's factor and its cost estimate's search window).
+@dataclass(frozen=True)
+class CheckpointFile:
+    """A checkpoint read once: where it is, what it holds, and its model section with the ``--set`` overrides
+    (read from its stored config without building the model: the plan's factor and search window).
+
+    Attributes:
+        name: as given (file or shipped model name).
+        path: the file.
+        state: its contents (:func:`fasr.checkpoint.load_checkpoint`), to build the model from without reading
+            it again (:func:`fasr.checkpoint.model_from_state`).
+        model: the model section.
+    """
+
+    name: str
+    path: Path
+    state: dict
+    model: ModelConfig
+
+
+def read_checkpoint(checkpoint: str | Path, overrides: Sequence[str] = ()) -> CheckpointFile:
+    """Resolve and read a checkpoint, and its model section with ``overrides`` applied.
 
     Args:
         checkpoint: ``.pt`` file or shipped model name.
@@ -251,7 +271,12 @@ def checkpoint_model(checkpoint: str | Path, overrides: Sequence[str] = ()) -> M
             f"checkpoint '{checkpoint}' stores no valid model.scale ({scale!r}); "
             "use a checkpoint written by `fasr train`"
         )
-    return stored_config(state, path, overrides).model
+    return CheckpointFile(str(checkpoint), path, state, stored_config(state, path, overrides).model)
+
+
+def checkpoint_model(checkpoint: str | Path, overrides: Sequence[str] = ()) -> ModelConfig:
+    """The model section of :func:`read_checkpoint`."""
+    return read_checkpoint(checkpoint, overrides).model
 
 
 def _near(ratio: float, factor: float) -> bool:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from fasr import __version__
-from fasr.checkpoint import INFERENCE_FIELDS, load_model
+from fasr.checkpoint import INFERENCE_FIELDS, load_model, model_from_state
 from fasr.config import RunConfig, to_dict
 from fasr.data.config import DegradationConfig
 from fasr.data.degrade import Degradation, SliceProfile, build_degradation
@@ -39,7 +39,7 @@ from fasr.inference.pipeline import (
     super_resolve_thick,
     super_resolve_volume,
 )
-from fasr.inference.plan import InputGeometry, check_thick_task
+from fasr.inference.plan import CheckpointFile, InputGeometry, check_thick_task
 from fasr.inference.qa import ReferenceQA, check_reference, mean_confidence, reference_qa
 from fasr.inference.register import (
     MAX_ROTATION_DEG,
@@ -135,7 +135,8 @@ INFERENCE_DATA_FIELDS = ("data.norm_percentiles",)
 
 
 def load_for_inference(
-    checkpoint: str, device: torch.device, scale: int | None, overrides: Sequence[str] = ()
+    checkpoint: str, device: torch.device, scale: int | None, overrides: Sequence[str] = (),
+    read: CheckpointFile | None = None,
 ) -> LoadedModel:
     """Load a checkpoint file or shipped model by name, checking it was trained for ``scale``.
 
@@ -144,6 +145,7 @@ def load_for_inference(
         device: where the model runs.
         scale: required upsampling factor, or None to take the checkpoint's.
         overrides: ``--set key=value`` strings for its config (e.g. ``model.search_window=16``).
+        read: the same checkpoint already read (:func:`fasr.inference.plan.read_checkpoint`): not read again.
     """
     settable = [f"model.{name}" for name in INFERENCE_FIELDS] + list(INFERENCE_DATA_FIELDS)
     for item in overrides:
@@ -153,8 +155,12 @@ def load_for_inference(
                 f"--set {key} has no effect on inference; it takes {', '.join(settable)} and, with --simulate-from, "
                 "data.degradation.* (a .mat file's variable: --lr-key / --ref-key)"
             )
-    path = resolve_checkpoint(checkpoint)
-    model, config = load_model(path, map_location=device, overrides=overrides)
+    if read is None:
+        path = resolve_checkpoint(checkpoint)
+        model, config = load_model(path, map_location=device, overrides=overrides)
+    else:
+        path = read.path
+        model, config = model_from_state(read.state, path, device, overrides)
     if scale is not None and scale != config.model.scale:
         raise FasrError(
             f"checkpoint '{checkpoint}' is trained for x{config.model.scale}, not x{scale}; drop --scale or "
@@ -169,9 +175,9 @@ def predict(
     inputs: InputPair,
     *,
     simulate: bool,
-    degradation_kind: str | None,
     batch_size: int,
     progress: bool,
+    degradation: str | None = None,
     strict: bool = False,
     warn: Callable[[str], None] | None = None,
     register: str = "rigid",
@@ -184,7 +190,8 @@ def predict(
         inputs: LR target (or the HR target to simulate the LR from) and the HR reference of the same
             patient, read by :func:`fasr.inference.inputs.read_inputs`.
         simulate: treat the target as ground truth and make the LR with the checkpoint's degradation.
-        degradation_kind: ``bicubic`` or ``kspace`` instead of the checkpoint's (simulation only).
+        degradation: simulation only: ``bicubic`` or ``kspace`` instead of the checkpoint's LR degradation
+            (``fasr infer --degradation``).
         batch_size: slices per forward pass.
         progress: show a progress bar.
         strict: refuse a reference that the QA flags (another patient, misregistered) instead of warning.
@@ -204,7 +211,7 @@ def predict(
     start = time.perf_counter()
     cfg = loaded.config
     target, ref = inputs.target, inputs.ref
-    simulation = degradation_cfg = bicubic = scores = None
+    simulation = simulated = bicubic = scores = None
     inplane_axes = None
     lr = target
     if simulate and is_through_plane(cfg.model):
@@ -213,29 +220,30 @@ def predict(
             "or `fasr bench thick`) and pass it as --lr"
         )
     if simulate:
-        degradation_cfg = cfg.data.degradation
-        if degradation_kind is not None:
-            degradation_cfg = dataclasses.replace(degradation_cfg, kind=degradation_kind)
+        simulated = cfg.data.degradation  # how the LR is simulated: the checkpoint's, or the kind asked for
+        if degradation is not None:
+            simulated = dataclasses.replace(simulated, kind=degradation)
         simulation = simulate_lr(
             target,
             ref.affine,
             loaded.scale,
-            build_degradation(degradation_cfg),
-            noise=degradation_cfg.noise,
-            snr=degradation_cfg.snr,
+            build_degradation(simulated),
+            noise=simulated.noise,
+            snr=simulated.snr,
             norm_percentiles=cfg.data.norm_percentiles,
             seed=cfg.seed,
         )
         lr, inplane_axes = simulation.lr, simulation.inplane_axes
-    degradation = getattr(loaded.model, "ref_degradation", None) or build_degradation(cfg.data.degradation)
+    # What the model assumes the LR went through (its Ref-down-up), for the registration's agreement check.
+    assumed = getattr(loaded.model, "ref_degradation", None) or build_degradation(cfg.data.degradation)
     scale, thick_axis = loaded.scale, None
     if is_through_plane(cfg.model):  # ours: the factor and the thick axis come from this scan's headers
         thick_axis, scale = check_thick_task(_geometry_of(lr), _geometry_of(ref))
-        degradation = SliceProfile(scale, degradation.profile, degradation.thickness)
+        assumed = SliceProfile(scale, assumed.profile, assumed.thickness)
     registration = None
     if register == "rigid":
         robust_stats(lr, *cfg.data.norm_percentiles)  # an LR without content is refused before registration
-        registration, ref, note = _registered(lr, ref, scale, inplane_axes, degradation, thick_axis)
+        registration, ref, note = _registered(lr, ref, scale, inplane_axes, assumed, thick_axis)
         if note is not None and warn is not None:
             warn(note)
     qa = reference_qa(lr, ref)
@@ -247,7 +255,7 @@ def predict(
     if thick_axis is None:
         result = super_resolve_volume(loaded.model, lr, ref, scale, inplane_axes=inplane_axes, **run)
     else:
-        result = super_resolve_thick(loaded.model, lr, ref, degradation, thick_axis, adapt=adapt, **run)
+        result = super_resolve_thick(loaded.model, lr, ref, assumed, thick_axis, adapt=adapt, **run)
     # Nothing below the input's background level (0 for a magnitude image, a standardised one's own background):
     # the residual and interpolation undershoot there.
     floor = intensity_floor(inputs.target.data)
@@ -267,7 +275,7 @@ def predict(
         result=result,
         lr=lr,
         simulation=simulation,
-        degradation=degradation_cfg,
+        degradation=simulated,
         bicubic=bicubic,
         scores=scores,
         dtype=inputs.dtype,
