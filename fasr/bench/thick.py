@@ -30,13 +30,14 @@ import numpy as np
 from fasr.checkpoint import load_model, resolve_device
 from fasr.config import add_set_argument
 from fasr.data.degrade import SliceProfile
-from fasr.data.geometry import resample_to_grid
+from fasr.data.geometry import check_coverage, resample_to_grid
 from fasr.data.io import read_volume
 from fasr.data.layouts import pairs_for_split
 from fasr.data.thick import thick_volume
 from fasr.data.types import Volume
 from fasr.errors import FasrError, UsageError
 from fasr.inference.inputs import InputPair
+from fasr.inference.plan import read_geometry
 from fasr.inference.predict import LoadedModel, predict
 from fasr.inference.simulate import score_methods
 from fasr.inference.slicing import Slicer
@@ -50,18 +51,25 @@ THICKNESSES = (3, 4, 6)
 
 
 def _held_out(loaded: LoadedModel, split: str) -> tuple[Path, Path, Path]:
-    """(target, reference, another subject's reference of the same contrast) of the split's first subject."""
+    """(target, reference, another subject's reference of the same contrast) of the split's first subject; the other
+    subject is the first (validation ones first for the test split) whose scan covers the target's field of view in
+    scanner space, as a patient's own scans do."""
     cfg = loaded.config.data
     pairs = pairs_for_split(cfg, split)
     if not pairs:
         raise FasrError(f"no {split} subject in the checkpoint's data config; pass --set data.{split}_subjects=[ID]")
     pair = pairs[0]
-    others = [p for p in pairs_for_split(cfg, "train") if p.reference.name == pair.reference.name]
-    if split == "test":
-        others = [p for p in pairs_for_split(cfg, "val") if p.reference.name == pair.reference.name] + others
-    if not others:
-        raise FasrError("no other subject to take a wrong reference from; add one to the data roots")
-    return pair.target, pair.reference, others[0].reference
+    others = (pairs_for_split(cfg, "val") if split == "test" else []) + pairs_for_split(cfg, "train")
+    target = read_geometry(pair.target)
+    for other in (p for p in others if p.reference.name == pair.reference.name):
+        candidate = read_geometry(other.reference)
+        try:
+            check_coverage(candidate.shape, candidate.affine, target.shape, target.affine, str(other.reference),
+                           str(pair.target))
+        except FasrError:
+            continue
+        return pair.target, pair.reference, other.reference
+    raise FasrError(f"no other subject's {pair.reference.name} covers '{pair.target}'; add one in the same space")
 
 
 def run_thick_bench(
