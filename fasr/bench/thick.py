@@ -132,11 +132,16 @@ def run_thick_bench(
     return result
 
 
+def _machine(m: dict[str, Any]) -> str:
+    return f"{m.get('cpu_model', '?')}, {m.get('threads', '?')} thread(s) of {m.get('cores', '?')} cores"
+
+
 def _markdown(r: dict[str, Any]) -> str:
     rows = list(next(iter(r["thickness"].values())))
     lines = [
         f"# Thick-slice scans: through-plane x3-x6 ({r['split']} subject {r['subject']})", "",
-        f"`{r['command']}` at commit {r.get('commit', '?')} on {r.get('machine', '?')}, {r.get('date', '?')}.", "",
+        f"`{r['command']}` at commit {r.get('commit', '?')[:12]} on {_machine(r.get('machine', {}))}, "
+        f"{r.get('date', '?')}.", "",
         f"Target {r['target']} averaged into {r['profile']} slices of each thickness (exact affine), reference "
         f"{r['reference']} (1 mm); another subject's: {r['wrong_reference']}. PSNR (dB) / SSIM on the 1 mm grid "
         "against the true volume (fastMRI convention), seconds per volume on this machine.", "",

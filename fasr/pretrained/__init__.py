@@ -72,6 +72,9 @@ _REALISTIC = f"{_BRATS_SUBJECTS}, k-space / bicubic LR with Rician noise, refere
 _BICUBIC = f"{_BRATS_SUBJECTS}, simulated bicubic LR"
 _BRATS_TEST = "TCGA-DU-7294 (held out), T1 reference"
 _BRATS_TEST_KSPACE = "TCGA-DU-7294 (held out), T1 reference, k-space LR"
+_THICK = f"{_BRATS_SUBJECTS}, coronal/sagittal planes, boxcar/Gaussian slices of 3-6 mm, Rician noise, references " \
+    "moved up to 2 mm / 2 deg; fine-tuned from brats-x4"
+_BRATS_TEST_THICK = "TCGA-DU-7294 (held out), T1 reference, 4 mm boxcar slices; cubic B-spline in brackets"
 
 
 PRETRAINED: dict[str, PretrainedModel] = {
@@ -103,6 +106,20 @@ PRETRAINED: dict[str, PretrainedModel] = {
             test_psnr=40.32,
             test_bicubic_psnr=34.97,
             card="benchmarks/results/model-card/brats-x2-t1.json",
+        ),
+        PretrainedModel(
+            name="brats-thick",
+            filename="brats-thick.pt",
+            scale=1,
+            target="t2",
+            references=("t1", "t1c", "flair"),
+            description="FASR-Net, through-plane x3-x6: a thick-slice T2 onto the 1 mm grid of a T1/T1c/FLAIR "
+            "reference, BraTS brain MRI",
+            training_data=_THICK,
+            test=_BRATS_TEST_THICK,
+            test_psnr=0.0,
+            test_bicubic_psnr=0.0,
+            card="benchmarks/results/model-card/brats-thick-t1.json",
         ),
     )
 }
