@@ -147,6 +147,25 @@ def test_two_plane_combination_is_exact_when_there_is_nothing_to_correct(thick_m
     np.testing.assert_allclose(result.sr, along_axis(lr.data, 2, "up", SliceProfile(4)), rtol=1e-5, atol=1e-2)
 
 
+def test_the_scans_own_factor_makes_the_models_ref_down_up(thick_model, monkeypatch):
+    """A 3 mm scan with a model whose nominal profile is 4 mm: the model (and --adapt) get the scan's profile."""
+    from fasr.models.fasrnet import FASRNet
+
+    seen = []
+    real = FASRNet.forward
+    monkeypatch.setattr(FASRNet, "forward", lambda self, lr, ref, *a, degradation=None, **k: seen.append(
+        degradation.spec) or real(self, lr, ref, *a, degradation=degradation, **k))
+    loaded = fasr.load_model(str(thick_model), "cpu")
+    shape = (14, 12, 18)  # 18 rows: not a multiple of the nominal 4
+    hr = Volume(world_field(np.eye(4), shape, FIELD).astype(np.float32), np.eye(4), "hr")
+    lr = thick_volume(hr, 2, SliceProfile(3))
+    ref = Volume(hr.data * 0.5 + 10, np.eye(4), "ref")
+    result = super_resolve_thick(loaded.model, lr, ref, SliceProfile(3), 2, norm_percentiles=(0.5, 99.5),
+                                 batch_size=4, device=torch.device("cpu"), progress=False, settings=RunSettings(),
+                                 adapt=1)
+    assert result.sr.shape == shape and set(seen) == {"slice:3:boxcar"}
+
+
 def test_cli_api_and_bids_run_a_thick_pair_onto_the_reference_spacing(tmp_path, thick_model, capsys):
     lr, ref, hr = thick_pair(tmp_path)
     out = tmp_path / "sr.nii.gz"

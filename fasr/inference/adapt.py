@@ -76,7 +76,7 @@ def adapt_model(
         reference = torch.from_numpy(np.stack(ref_b).astype(np.float32))[:, None].to(device)
         with torch.no_grad():
             lr_up = profile.down_up(target, 1)  # the pair's thick-slice input on the fine grid
-        loss = F.l1_loss(tuned(lr_up, reference).sr, target)
+        loss = F.l1_loss(tuned(lr_up, reference, degradation=profile).sr, target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -194,7 +194,8 @@ def super_resolve_thick(
         def planes(volume: np.ndarray) -> np.ndarray:  # (N, T', B): planes across `across`, thick axis as rows
             return np.ascontiguousarray(np.moveaxis(volume, (across, thick_axis), (0, 1)))
 
-        out = super_resolve_slices(model, planes(lr_up), planes(ref_in), 1, batch_size, device, progress, settings)
+        out = super_resolve_slices(model, planes(lr_up), planes(ref_in), 1, batch_size, device, progress, settings,
+                                   degradation=profile)  # Ref-down-up with this scan's factor
         sr_sum += np.moveaxis(out.sr, (0, 1), (across, thick_axis))
         if out.confidence is not None:
             confidence = np.moveaxis(out.confidence, (0, 1), (across, thick_axis))

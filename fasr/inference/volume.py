@@ -107,7 +107,7 @@ def resolve_precision(name: str, device: torch.device) -> str:
     return name
 
 
-def precision_forward(model: nn.Module, precision: str, device: torch.device):
+def precision_forward(model: nn.Module, precision: str, device: torch.device, degradation: Any = None):
     """``(lr, ref) -> (sr, confidence or None)`` (fp32 tensors) running ``model`` in ``precision``.
 
     The model is switched to channels-last memory format (oneDNN's fast convolutions, fp32 and bf16 alike:
@@ -118,13 +118,16 @@ def precision_forward(model: nn.Module, precision: str, device: torch.device):
         model: in eval mode on ``device``.
         precision: ``fp32`` or ``bf16`` (resolved by :func:`resolve_precision`).
         device: where it runs.
+        degradation: how this scan's LR was made when not the model's own (a through-plane scan's slice profile,
+            :class:`fasr.data.degrade.SliceProfile`): passed to the model for its Ref-down-up.
     """
     model.to(memory_format=torch.channels_last)
+    extra = {} if degradation is None else {"degradation": degradation}
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
 
     def run(lr: Tensor, ref: Tensor) -> tuple[Tensor, Tensor | None]:
         with autocast:
-            out = model(lr, ref)
+            out = model(lr, ref, **extra)
         return out.sr.float(), None if out.confidence is None else out.confidence.float()
 
     return run
@@ -167,6 +170,7 @@ def super_resolve_slices(
     device: torch.device,
     progress: bool,
     settings: RunSettings | None = None,
+    degradation: Any = None,
 ) -> SliceResult:
     """Run ``model(lr, ref)`` over a stack of slices in batches, each LR slice with its own reference slice.
 
@@ -183,6 +187,7 @@ def super_resolve_slices(
         device: where the batches run.
         progress: show a progress bar (stderr).
         settings: precision and memory budget (default: fp32, budget from the machine).
+        degradation: the scan's own degradation for the model's Ref-down-up (:func:`precision_forward`).
 
     Raises:
         FasrError: even one tile of a slice cannot fit the memory budget.
@@ -196,7 +201,7 @@ def super_resolve_slices(
     flat = lr.reshape(n, -1)
     busy = np.flatnonzero(flat.max(axis=1) - flat.min(axis=1) > EMPTY_RANGE)  # slices with content
     plan, budget = _plan((h, w), scale, max(1, min(batch_size, len(busy))), settings, device)
-    forward = precision_forward(model, precision, device)
+    forward = precision_forward(model, precision, device, degradation)
     level = flat.mean(axis=1, dtype=np.float64).astype(np.float32)[:, None, None]  # (N, 1, 1) empty slices' value
     sr = np.repeat(level, h * scale, axis=1).repeat(w * scale, axis=2)  # constants, replaced where there is content
     confidence: np.ndarray | None = None
