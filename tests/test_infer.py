@@ -247,8 +247,8 @@ def test_wrong_checkpoints_are_clear_errors(tmp_path, probe, capsys):
 
 def test_pretrained_registry(tmp_path, probe):
     assert resolve_checkpoint(probe) == probe
-    assert [m.name for m in list_pretrained()] == ["brats-x4", "brats-x2"]
-    assert {m.name: m.scale for m in list_pretrained()} == {"brats-x4": 4, "brats-x2": 2}
+    assert [m.name for m in list_pretrained()] == ["brats-x4", "brats-x2", "brats-thick"]
+    assert {m.name: m.scale for m in list_pretrained()} == {"brats-x4": 4, "brats-x2": 2, "brats-thick": 1}
     for model in list_pretrained():
         assert model.path.name == f"{model.name}.pt"
         if model.available:
@@ -258,7 +258,7 @@ def test_pretrained_registry(tmp_path, probe):
                 resolve_checkpoint(model.name)
     with pytest.raises(FasrError, match="one of: brats-x4, brats-x2"):
         resolve_checkpoint("nonexistent")
-    assert set(PRETRAINED) == {"brats-x4", "brats-x2"}
+    assert set(PRETRAINED) == {"brats-x4", "brats-x2", "brats-thick"}
 
 
 def test_normalisation_puts_the_background_of_a_ringing_lr_at_minus_one():
