@@ -69,8 +69,6 @@ class PretrainedModel:
 # Training data and test scores: docs/model-card.md (benchmarks/results/model-card/); update them with the weights.
 _BRATS_SUBJECTS = "brain MRI: 4 subjects (AURORA-example, BraTS-GLI-00001-000, openms patient07/19)"
 _REALISTIC = f"{_BRATS_SUBJECTS}, k-space / bicubic LR with Rician noise, references moved up to 2 mm / 2 deg"
-_BICUBIC = f"{_BRATS_SUBJECTS}, simulated bicubic LR"
-_BRATS_TEST = "TCGA-DU-7294 (held out), T1 reference"
 _BRATS_TEST_KSPACE = "TCGA-DU-7294 (held out), T1 reference, k-space LR"
 _THICK = f"{_BRATS_SUBJECTS}, coronal/sagittal planes, boxcar/Gaussian slices of 3-6 mm, Rician noise, references " \
     "moved up to 2 mm / 2 deg; fine-tuned from brats-x4"
@@ -100,11 +98,12 @@ PRETRAINED: dict[str, PretrainedModel] = {
             scale=2,
             target="t2",
             references=("t1", "t1c", "flair"),
-            description="FASR-Net, x2 in-plane, T2 target from a T1/T1c/FLAIR reference, BraTS brain MRI, bicubic LR",
-            training_data=_BICUBIC,
-            test=_BRATS_TEST,
-            test_psnr=40.32,
-            test_bicubic_psnr=34.97,
+            description="FASR-Net, x2 in-plane, T2 target from a T1/T1c/FLAIR reference, BraTS brain MRI, "
+            "scanner-like LR (k-space, noise, motion)",
+            training_data=_REALISTIC,
+            test=_BRATS_TEST_KSPACE,
+            test_psnr=37.68,
+            test_bicubic_psnr=35.34,
             card="benchmarks/results/model-card/brats-x2-t1.json",
         ),
         PretrainedModel(
