@@ -86,9 +86,14 @@ def test_resume_after_sigint_equals_an_uninterrupted_run(
         return parts
 
     monkeypatch.setattr(trainer_module.Trainer, "_train_step", interrupted_step)
-    with pytest.raises(TrainingInterrupted, match="--resume"):
-        train(cfg, tmp_path / "cut")
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    # The run must leave the handler it found (a shell's background job starts with SIGINT ignored: set one).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(TrainingInterrupted, match="--resume"):
+            train(cfg, tmp_path / "cut")
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    finally:
+        signal.signal(signal.SIGINT, previous)
     state = load_checkpoint(tmp_path / "cut" / "last.pt")
     assert (state["epoch"], state["batch"], state["step"]) == (1, 2, 6)
     monkeypatch.setattr(trainer_module.Trainer, "_train_step", step)
