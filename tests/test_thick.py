@@ -206,7 +206,7 @@ def test_thick_input_with_an_in_plane_model_is_refused_before_the_model_loads(tm
     def no_loading(*args, **kwargs):
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr("fasr.inference.frontend.load_model", no_loading)
+    monkeypatch.setattr("fasr.inference.job.load_for_inference", no_loading)
     with pytest.raises(FasrError, match="thick-slice scan.*through-plane model"):
         fasr.super_resolve(str(lr), str(ref), str(in_plane))
 
@@ -234,3 +234,30 @@ def test_bench_thick_scores_every_row_on_the_fine_grid(tmp_path, thick_model):
     assert result["subject"] == "b" and "a/" in result["wrong_reference"]
     assert abs(rows["no reference"]["psnr"] - rows["true reference"]["psnr"]) < 1e-6  # untrained: no reference effect
     assert all(0 < r["psnr"] < 80 and 0 < r["ssim"] <= 1 for r in rows.values())
+
+
+def test_planes_too_large_to_run_whole_are_refused_not_cut(thick_model, monkeypatch):
+    """Through-plane planes are never tiled (a tile would cut thick slices): when the memory plan would tile them,
+    one clear line instead."""
+    import fasr.inference.volume as volume
+
+    real_plan = volume._plan
+    monkeypatch.setattr(volume, "_plan", lambda *a, **k: (real_plan(*a, **k)[0]._replace(tile=16), 1.0))
+    loaded = fasr.load_model(str(thick_model), "cpu")
+    shape = (4, 12, 16)
+    hr = Volume(world_field(np.eye(4), shape, FIELD).astype(np.float32), np.eye(4), "hr")
+    lr = thick_volume(hr, 2, SliceProfile(4))
+    with pytest.raises(FasrError, match="do not tile planes"):
+        super_resolve_thick(loaded.model, lr, hr, SliceProfile(4), 2, norm_percentiles=(0.5, 99.5), batch_size=4,
+                            device=torch.device("cpu"), progress=False, settings=RunSettings())
+
+
+@pytest.mark.parametrize("bad", [{"planes": "axial"}, {"slice_size": 0}])
+def test_a_slice_profile_needs_thick_planes_on_a_fixed_canvas(tmp_path, bad):
+    from fasr.data.datasets import build_dataset
+
+    root = write_brats(tmp_path / "d", ["a", "b"], shape=(24, 24, 12))
+    cfg = DataConfig(**{"root": str(root), "val_subjects": ["b"], "patch_size": 12, "slice_size": 24,
+                        "planes": "thick", "degradation": DegradationConfig(kind="slice"), **bad})
+    with pytest.raises(FasrError, match="data.planes: thick and data.slice_size"):
+        build_dataset(cfg, "train", 1, train=True)

@@ -132,6 +132,8 @@ def build_dataset(cfg: DataConfig, split: str, scale: int, train: bool) -> Datas
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if cfg.kind == "cache":
+        if cfg.planes != "axial":
+            raise FasrError("data.planes: thick reads volumes; a slice cache holds axial slices (use data.kind: brats)")
         source: SliceSource = CacheSlices(Path(cfg.root), split, scale)
         maker = SampleMaker.from_config(cfg, scale, train, build_degradation(source.degradation))
     else:

@@ -197,7 +197,13 @@ class SampleMaker:
     def from_config(cls, cfg: DataConfig, scale: int, train: bool, degradation: Degradation) -> SampleMaker:
         """Sample maker with the sizes, noise, augmentation and misalignment of ``cfg``."""
         specs = [degradation.spec] + (list(cfg.degradation.random_kinds) if cfg.degradation.kind == "random" else [])
-        for factor in {d.factor for d in map(degradation_from_spec, specs) if isinstance(d, SliceProfile)}:
+        factors = {d.factor for d in map(degradation_from_spec, specs) if isinstance(d, SliceProfile)}
+        if factors and (cfg.planes != "thick" or cfg.slice_size == 0):
+            raise FasrError(
+                "a slice-profile degradation trains a through-plane model: set data.planes: thick and data.slice_size "
+                "to a multiple of every slice factor (e.g. 240 for 3-6)"
+            )
+        for factor in factors:
             if cfg.slice_size % factor or (train and cfg.patch_size % factor):
                 raise FasrError(
                     f"data.slice_size {cfg.slice_size} and data.patch_size {cfg.patch_size} must be multiples of "

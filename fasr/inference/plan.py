@@ -387,7 +387,7 @@ def check_thick_task(target: InputGeometry, ref: InputGeometry) -> tuple[int, in
             f"--lr '{target.path}' ({sizes}) is coarse in-plane too; a through-plane model keeps the in-plane "
             "resolution: use an in-plane model (brats-x2, brats-x4) for a low in-plane resolution"
         )
-    return thick, max(2, round(float(ratio[thick])))
+    return thick, max(2, math.floor(float(ratio[thick]) + 0.5))  # halves round up: 2.5 -> 3
 
 
 def check_writable(path: Path, option: str) -> None:
@@ -483,10 +483,17 @@ def plan_inference(
             )
         axis, factor = check_thick_task(target_geo, ref_geo)
         grid = plan_thick_grid(target_geo.shape, target_geo.affine, ref_geo.affine, axis, factor)
+        ratio = float((voxel_sizes(target_geo.affine) / spacing_along_axes(target_geo.affine, ref_geo.affine))[axis])
+        thick_warnings = []
+        if abs(ratio / factor - 1) > 0.1:
+            thick_warnings.append(
+                f"the slices are {ratio:.2f} times the reference spacing, refined x{factor}: the output's slices are "
+                f"{ratio / factor:.2f} reference spacings apart"
+            )
         # Two passes (one per plane family) of full-resolution planes: the in-plane cost model on the output grid.
         seconds, memory = estimate_cost(dataclasses.replace(grid, scale=1), ref_geo, batch_size, search_window)
         return InferencePlan(target_geo, ref_geo, False, target_geo.shape, target_geo.affine, grid, 2 * seconds,
-                             memory)
+                             memory, tuple(thick_warnings))
     inplane = check_task(target_geo, ref_geo, scale, simulate)
     if simulate:
         for axis in inplane:

@@ -201,6 +201,11 @@ def super_resolve_slices(
     flat = lr.reshape(n, -1)
     busy = np.flatnonzero(flat.max(axis=1) - flat.min(axis=1) > EMPTY_RANGE)  # slices with content
     plan, budget = _plan((h, w), scale, max(1, min(batch_size, len(busy))), settings, device)
+    if plan.tile is not None and degradation is not None:
+        raise FasrError(
+            f"a {h}x{w} plane does not fit the memory budget ({budget:.1f} GiB) whole, and through-plane models do not "
+            "tile planes (their slices would be cut): raise --max-memory-gib or use a machine with more memory"
+        )
     forward = precision_forward(model, precision, device, degradation)
     level = flat.mean(axis=1, dtype=np.float64).astype(np.float32)[:, None, None]  # (N, 1, 1) empty slices' value
     sr = np.repeat(level, h * scale, axis=1).repeat(w * scale, axis=2)  # constants, replaced where there is content

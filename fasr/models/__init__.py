@@ -38,7 +38,7 @@ USES: dict[str, frozenset[str]] = {name: fields_read_by(name) for name in MODELS
 # Derived from the fields' facts: the fields that only add zero-initialised weights (with the substring naming
 # them), and those that change no weight; ``init_from`` may switch either on.
 GROWN_WEIGHTS: dict[str, str] = {name: fact(name, "grows") for name in fields_where("grows")}
-WEIGHT_FREE_FIELDS = frozenset(fields_where("weight_free"))
+WEIGHT_FREE_FIELDS: dict[str, frozenset[str]] = {name: fields_read_by(name, "weight_free") for name in MODELS}
 
 
 def register(name: str, target: str, uses: frozenset[str] | None = None) -> None:

@@ -19,7 +19,7 @@ _SINGLE_IMAGE = frozenset({"edsr", "swinir", "mcsr", "minet"})
 
 
 def _facts(default: Any = None, *, read_by: frozenset[str] = FASR_FAMILY, inference: bool = False,
-           grows: str | None = None, weight_free: bool = False, factory: Any = None) -> Any:
+           grows: str | None = None, weight_free: frozenset[str] = frozenset(), factory: Any = None) -> Any:
     """A ``ModelConfig`` field with its facts in ``metadata``.
 
     Args:
@@ -28,7 +28,8 @@ def _facts(default: Any = None, *, read_by: frozenset[str] = FASR_FAMILY, infere
         inference: it changes how a trained model runs, not what it learned: ``--set`` may change it at inference.
         grows: switched on, it only adds zero-initialised weights whose names contain this substring: a model
             trained without it can be fine-tuned into one with it (``init_from``) from the same output.
-        weight_free: it changes what a model computes but none of its weights: ``init_from`` may change it.
+        weight_free: the architectures for which it changes what a model computes but none of its weights:
+            ``init_from`` may change it for them.
     """
     metadata = {"read_by": read_by, "inference": inference, "grows": grows, "weight_free": weight_free}
     if factory is not None:
@@ -82,7 +83,7 @@ class ModelConfig:
     """
 
     name: str = _facts("fasr", read_by=BUILTIN)
-    scale: int = _facts(4, read_by=BUILTIN, weight_free=True)  # FASR-Net's weights do not depend on it
+    scale: int = _facts(4, read_by=BUILTIN, weight_free=FASR_FAMILY)  # FASR-Net's weights do not depend on it
     backbone: Literal["vgg19", "resnet18", "resnet34"] = _facts("vgg19")
     feature_levels: Literal["paper", "public"] = _facts("public")
     alignment: Literal["both", "sa", "ma", "cross_attention"] = _facts("both", read_by=frozenset({"fasr"}))
@@ -98,10 +99,10 @@ class ModelConfig:
     search_window: int = _facts(16, inference=True)
     backbone_weights: str | None = _facts("mri")
     # filled in from the data config for every run (``auto``), used or not
-    ref_degradation: str = _facts("auto", read_by=BUILTIN, inference=True)
+    ref_degradation: str = _facts("auto", read_by=FASR_FAMILY | {"guided"}, inference=True)
     ref_detail: bool = _facts(False, grows=".detail.")
     ref_guided: bool = _facts(False, grows="guide")
-    guide_order: Literal[1, 2] = _facts(1, read_by=FASR_FAMILY | {"guided"}, weight_free=True)
+    guide_order: Literal[1, 2] = _facts(1, read_by=FASR_FAMILY | {"guided"}, weight_free=FASR_FAMILY | {"guided"})
 
 def ref_degradation_of(cfg: ModelConfig) -> Degradation:
     """The degradation a model applies to make I_Ref-down-up, from ``cfg.ref_degradation`` (``auto`` is resolved
@@ -126,6 +127,7 @@ def fields_where(key: str) -> tuple[str, ...]:
     return tuple(f.name for f in fields(ModelConfig) if f.metadata[key])
 
 
-def fields_read_by(architecture: str) -> frozenset[str]:
-    """The ``ModelConfig`` fields a built-in architecture reads."""
-    return frozenset(f.name for f in fields(ModelConfig) if architecture in f.metadata["read_by"])
+def fields_read_by(architecture: str, key: str = "read_by") -> frozenset[str]:
+    """The ``ModelConfig`` fields a built-in architecture reads (or, with ``key="weight_free"``, may change under
+    ``init_from`` because none of its weights depends on them)."""
+    return frozenset(f.name for f in fields(ModelConfig) if architecture in f.metadata[key])

@@ -231,7 +231,8 @@ class Trainer:
                     "give the file it was written for (or update init_from_sha256 on purpose)"
                 )
         start, stored = load_model(source)
-        ignored = {"backbone_weights", *INFERENCE_FIELDS, *WEIGHT_FREE_FIELDS}  # none changes the weights' shapes
+        # none of these changes the weights' shapes
+        ignored = {"backbone_weights", *INFERENCE_FIELDS, *WEIGHT_FREE_FIELDS.get(self.cfg.model.name, ())}
         ours, theirs = to_dict(self.cfg)["model"], to_dict(stored)["model"]
         grown = {k for k in GROWN_WEIGHTS if ours.get(k) and not theirs.get(k)}  # new weights start at zero
         differ = sorted(f"model.{k}" for k in ours if k not in ignored | grown and ours[k] != theirs.get(k))
