@@ -39,14 +39,12 @@ from fasr import __version__
 from fasr.data.io import NIFTI_SUFFIXES
 from fasr.errors import FasrError, UsageError
 from fasr.inference.frontend import load_model, super_resolve
-from fasr.inference.options import add_dataset_arguments as add_arguments  # noqa: F401 - its options
 from fasr.inference.output import nifti_stem, sidecar_path
 from fasr.inference.predict import LoadedModel
 
 __all__ = [
     "Job",
     "Row",
-    "add_arguments",
     "is_batch",
     "refuse_batch_options",
     "parse_shard",

@@ -28,7 +28,7 @@ import resource
 from typing import NamedTuple
 
 from fasr.errors import FasrError
-from fasr.inference.options import DEFAULT_BATCH_SIZE  # noqa: F401 - defined there for the parsers
+from fasr.inference.options import DEFAULT_BATCH_SIZE  # noqa: F401 - re-exported; defined there so parsers need no torch
 from fasr.models.config import ModelConfig
 
 _MODEL = ModelConfig()  # the defaults below are the default model's settings

@@ -23,7 +23,7 @@ import numpy as np
 from fasr.data.normalize import intensity_floor
 from fasr.data.types import Volume
 from fasr.errors import FasrError
-from fasr.inference.options import REGISTRATIONS  # noqa: F401 - defined there for the parsers
+from fasr.inference.options import REGISTRATIONS  # noqa: F401 - re-exported; defined there so parsers need no torch
 
 __all__ = [
     "REGISTRATIONS", "MIN_VOXELS", "MAX_ROTATION_DEG", "MAX_SHIFT_MM", "Registration", "registration_problem",

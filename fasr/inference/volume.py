@@ -22,7 +22,7 @@ from fasr.inference.memory import (
     default_max_memory_gib,
     plan_tiles,
 )
-from fasr.inference.options import PRECISIONS  # noqa: F401 - defined there for the parsers
+from fasr.inference.options import PRECISIONS  # noqa: F401 - re-exported; defined there so parsers need no torch
 from fasr.inference.tiling import tile_count, tiled_forward
 from fasr.models.config import ModelConfig
 
