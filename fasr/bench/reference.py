@@ -56,7 +56,9 @@ from fasr.models import ModelConfig, build_model
 from fasr.provenance import provenance
 from fasr.scoring.volumes import predict_volumes, score_predictions, spread_indices
 
-__all__ = ["CONDITIONS", "SECTIONS", "SHIFTS", "ROTATIONS", "run_reference_bench", "add_arguments", "run"]
+__all__ = [
+    "CONDITIONS", "SECTIONS", "SHIFTS", "ROTATIONS", "run_reference_bench", "other_pairs", "add_arguments", "run",
+]
 
 CONDITIONS = ("true", "wrong_subject", "shuffled", "noise", "oracle")
 SHIFTS = (0, 1, 2, 4, 8)  # reference shift along x, HR pixels
@@ -110,7 +112,7 @@ class _Variant:
         return raw._replace(reference=ref)
 
 
-def _other_pairs(cfg: RunConfig, pair: PairSource, split: str) -> list[PairSource]:
+def other_pairs(cfg: RunConfig, pair: PairSource, split: str) -> list[PairSource]:
     """Pairs of other subjects in ``pair``'s data root with the same reference contrast, in order of preference:
     for the test split the validation subjects first; for validation never a test subject."""
     root = next(r for r in data_roots(cfg.data) if pair.target.resolve().is_relative_to(r.resolve()))
@@ -129,7 +131,7 @@ def _wrong_subjects(cfg: RunConfig, held_out: list[PairSource], split: str) -> d
     options = dict(percentiles=tuple(cfg.data.norm_percentiles), min_foreground=0.0, slice_key=cfg.data.slice_key)
     out = {}
     for pair in held_out:
-        for candidate in _other_pairs(cfg, pair, split):  # the first whose scan lies in the same scanner/atlas space
+        for candidate in other_pairs(cfg, pair, split):  # the first whose scan lies in the same scanner/atlas space
             try:
                 subject = load_subject(PairSource(pair.subject, pair.target, candidate.reference), **options)
             except FasrError:

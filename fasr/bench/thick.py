@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from fasr.bench.reference import other_pairs
 from fasr.checkpoint import load_model, resolve_device
 from fasr.config import add_set_argument
 from fasr.data.degrade import SliceProfile
@@ -54,14 +55,12 @@ def _held_out(loaded: LoadedModel, split: str) -> tuple[Path, Path, Path]:
     """(target, reference, another subject's reference of the same contrast) of the split's first subject; the other
     subject is the first (validation ones first for the test split) whose scan covers the target's field of view in
     scanner space, as a patient's own scans do."""
-    cfg = loaded.config.data
-    pairs = pairs_for_split(cfg, split)
+    pairs = pairs_for_split(loaded.config.data, split)
     if not pairs:
         raise FasrError(f"no {split} subject in the checkpoint's data config; pass --set data.{split}_subjects=[ID]")
     pair = pairs[0]
-    others = (pairs_for_split(cfg, "val") if split == "test" else []) + pairs_for_split(cfg, "train")
     target = read_geometry(pair.target)
-    for other in (p for p in others if p.reference.name == pair.reference.name):
+    for other in other_pairs(loaded.config, pair, split):  # same root and contrast, validation subjects first
         candidate = read_geometry(other.reference)
         try:
             check_coverage(candidate.shape, candidate.affine, target.shape, target.affine, str(other.reference),

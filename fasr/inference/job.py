@@ -18,7 +18,7 @@ from fasr.errors import FasrError
 from fasr.inference.inputs import ImageInput, InputPair, read_inputs
 from fasr.inference.options import DEFAULT_BATCH_SIZE, DEFAULT_MODEL
 from fasr.inference.plan import CheckpointFile, InferencePlan, plan_inference, read_checkpoint
-from fasr.inference.predict import LoadedModel, Prediction, load_for_inference, predict
+from fasr.inference.predict import LoadedModel, Prediction, check_adapt, load_for_inference, predict
 from fasr.models.config import ModelConfig, is_through_plane
 
 __all__ = ["InferenceJob", "load_model"]
@@ -108,14 +108,10 @@ class InferenceJob:
             raise FasrError(f"batch size must be >= 1, got {batch_size}")
         if degradation is not None and not simulate:
             raise FasrError("a degradation only applies when simulating; drop it for a real LR scan")
-        if adapt < 0:
-            raise FasrError(f"--adapt takes a number of steps >= 0, got {adapt}")
         inputs = read_inputs(lr, ref, lr_affine, ref_affine, lr_key, ref_key)
         checkpoint = None if isinstance(model, LoadedModel) else read_checkpoint(model, overrides)
         config = model.config.model if isinstance(model, LoadedModel) else checkpoint.model  # type: ignore[union-attr]
-        if adapt and not is_through_plane(config):
-            raise FasrError("--adapt fine-tunes a through-plane model on a thick-slice scan; drop it for an in-plane "
-                            "model")
+        check_adapt(adapt, config)
         plan = plan_inference(inputs.target, inputs.ref, config.scale, simulate=simulate, batch_size=batch_size,
                               search_window=config.search_window, keys=(lr_key, ref_key),
                               through_plane=is_through_plane(config))

@@ -85,6 +85,15 @@ def reference_coverage(
     return grid, coverage
 
 
+def _reference_and_stats(
+    lr: Volume, ref: Volume, grid: SRGrid, norm_percentiles: tuple[float, float]
+) -> tuple[np.ndarray, NormStats, NormStats]:
+    """The reference resampled onto ``grid`` (trilinear, through the affines), and each input's own normalisation:
+    the LR's from the LR, the reference's from the resampled reference."""
+    reference = resample_to_grid(ref.data, ref.affine, grid.shape, grid.affine, order=1)
+    return reference, robust_stats(lr, *norm_percentiles), robust_stats(reference, *norm_percentiles, name=ref.path)
+
+
 def super_resolve_volume(
     model: nn.Module,
     lr: Volume,
@@ -123,9 +132,7 @@ def super_resolve_volume(
         FasrError: the reference does not cover the LR field of view.
     """
     grid, coverage = reference_coverage(lr, ref, scale, inplane_axes)
-    reference = resample_to_grid(ref.data, ref.affine, grid.shape, grid.affine, order=1)
-    target_stats = robust_stats(lr, *norm_percentiles)
-    ref_stats = robust_stats(reference, *norm_percentiles, name=ref.path)
+    reference, target_stats, ref_stats = _reference_and_stats(lr, ref, grid, norm_percentiles)
 
     slicer = Slicer.for_grid(grid.affine, grid.slice_axis)  # the LR grid's axes point the same way
     lr_norm = slicer.to_stack(target_stats.normalize(lr.data))  # (N, h, w), unclipped
@@ -178,9 +185,7 @@ def super_resolve_thick(
             (:func:`fasr.inference.adapt.adapt_model`; 0: off).
     """
     grid, coverage = reference_coverage(lr, ref, profile.factor, None, thick_axis=thick_axis)
-    reference = resample_to_grid(ref.data, ref.affine, grid.shape, grid.affine, order=1)
-    target_stats = robust_stats(lr, *norm_percentiles)
-    ref_stats = robust_stats(reference, *norm_percentiles, name=ref.path)
+    reference, target_stats, ref_stats = _reference_and_stats(lr, ref, grid, norm_percentiles)
     lr_norm = target_stats.normalize(lr.data)
     lr_in = np.clip(lr_norm, -1.0, 1.0)
     lr_up = along_axis(lr_in, thick_axis, "up", profile)  # (X', Y', Z') on the output grid

@@ -60,6 +60,7 @@ __all__ = [
     "InputGeometry",
     "InferencePlan",
     "read_geometry",
+    "volume_geometry",
     "CheckpointFile",
     "read_checkpoint",
     "checkpoint_model",
@@ -192,6 +193,11 @@ def _geometry(path: Path, shape: Sequence[int], affine: np.ndarray) -> InputGeom
     return InputGeometry(path=path, shape=tuple(dims), affine=affine)  # type: ignore[arg-type]
 
 
+def volume_geometry(volume: Volume) -> InputGeometry:
+    """The checked geometry of a volume already read (its file or label as the path)."""
+    return _geometry(Path(volume.path), volume.data.shape, volume.affine)
+
+
 def read_geometry(path: str | Path) -> InputGeometry:
     """Shape and affine of an input: NIfTI from its header alone; other formats (DICOM folder, fastMRI) are read.
 
@@ -231,7 +237,7 @@ def _read_inputs(
     return tuple(  # type: ignore[return-value]
         s if isinstance(s, InputGeometry)
         else read_geometry(s) if _is_path(s)
-        else _geometry(Path(s.path), s.data.shape, s.affine)
+        else volume_geometry(s)
         for s in (target, ref)
     )
 

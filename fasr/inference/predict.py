@@ -39,7 +39,7 @@ from fasr.inference.pipeline import (
     super_resolve_thick,
     super_resolve_volume,
 )
-from fasr.inference.plan import CheckpointFile, InputGeometry, check_thick_task
+from fasr.inference.plan import CheckpointFile, check_thick_task, volume_geometry
 from fasr.inference.qa import ReferenceQA, check_reference, mean_confidence, reference_qa
 from fasr.inference.register import (
     MAX_ROTATION_DEG,
@@ -54,13 +54,14 @@ from fasr.inference.register import (
 from fasr.inference.simulate import Simulation, bicubic_volume, score_methods, simulate_lr
 from fasr.inference.slicing import Slicer
 from fasr.inference.volume import RunSettings
-from fasr.models.config import is_through_plane
+from fasr.models.config import ModelConfig, is_through_plane
 from fasr.pretrained import PRETRAINED, resolve_checkpoint
 
 __all__ = [
     "LoadedModel",
     "Prediction",
     "load_for_inference",
+    "check_adapt",
     "predict",
     "prediction_images",
     "sidecar_record",
@@ -170,6 +171,14 @@ def load_for_inference(
     return LoadedModel(model=model, config=config, label=label, path=path, device=device)
 
 
+def check_adapt(adapt: int, model: ModelConfig) -> None:
+    """Refuse an ``--adapt`` that is negative or given to an in-plane model."""
+    if adapt < 0:
+        raise FasrError(f"--adapt takes a number of steps >= 0, got {adapt}")
+    if adapt and not is_through_plane(model):
+        raise FasrError("--adapt fine-tunes a through-plane model on a thick-slice scan; drop it for an in-plane model")
+
+
 def predict(
     loaded: LoadedModel,
     inputs: InputPair,
@@ -202,10 +211,7 @@ def predict(
         adapt: through-plane models: fine-tune a copy for this many steps on the scan's own slices first
             (:mod:`fasr.inference.adapt`; 0: off).
     """
-    if adapt < 0:
-        raise FasrError(f"--adapt takes a number of steps >= 0, got {adapt}")
-    if adapt and not is_through_plane(loaded.config.model):
-        raise FasrError("--adapt fine-tunes a through-plane model on a thick-slice scan; drop it for an in-plane model")
+    check_adapt(adapt, loaded.config.model)
     if register not in REGISTRATIONS:
         raise FasrError(f"unknown registration '{register}'; choose one of {', '.join(REGISTRATIONS)}")
     start = time.perf_counter()
@@ -238,7 +244,7 @@ def predict(
     assumed = getattr(loaded.model, "ref_degradation", None) or build_degradation(cfg.data.degradation)
     scale, thick_axis = loaded.scale, None
     if is_through_plane(cfg.model):  # ours: the factor and the thick axis come from this scan's headers
-        thick_axis, scale = check_thick_task(_geometry_of(lr), _geometry_of(ref))
+        thick_axis, scale = check_thick_task(volume_geometry(lr), volume_geometry(ref))
         assumed = SliceProfile(scale, assumed.profile, assumed.thickness)
     registration = None
     if register == "rigid":
@@ -334,10 +340,6 @@ def _registered(
             "of one session) or lost coverage: the reference is used as its header places it"
         )
     return registration, moved, None
-
-
-def _geometry_of(volume: Volume) -> InputGeometry:
-    return InputGeometry(Path(volume.path), tuple(volume.data.shape), volume.affine)  # type: ignore[arg-type]
 
 
 def _descrip(loaded: LoadedModel, what: str, ref_path: Path) -> str:
