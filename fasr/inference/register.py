@@ -179,12 +179,12 @@ def register_rigid(lr: Volume, ref: Volume, seed: int = 1) -> Registration:
     offset = about + translation - rotation @ about
     lps = np.eye(4)
     lps[:3, :3], lps[:3, 3] = rotation, offset  # x_ref = R x_lr + offset, LPS
-    # Rounded to 1e-6 (micrometres, microradians): ITK's threads sum the metric in a varying order, which moves the
-    # result by ~1e-13; rounded, the same inputs give the same transform and the same output bytes.
+    # Rounded to 1e-6 (micrometres, microradians, the metric's sixth decimal): ITK's threads sum the metric in a
+    # varying order, which moves the results by ~1e-10; rounded, the same inputs give the same record and output bytes.
     return Registration(
-        matrix=np.round(_LPS @ lps @ _LPS, 6) + 0.0, metric=float(method.GetMetricValue()),
+        matrix=np.round(_LPS @ lps @ _LPS, 6) + 0.0, metric=round(float(method.GetMetricValue()), 6),
         iterations=int(method.GetOptimizerIteration()),
-        centre_shift_mm=float(np.linalg.norm(translation)),
+        centre_shift_mm=round(float(np.linalg.norm(translation)), 6),
         seconds=time.perf_counter() - start, stop=method.GetOptimizerStopConditionDescription(),
     )
 
