@@ -21,9 +21,9 @@ from fasr.models.baselines.swinir import (
 
 LEARNED = ["edsr", "swinir", "mcsr", "minet"]
 SINGLE_IMAGE = ["bicubic", "edsr", "swinir"]
-MULTI_CONTRAST = ["mcsr", "minet"]
+MULTI_CONTRAST = ["mcsr", "minet", "masa"]
 # Parameter counts at n_feats=64, scale 4 (the table in docs/baselines.md).
-PARAMS = {"bicubic": 0, "edsr": 924_417, "swinir": 744_592, "mcsr": 298_434, "minet": 1_285_303}
+PARAMS = {"bicubic": 0, "edsr": 924_417, "swinir": 744_592, "mcsr": 298_434, "minet": 1_285_303, "masa": 2_105_729}
 
 
 def make_model(name: str, scale: int = 4, n_feats: int = 64) -> torch.nn.Module:
@@ -89,7 +89,7 @@ def test_forward_backward_odd_sizes(name: str, scale: int) -> None:
     assert all(".gate." in key for key in missed), missed
 
 
-@pytest.mark.parametrize("name", LEARNED)
+@pytest.mark.parametrize("name", [*LEARNED, "masa"])
 def test_untrained_model_is_bicubic_and_training_moves_it(name: str) -> None:
     """The global residual with a zero-initialised output layer: bicubic at step 0, closer to HR after training."""
     model = make_model(name, n_feats=16)

@@ -31,6 +31,7 @@ MODELS: dict[str, str] = {
     "swinir": "fasr.models.baselines.swinir:from_config",
     "mcsr": "fasr.models.baselines.mcsr:from_config",
     "minet": "fasr.models.baselines.minet:from_config",
+    "masa": "fasr.models.baselines.masa:from_config",
 }
 # name -> the ModelConfig fields the architecture reads (each field's ``read_by`` fact, fasr.models.config); any
 # other field must keep its default (else an error). Extensions declare theirs in ``register``.

@@ -14,7 +14,7 @@ __all__ = [
 
 # The architectures registered with the package (fasr.models.MODELS); user extensions declare what they read.
 FASR_FAMILY = frozenset({"fasr", "ttsr"})  # FASR-Net and its one-level cross-attention variant
-BUILTIN = FASR_FAMILY | {"bicubic", "guided", "edsr", "swinir", "mcsr", "minet"}
+BUILTIN = FASR_FAMILY | {"bicubic", "guided", "edsr", "swinir", "mcsr", "minet", "masa"}
 _SINGLE_IMAGE = frozenset({"edsr", "swinir", "mcsr", "minet"})
 
 
@@ -42,7 +42,7 @@ class ModelConfig:
     """Architecture choice and hyper-parameters; ``name`` picks the architecture from the registry.
 
     Args:
-        name: ``fasr`` or a baseline (``bicubic``, ``edsr``, ``swinir``, ``mcsr``, ``minet``, ``ttsr``).
+        name: ``fasr`` or a baseline (``bicubic``, ``edsr``, ``swinir``, ``mcsr``, ``minet``, ``ttsr``, ``masa``).
         scale: upsampling factor (2 or 4 in the paper; any integer >= 2 works); 1 for a through-plane model (ours:
             ``ref_degradation`` a slice profile, ``data.planes: thick``; :func:`is_through_plane`).
         backbone: texture extractor (Table II).
@@ -88,7 +88,7 @@ class ModelConfig:
     feature_levels: Literal["paper", "public"] = _facts("public")
     alignment: Literal["both", "sa", "ma", "cross_attention"] = _facts("both", read_by=frozenset({"fasr"}))
     fusion: Literal["chpf", "decoder"] = _facts("chpf")
-    n_feats: int = _facts(64, read_by=FASR_FAMILY | _SINGLE_IMAGE)
+    n_feats: int = _facts(64, read_by=FASR_FAMILY | _SINGLE_IMAGE | {"masa"})
     n_blocks: tuple[int, int, int] = _facts((8, 4, 2))
     embed_dim: int = _facts(64, read_by=frozenset({"fasr"}))
     sa_key_stride: str = _facts("coarse", read_by=frozenset({"fasr"}))
@@ -99,7 +99,7 @@ class ModelConfig:
     search_window: int = _facts(16, inference=True)
     backbone_weights: str | None = _facts("mri")
     # filled in from the data config for every run (``auto``), used or not
-    ref_degradation: str = _facts("auto", read_by=FASR_FAMILY | {"guided"}, inference=True)
+    ref_degradation: str = _facts("auto", read_by=FASR_FAMILY | {"guided", "masa"}, inference=True)
     ref_detail: bool = _facts(False, grows=".detail.")
     ref_guided: bool = _facts(False, grows="guide")
     guide_order: Literal[1, 2] = _facts(1, read_by=FASR_FAMILY | {"guided"}, weight_free=FASR_FAMILY | {"guided"})
