@@ -54,7 +54,7 @@ def test_deep_merge_merges_sections_without_touching_inputs() -> None:
 @pytest.mark.parametrize(
     "suite, field, expected",
     [
-        ("methods", "model.name", ["bicubic", "edsr", "swinir", "mcsr", "minet", "ttsr", "fasr"]),
+        ("methods", "model.name", ["bicubic", "edsr", "swinir", "mcsr", "minet", "ttsr", "masa", "fasr"]),
         ("modules", "model.alignment", ["both", "ma", "sa", "both", "cross_attention"]),
         ("modules", "model.fusion", ["chpf", "chpf", "chpf", "decoder", "chpf"]),
         ("losses", "loss.l1", [1.0, 0.0, 1.0, 1.0]),
@@ -180,13 +180,20 @@ def test_quick_methods_suite_end_to_end(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setattr(run_cache, "source_fingerprint", lambda: "this checkout")  # others may edit fasr/ meanwhile
     data, out, base = write_brats(tmp_path / "brats"), tmp_path / "results", tmp_path / "base.yaml"
     base.write_text(yaml.safe_dump(deep_merge(BASE, {"data": {"min_foreground": 0.01}})))
-    argv = ["bench", "quality", "--suite", "methods", "--quick"]
-    argv += ["--out", str(out), "--data", str(data), "--base", str(base)]
+    argv = ["bench", "quality", "--suite", "methods", "--quick", "--degradation", "bicubic,kspace"]
+    argv += ["--test-subjects", "subject-0", "--out", str(out), "--data", str(data), "--base", str(base)]
     assert main(argv) == 0
     report = json.loads((out / "methods.json").read_text())
-    assert [row["label"] for row in report["rows"]] == list(METHODS)
-    runs = {run["label"]: run for run in report["runs"]}
+    assert list(report["tables"]) == ["bicubic", "kspace"]
+    assert all([row["label"] for row in rows] == list(METHODS) for rows in report["tables"].values())
+    assert {run["degradation"] for run in report["runs"]} == {"bicubic", "kspace"}
+    runs = {run["label"]: run for run in report["runs"] if run["degradation"] == "bicubic"}
     assert all(run["held_out"] == "subject-2" and math.isfinite(run["psnr"]) for run in runs.values())
+    assert all(math.isfinite(run["test_psnr"]) and len(run["test_slice_psnr"]) == 2 for run in runs.values())
+    # Every other row of Table I is a claim against fasr, tested on the test subject's slices.
+    claims = report["claims"]["kspace"]
+    assert [c["row"] for c in claims] == [m for m in METHODS if m != "fasr"]
+    assert all(c["split"] == "test" and c["slices"] == 2 and 0 < c["p_value"] <= 1 for c in claims)
     assert runs["bicubic"]["steps"] == 0 and runs["bicubic"]["params"] == 0
     assert all(runs[m]["steps"] == 2 and runs[m]["params"] > 0 for m in METHODS[1:])
     # The bicubic row is the evaluator's own bicubic reference, on the same slices.
@@ -197,6 +204,7 @@ def test_quick_methods_suite_end_to_end(tmp_path: Path, monkeypatch: pytest.Monk
     assert report["machine"]["cores"] >= 1 and report["commit"]
     table = (out / "methods.md").read_text()
     assert all(f"| {m} |" in table for m in METHODS) and "git commit" in table
+    assert "## kspace LR" in table and "| fasr vs masa | +0.44 |" in table
     for figure in ("methods.png", "methods-residuals.png", "methods-curves.png"):
         assert (out / figure).stat().st_size > 1000
 
@@ -237,3 +245,42 @@ def test_train_reference_trains_once_for_a_step_budget(tmp_path: Path, monkeypat
     written = checkpoint.stat().st_mtime_ns
     assert train_reference("edsr", 2, data, tmp_path / "out", base=base) == checkpoint
     assert checkpoint.stat().st_mtime_ns == written  # the finished run is reused
+
+
+def test_an_interrupted_run_resumes_and_a_run_of_other_code_only_with_keep_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A suite spans sessions: the run interrupted in one continues (``resume``) in the next, its seconds summed;
+    after the code changed it restarts, unless ``keep_runs``."""
+    import fasr.training.trainer as trainer
+
+    calls = []
+
+    def fake_train(cfg: RunConfig, run_dir: Path, resume: bool = False, force: bool = False) -> Path:
+        calls.append("resume" if resume else "fresh")
+        (run_dir / "last.pt").write_bytes(b"weights")
+        if len(calls) == 1:
+            raise trainer.TrainingInterrupted("stopped")
+        return run_dir / "last.pt"
+
+    monkeypatch.setattr(trainer, "train", fake_train)
+    monkeypatch.setattr(run_cache, "parameters", lambda cfg: 1)
+    monkeypatch.setattr(run_cache, "source_fingerprint", lambda: "v1")
+    cfg = from_dict(RunConfig, deep_merge(BASE, {"model": {"name": "edsr", "n_feats": 8}}))
+    run_dir = tmp_path / "run"
+    with pytest.raises(trainer.TrainingInterrupted):
+        run_cache.train_cached(cfg, run_dir)
+    assert not (run_dir / run_cache.TRAINED).exists()
+    run_cache.train_cached(cfg, run_dir)
+    assert calls == ["fresh", "resume"]
+    run_cache.train_cached(cfg, run_dir)  # finished: reused
+    assert calls == ["fresh", "resume"]
+    monkeypatch.setattr(run_cache, "source_fingerprint", lambda: "v2")
+    run_cache.train_cached(cfg, run_dir, keep_runs=True)  # other code, kept
+    assert calls == ["fresh", "resume"]
+    run_cache.train_cached(cfg, run_dir)  # other code: trained again from the start
+    assert calls == ["fresh", "resume", "fresh"]
+    other = from_dict(RunConfig, deep_merge(BASE, {"model": {"name": "edsr", "n_feats": 16}}))
+    (run_dir / run_cache.TRAINED).unlink()
+    run_cache.train_cached(other, run_dir, keep_runs=True)  # another config never resumes this one
+    assert calls[-1] == "fresh"

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from fasr.bench.params import PAPER_TABLE_II, backbone_rows
+from fasr.bench.params import PAPER_TABLE_II, backbone_rows, method_rows
 
 
 def test_bench_speed_json(tmp_path) -> None:
@@ -63,3 +63,18 @@ def test_params_rows() -> None:
     assert rows["resnet34"]["extractor_params_m"] > rows["resnet18"]["extractor_params_m"]
     for r in rows.values():
         assert r["model_params_m"] > r["extractor_params_m"] > 0 and r["extractor_gflops"] > 0
+
+
+def test_params_methods_rows_count_every_method_as_the_benchmark_builds_it() -> None:
+    import torch
+
+    from fasr.bench.quality.suites import METHODS
+    from fasr.models import ModelConfig, build_model
+
+    rows = {r["method"]: r for r in method_rows(scale=4, lr_size=16)}
+    assert list(rows) == list(METHODS)
+    assert rows["bicubic"]["params"] == 0 and rows["bicubic"]["gflops"] == 0
+    torch.manual_seed(0)
+    masa = build_model(ModelConfig(name="masa", scale=4, n_feats=32))  # the base config's width
+    assert rows["masa"]["params"] == sum(p.numel() for p in masa.parameters())
+    assert all(rows[m]["gflops"] > 0 for m in METHODS[1:])

@@ -1,4 +1,5 @@
-"""``fasr params``: extractor and model size per backbone (Table II), FLOPs counted by torch's flop counter.
+"""``fasr params``: extractor and model size per backbone (Table II), or with ``--methods`` the size and cost of every
+row of the methods benchmark (Table I), FLOPs counted by torch's flop counter.
 
 FLOPs are counted by ``torch.utils.flop_counter`` (one multiply-add = 2 FLOPs) on a 256x256x3 extractor
 input, as the paper's Table II. The paper does not say whether its "FLOPs" are multiply-adds; its VGG19
@@ -10,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
-__all__ = ["add_arguments", "run", "backbone_rows", "PAPER_TABLE_II"]
+__all__ = ["add_arguments", "run", "backbone_rows", "method_rows", "PAPER_TABLE_II"]
 
 # Table II: backbone -> (params M, FLOPs G, PSNR, SSIM) on IXI x4.
 PAPER_TABLE_II = {
@@ -23,6 +24,11 @@ PAPER_TABLE_II = {
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", type=int, default=4, help="upsampling factor of the models counted (default 4)")
     parser.add_argument("--size", type=int, default=256, help="extractor input size (square)")
+    parser.add_argument(
+        "--methods", action="store_true",
+        help="count the rows of `fasr bench quality --suite methods` (its base config) on one LR of --lr-size",
+    )
+    parser.add_argument("--lr-size", type=int, default=60, help="LR side for --methods (default 60: 240 px at x4)")
     parser.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
                         help="print JSON (or write it to FILE)")
 
@@ -54,15 +60,63 @@ def backbone_rows(scale: int = 4, size: int = 256) -> list[dict]:
     return rows
 
 
+def method_rows(scale: int = 4, lr_size: int = 60) -> list[dict]:
+    """One row per method of the methods benchmark, as its base config builds it: parameters and GFLOPs of one
+    forward pass on an ``lr_size`` square LR with its reference (gathers and interpolations count no FLOPs)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from fasr.bench.quality.suites import DEFAULT_BASE, METHODS, MISSING_HINT, row_model
+    from fasr.config import from_dict, read_yaml
+    from fasr.models import ModelConfig, build_model
+
+    base = read_yaml(DEFAULT_BASE, MISSING_HINT).get("model", {})
+    rows = []
+    for name in METHODS:
+        cfg = from_dict(ModelConfig, row_model({**base, "name": name, "scale": scale}), "model")
+        torch.manual_seed(0)
+        model = build_model(cfg).eval()
+        lr, ref = torch.zeros(1, 1, lr_size, lr_size), torch.zeros(1, 1, lr_size * scale, lr_size * scale)
+        counter = FlopCounterMode(display=False)
+        with torch.no_grad(), counter:
+            model(lr, ref)
+        rows.append(
+            {
+                "method": name,
+                "params": sum(p.numel() for p in model.parameters()),
+                "gflops": round(counter.get_total_flops() / 1e9, 2),
+                "lr_size": lr_size,
+                "scale": scale,
+            }
+        )
+    return rows
+
+
+def _write_json(rows: list[dict], where: str) -> None:
+    text = json.dumps(rows, indent=2)
+    if where == "-":
+        print(text)
+    else:
+        with open(where, "w") as fh:
+            fh.write(text + "\n")
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.methods:
+        rows = method_rows(args.scale, args.lr_size)
+        if args.json is not None:
+            _write_json(rows, args.json)
+            return 0
+        side = args.lr_size
+        print(f"Methods of the benchmark (configs/cpu-quick.yaml) at x{args.scale}, one {side}x{side} LR with its "
+              "reference (FLOPs: 2 per multiply-add)")
+        print(f"{'method':<10}{'params':>12}{'GFLOPs':>10}")
+        for r in rows:
+            print(f"{r['method']:<10}{r['params']:>12,}{r['gflops']:>10.2f}")
+        return 0
     rows = backbone_rows(args.scale, args.size)
     if args.json is not None:
-        text = json.dumps(rows, indent=2)
-        if args.json == "-":
-            print(text)
-        else:
-            with open(args.json, "w") as fh:
-                fh.write(text + "\n")
+        _write_json(rows, args.json)
         return 0
     print(f"Texture extractor on a {args.size}x{args.size}x3 input (FLOPs: 2 per multiply-add), x{args.scale} model")
     print(f"{'backbone':<10}{'extractor M':>13}{'GFLOPs':>9}{'model M':>10} | paper: {'M':>6}{'G':>7}")

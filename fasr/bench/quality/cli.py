@@ -16,6 +16,7 @@ from fasr.bench.quality.budget import seconds_per_step, steps_for_budget
 from fasr.bench.quality.runs import train_and_score
 from fasr.bench.quality.suites import (
     DEFAULT_BASE,
+    DEGRADATIONS,
     QUICK_EVAL_SLICES,
     QUICK_STEPS,
     REPO_ROOT,
@@ -26,7 +27,7 @@ from fasr.bench.quality.suites import (
     suite_entries,
     task_base,
 )
-from fasr.config import add_set_argument
+from fasr.config import add_set_argument, deep_merge
 from fasr.errors import FasrError, UsageError
 from fasr.provenance import provenance
 
@@ -55,6 +56,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--data", type=Path, default=DEFAULT_DATA, help="BraTS-layout data root (default ../shared/data/brats)"
     )
     add_set_argument(parser, "loss.perceptual_weights=vgg19.pth")  # applied to every run
+    parser.add_argument(
+        "--degradation", default="bicubic",
+        help=f"comma-separated LRs to train and score on, each its own table: {', '.join(DEGRADATIONS)} "
+        "(default bicubic, the paper's)",
+    )
+    parser.add_argument(
+        "--test-subjects", nargs="+", default=[], metavar="SUBJECT",
+        help="never trained on nor validated with; each run's final weights are scored on them once, at the end",
+    )
+    parser.add_argument(
+        "--keep-runs", action="store_true",
+        help="reuse and resume runs of the same config trained by other source code (a suite over several sessions)",
+    )
     parser.add_argument("--force", action="store_true", help="overwrite existing results files")
 
 
@@ -88,9 +102,18 @@ def _step_budget(args: argparse.Namespace, base: dict, entries: list[Entry], run
     return steps, f"{args.budget_minutes:g} min of training steps -> {steps} steps (seconds per step: {per_step})"
 
 
+def _degradations(text: str) -> list[str]:
+    names = [d.strip() for d in text.split(",") if d.strip()]
+    unknown = sorted(set(names) - set(DEGRADATIONS))
+    if unknown or not names:
+        raise UsageError(f"--degradation {text}: choose from {', '.join(DEGRADATIONS)} (comma-separated)")
+    return list(dict.fromkeys(names))
+
+
 def run(args: argparse.Namespace) -> int:
     if args.seeds < 1 or (args.steps is not None and args.steps < 1) or args.budget_minutes <= 0:
         raise UsageError("--seeds and --steps must be at least 1 and --budget-minutes positive")
+    degradations = _degradations(args.degradation)
     out: Path = args.out
     outputs = {kind: out / f"{args.suite}{kind}" for kind in (".json", ".md", ".png", "-residuals.png", "-curves.png")}
     existing = [str(p) for p in outputs.values() if p.exists()]
@@ -100,25 +123,38 @@ def run(args: argparse.Namespace) -> int:
 
     base, deltas = task_base(args.base, args.data, args.suite, args.quick)
     subjects = find_subjects(base["data"])
-    held_out = subjects if args.folds else subjects[-1:]
+    unknown = sorted(set(args.test_subjects) - set(subjects))
+    if unknown:
+        raise UsageError(f"--test-subjects {' '.join(unknown)}: not in {args.data} ({', '.join(subjects)})")
+    candidates = [s for s in subjects if s not in args.test_subjects]
+    if len(candidates) < 2:
+        raise UsageError("--test-subjects leaves fewer than 2 subjects to train on and validate with")
+    base["data"]["test_subjects"] = list(args.test_subjects)
+    held_out = candidates if args.folds else candidates[-1:]
     base["data"]["val_subjects"] = held_out[:1]
     seeds = range(args.seeds)
     eval_slices = QUICK_EVAL_SLICES if args.quick else args.eval_slices
-    steps, budget = _step_budget(args, base, entries, len(held_out) * len(seeds))
-    print(f"fasr bench quality --suite {args.suite}: {len(entries)} rows x {len(held_out) * len(seeds)} runs; {budget}")
+    steps, budget = _step_budget(args, base, entries, len(held_out) * len(seeds) * len(degradations))
+    runs_per_row = len(held_out) * len(seeds)
+    print(f"fasr bench quality --suite {args.suite}: {len(entries)} rows x {runs_per_row} runs x "
+          f"{len(degradations)} degradation(s); {budget}")
 
     results, first_runs = [], {}
-    for entry in entries:
-        for subject in held_out:
-            for seed in seeds:
-                cfg = run_config(base, entry, subject, seed, steps, args.overrides)
-                run_dir = out / "runs" / args.suite / entry.label / f"{subject}-seed{seed}"
-                result = train_and_score(cfg, entry.label, run_dir, eval_slices)
-                print(f"  {entry.label} [{subject}, seed {seed}]: PSNR {result.psnr:.2f} dB, SSIM {result.ssim:.4f}")
-                results.append(result)
-                first_runs.setdefault(entry.label, result)
+    for degradation in degradations:
+        mapping = deep_merge(base, DEGRADATIONS[degradation])
+        for entry in entries:
+            for subject in held_out:
+                for seed in seeds:
+                    cfg = run_config(mapping, entry, subject, seed, steps, args.overrides)
+                    run_dir = out / "runs" / args.suite / entry.label / degradation / f"{subject}-seed{seed}"
+                    result = train_and_score(cfg, entry.label, run_dir, eval_slices, args.keep_runs)
+                    test = f"; test {result.test_psnr:.2f} dB" if result.test_psnr is not None else ""
+                    print(f"  {entry.label} [{degradation}, {subject}, seed {seed}]: PSNR {result.psnr:.2f} dB, "
+                          f"SSIM {result.ssim:.4f}{test}")
+                    results.append(result)
+                    first_runs.setdefault(entry.label, result)
 
-    rows = report.summarize(results)
+    tables = {d: report.summarize([r for r in results if r.degradation == d]) for d in degradations}
     made = provenance(shlex.join(["fasr", *sys.argv[1:]]))
     meta = {
         "suite": args.suite,
@@ -130,20 +166,28 @@ def run(args: argparse.Namespace) -> int:
         "deltas": deltas,
         "overrides": args.overrides,
         "held_out": held_out,
+        "test_subjects": list(args.test_subjects),
+        "degradations": degradations,
         "seeds": args.seeds,
-        "runs_per_row": len(held_out) * len(seeds),
+        "runs_per_row": runs_per_row,
         "steps": steps,
         "budget": budget,
     }
+    claims = {d: report.claims(args.suite, [r for r in results if r.degradation == d]) for d in degradations}
     out.mkdir(parents=True, exist_ok=True)
-    record = {**meta, "rows": [asdict(r) for r in rows], "runs": [asdict(r) for r in results]}
+    record = {
+        **meta,
+        "tables": {d: [asdict(r) for r in rows] for d, rows in tables.items()},
+        "claims": {d: [asdict(c) for c in rows] for d, rows in claims.items()},
+        "runs": [asdict(r) for r in results],
+    }
     outputs[".json"].write_text(json.dumps(record, indent=1))
-    outputs[".md"].write_text(report.markdown(rows, meta))
-    title = f"fasr bench quality --suite {args.suite}: {steps} steps per run"
+    outputs[".md"].write_text(report.markdown(tables, claims, meta))
+    title = f"fasr bench quality --suite {args.suite}: {steps} steps per run ({degradations[0]} LR)"
     written = [
         outputs[".json"],
         outputs[".md"],
-        report.score_figure(rows, title, outputs[".png"]),
+        report.score_figure(tables[degradations[0]], title, outputs[".png"]),
         report.residual_figure(first_runs, outputs["-residuals.png"]),
         report.curve_figure(first_runs, outputs["-curves.png"]),
     ]

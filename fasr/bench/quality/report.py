@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,19 +13,25 @@ from fasr.bench.quality.runs import RunResult
 
 __all__ = [
     "RowSummary",
+    "Claim",
     "summarize",
+    "claims",
     "markdown",
     "score_figure",
     "residual_figure",
     "curve_figure",
 ]
 
+SIGNIFICANCE = 0.05  # a claim holds (or is reversed) here when the paired test's p-value is below this
+
 
 @dataclass
 class RowSummary:
-    """A results-table row: scores as mean and sample standard deviation over the row's runs.
+    """A results-table row: scores as mean and sample standard deviation over the row's runs (seeds).
 
-    ``gain_mean`` is the mean PSNR gain over bicubic on the same slices (dB).
+    ``gain_mean`` is the mean PSNR gain over bicubic on the same slices (dB); ``plateau_gain_max`` the largest
+    validation gain over the last 20 % of the steps among the row's runs (:mod:`fasr.bench.quality.stats`);
+    ``test_*`` are None without test subjects.
     """
 
     label: str
@@ -37,6 +44,15 @@ class RowSummary:
     steps: int
     wall_s: float
     runs: int
+    plateau_gain_max: float = math.nan
+    test_psnr_mean: float | None = None
+    test_psnr_std: float | None = None
+    test_ssim_mean: float | None = None
+    test_gain_mean: float | None = None
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def summarize(results: list[RunResult]) -> list[RowSummary]:
@@ -44,40 +60,149 @@ def summarize(results: list[RunResult]) -> list[RowSummary]:
     rows = []
     for label in dict.fromkeys(r.label for r in results):
         runs = [r for r in results if r.label == label]
-        psnr, ssim = [r.psnr for r in runs], [r.ssim for r in runs]
+        psnr_mean, psnr_std = _mean_std([r.psnr for r in runs])
+        ssim_mean, ssim_std = _mean_std([r.ssim for r in runs])
+        gains = [r.plateau_gain for r in runs if not math.isnan(r.plateau_gain)]
+        tested = [r for r in runs if r.test_psnr is not None]
+        test = _mean_std([r.test_psnr for r in tested]) if tested else (None, None)
         rows.append(
             RowSummary(
                 label=label,
-                psnr_mean=statistics.fmean(psnr),
-                psnr_std=statistics.stdev(psnr) if len(runs) > 1 else 0.0,
-                ssim_mean=statistics.fmean(ssim),
-                ssim_std=statistics.stdev(ssim) if len(runs) > 1 else 0.0,
+                psnr_mean=psnr_mean,
+                psnr_std=psnr_std,
+                ssim_mean=ssim_mean,
+                ssim_std=ssim_std,
                 gain_mean=statistics.fmean(r.psnr - r.bicubic_psnr for r in runs),
                 params=runs[0].params,
                 steps=runs[0].steps,
                 wall_s=statistics.fmean(r.wall_s for r in runs),
                 runs=len(runs),
+                plateau_gain_max=max(gains) if gains else math.nan,
+                test_psnr_mean=test[0],
+                test_psnr_std=test[1],
+                test_ssim_mean=statistics.fmean(r.test_ssim for r in tested) if tested else None,
+                test_gain_mean=statistics.fmean(r.test_psnr - r.test_bicubic_psnr for r in tested) if tested else None,
             )
         )
     return rows
 
 
-def markdown(rows: list[RowSummary], meta: dict[str, Any]) -> str:
-    """The ``<suite>.md`` table with its provenance lines."""
+@dataclass
+class Claim:
+    """One of the paper's comparisons, re-measured: ``reference`` against ``row`` on the same slices.
+
+    Attributes:
+        reference / row: the two rows (``reference`` is the suite's full model).
+        paper_diff: the paper's PSNR of ``reference`` minus ``row`` (dB).
+        diff: here, the mean over slices of the seed-averaged per-slice PSNR difference (dB).
+        p_value: Wilcoxon signed-rank test over the slices (two-sided).
+        slices: paired slices; split: ``test`` or ``val`` (the held-out subject, when there are no test subjects).
+        verdict: ``holds``, ``reversed`` (both at p < 0.05) or ``not significant``.
+    """
+
+    reference: str
+    row: str
+    paper_diff: float
+    diff: float
+    p_value: float
+    slices: int
+    split: str
+    verdict: str
+
+
+def _slice_means(runs: list[RunResult], split: str) -> list[float]:
+    """Per-slice PSNR averaged over a row's runs (seeds), on ``split``'s slices."""
+    import numpy as np
+
+    scores = [r.test_slice_psnr if split == "test" else r.slice_psnr for r in runs]
+    if len({len(s) for s in scores}) != 1:
+        raise ValueError("the runs of a row were scored on different slices; rerun them with one --eval-slices")
+    return np.mean(np.asarray(scores, dtype=np.float64), axis=0).tolist()
+
+
+def claims(suite: str, results: list[RunResult]) -> list[Claim]:
+    """The paper's comparisons of the suite's full model with every other row it prints, tested here on the test
+    slices (the held-out subject's without test subjects)."""
+    from fasr.bench.quality.stats import paired_test
+    from fasr.bench.quality.suites import PAPER
+
+    reference, paper, _ = PAPER[suite]
+    by_label = {label: [r for r in results if r.label == label] for label in dict.fromkeys(r.label for r in results)}
+    if reference not in by_label:
+        return []
+    split = "test" if all(r.test_slice_psnr for r in results) else "val"
+    ours = _slice_means(by_label[reference], split)
+    found = []
+    for row, runs in by_label.items():
+        if row == reference or row not in paper:
+            continue
+        test = paired_test(ours, _slice_means(runs, split))
+        paper_diff = paper[reference] - paper[row]
+        verdict = "not significant"
+        if test.p_value < SIGNIFICANCE and test.mean_diff != 0:
+            verdict = "holds" if (test.mean_diff > 0) == (paper_diff > 0) else "reversed"
+        found.append(Claim(reference, row, paper_diff, test.mean_diff, test.p_value, test.n, split, verdict))
+    return found
+
+
+def _table(rows: list[RowSummary]) -> list[str]:
+    tested = any(r.test_psnr_mean is not None for r in rows)
+    head = "| row | val PSNR (dB) | val SSIM | val PSNR - bicubic |"
+    head += " test PSNR (dB) | test PSNR - bicubic |" if tested else ""
+    head += " last-20 % gain (dB) | params | steps | wall time / run (min) | runs |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        line = f"| {r.label} | {r.psnr_mean:.2f} ± {r.psnr_std:.2f} | {r.ssim_mean:.4f} ± {r.ssim_std:.4f} | "
+        line += f"{r.gain_mean:+.2f} |"
+        if tested:
+            line += (f" {r.test_psnr_mean:.2f} ± {r.test_psnr_std:.2f} | {r.test_gain_mean:+.2f} |"
+                     if r.test_psnr_mean is not None else " - | - |")
+        plateau = "-" if math.isnan(r.plateau_gain_max) else f"{r.plateau_gain_max:.2f}"
+        line += f" {plateau} | {r.params:,} | {r.steps} | {r.wall_s / 60:.1f} | {r.runs} |"
+        lines.append(line)
+    return lines
+
+
+def _claim_lines(suite: str, found: list[Claim], rows: list[RowSummary]) -> list[str]:
+    from fasr.bench.quality.suites import PAPER
+
+    reference, paper, source = PAPER[suite]
+    if not found:
+        return [f"No claim tested: the suite ran without its full model `{reference}`."]
+    split = found[0].split
+    score = {r.label: (r.test_psnr_mean if split == "test" else r.psnr_mean) for r in rows}
+    here = " > ".join(sorted((k for k in score if k in paper), key=lambda k: -score[k]))
+    there = " > ".join(sorted((k for k in paper if k in score), key=lambda k: -paper[k]))
+    lines = [
+        f"The paper's {source} against this table, {reference} minus each row: the mean per-slice PSNR difference "
+        f"on the {found[0].slices} {split} slices (seed-averaged), Wilcoxon signed-rank p (two-sided); a claim "
+        f"holds or is reversed at p < {SIGNIFICANCE}.",
+        "",
+        "| claim | paper (dB) | here (dB) | p | verdict |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {c.reference} vs {c.row} | {c.paper_diff:+.2f} | {c.diff:+.2f} | {c.p_value:.2g} | {c.verdict} |"
+        for c in found
+    ]
+    lines += ["", f"- ranking here ({split} PSNR): {here}", f"- ranking in the paper: {there}"]
+    return lines
+
+
+def markdown(tables: dict[str, list[RowSummary]], found: dict[str, list[Claim]], meta: dict[str, Any]) -> str:
+    """The ``<suite>.md`` tables (one per degradation), the claims and the provenance lines."""
+    tested = f"; test subject(s) {', '.join(meta['test_subjects'])}, scored once" if meta["test_subjects"] else ""
     lines = [
         f"# Quality benchmark: `{meta['suite']}`",
         "",
-        f"{meta['task']}. Scores of the final weights on the held-out subject ({meta['eval']}), mean ± sample "
-        f"standard deviation over {meta['runs_per_row']} run(s) per row (seeds x held-out subjects).",
-        "",
-        "| row | PSNR (dB) | SSIM | PSNR - bicubic (dB) | params | steps | wall time / run (min) | runs |",
-        "|---|---|---|---|---|---|---|---|",
+        f"{meta['task']}. Scores of the final weights ({meta['eval']}) on the held-out subject "
+        f"{', '.join(meta['held_out'])}{tested}; mean ± sample standard deviation over {meta['runs_per_row']} "
+        "run(s) per row (seeds x held-out subjects). Last-20 % gain: the largest validation PSNR gain over the last "
+        "20 % of the steps among a row's runs; below 0.05 dB the row has reached its plateau.",
     ]
-    lines += [
-        f"| {r.label} | {r.psnr_mean:.2f} ± {r.psnr_std:.2f} | {r.ssim_mean:.4f} ± {r.ssim_std:.4f} | "
-        f"{r.gain_mean:+.2f} | {r.params:,} | {r.steps} | {r.wall_s / 60:.1f} | {r.runs} |"
-        for r in rows
-    ]
+    for degradation, rows in tables.items():
+        lines += ["", f"## {degradation} LR", "", *_table(rows), "", "### Claims", ""]
+        lines += _claim_lines(meta["suite"], found[degradation], rows)
     lines += [
         "",
         f"- command: `{meta['command']}`",
@@ -86,7 +211,7 @@ def markdown(rows: list[RowSummary], meta: dict[str, Any]) -> str:
         f"- date (UTC): {meta['date']}",
         f"- data: `{meta['data']}`; base config: `{meta['base']}`, plus `{json.dumps(meta['deltas'])}`"
         + (f" and `--set {' '.join(meta['overrides'])}`" if meta["overrides"] else ""),
-        f"- held-out subject(s): {', '.join(meta['held_out'])}; seeds: {meta['seeds']}",
+        f"- degradations: {', '.join(meta['degradations'])}; seeds: {meta['seeds']}",
         f"- step budget: {meta['budget']}",
         "",
     ]

@@ -4,9 +4,10 @@ source code are unchanged is reused."""
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from fasr.bench.quality.suites import DEFAULT_BASE, find_subjects, named_entry, run_config, task_base
@@ -15,6 +16,7 @@ from fasr.config import RunConfig, to_dict
 __all__ = [
     "RECORD",
     "TRAINED",
+    "STARTED",
     "RunResult",
     "source_fingerprint",
     "parameters",
@@ -26,11 +28,12 @@ __all__ = [
 PACKAGE = Path(__file__).resolve().parents[2]  # the fasr package
 RECORD = "bench.json"  # in each run folder: what the run was (config, scoring, source) and its result
 TRAINED = "trained.json"  # in each run folder: the config and source of its finished training, and its seconds
+STARTED = "started.json"  # in each run folder: the config and source of its training, written before it starts
 
 
 @dataclass
 class RunResult:
-    """One trained and scored (row, held-out subject, seed).
+    """One trained and scored (row, degradation, held-out subject, seed).
 
     Attributes:
         label: row name.
@@ -42,6 +45,12 @@ class RunResult:
         steps: optimiser steps trained.
         wall_s: seconds of training (with data loading and validation) and scoring.
         run_dir: the run folder.
+        degradation: how the LR was made (``data.degradation.kind``).
+        plateau_gain: validation PSNR gained over the last 20 % of the steps (:func:`stats.plateau_gain`; NaN
+            without two validations).
+        slice_psnr: PSNR of each scored held-out slice, in slice order (for paired tests).
+        test_psnr / test_ssim / test_bicubic_psnr / test_slice_psnr: the same on the test subjects
+            (``data.test_subjects``), scored once after training; None without test subjects.
     """
 
     label: str
@@ -55,6 +64,13 @@ class RunResult:
     steps: int
     wall_s: float
     run_dir: str
+    degradation: str = "bicubic"
+    plateau_gain: float = math.nan
+    slice_psnr: list[float] = field(default_factory=list)
+    test_psnr: float | None = None
+    test_ssim: float | None = None
+    test_bicubic_psnr: float | None = None
+    test_slice_psnr: list[float] | None = None
 
 
 def source_fingerprint() -> str:
@@ -79,28 +95,42 @@ def _as_stored(key: dict) -> dict:
     return json.loads(json.dumps(key))  # as it reads back from a record (tuples become lists)
 
 
-def train_cached(cfg: RunConfig, run_dir: Path) -> tuple[Path, float]:
-    """Train ``cfg`` in ``run_dir``, or reuse the finished training there when its config and source match.
+def _training_key(cfg: RunConfig, keep_runs: bool) -> dict:
+    """What a training is: its config and, unless ``keep_runs``, the source that trained it."""
+    return _as_stored({"config": to_dict(cfg), "source": "any" if keep_runs else source_fingerprint()})
 
-    A model without parameters (bicubic) gets a weightless checkpoint, scored the same way. Training clears the
-    folder's earlier run (the benchmark's own).
+
+def _same(stored: dict, key: dict) -> bool:
+    return stored == key or (key["source"] == "any" and stored["config"] == key["config"])
+
+
+def train_cached(cfg: RunConfig, run_dir: Path, keep_runs: bool = False) -> tuple[Path, float]:
+    """Train ``cfg`` in ``run_dir``; reuse the finished training there, or resume the interrupted one, when its
+    config and source match.
+
+    A model without parameters (bicubic) gets a weightless checkpoint, scored the same way. A training of another
+    config (or source) is cleared first (the benchmark's own folder).
 
     Args:
         cfg: the run config.
         run_dir: run folder.
+        keep_runs: reuse and resume trainings of the same config by other source code (a suite that spans
+            sessions while the code changes; each record keeps the source it was trained with).
 
     Returns:
-        The final weights (``last.pt``) and the seconds their training took.
+        The final weights (``last.pt``) and the seconds their training took (all sessions).
     """
     from fasr.checkpoint import save_checkpoint
     from fasr.training.trainer import train
 
-    checkpoint, marker = run_dir / "last.pt", run_dir / TRAINED
-    key = _as_stored({"config": to_dict(cfg), "source": source_fingerprint()})
+    checkpoint, marker, started = run_dir / "last.pt", run_dir / TRAINED, run_dir / STARTED
+    key = _training_key(cfg, keep_runs)
     if marker.is_file() and checkpoint.is_file():
         stored = json.loads(marker.read_text())
-        if stored["key"] == key:
+        if _same(stored["key"], key):
             return checkpoint, stored["seconds"]
+    resume = started.is_file() and checkpoint.is_file() and _same(json.loads(started.read_text())["key"], key)
+    spent = json.loads(started.read_text())["seconds"] if resume else 0.0
     for stale in (marker, run_dir / RECORD):  # the folder's weights are about to change
         stale.unlink(missing_ok=True)
     start = time.perf_counter()
@@ -108,23 +138,41 @@ def train_cached(cfg: RunConfig, run_dir: Path) -> tuple[Path, float]:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_checkpoint(checkpoint, {"model": {}, "config": to_dict(cfg), "step": 0})
     else:
-        train(cfg, run_dir, resume=False, force=True)
-    seconds = time.perf_counter() - start
-    marker.write_text(json.dumps({"key": key, "seconds": seconds}, indent=1))
+        run_dir.mkdir(parents=True, exist_ok=True)
+
+        def mark(seconds: float) -> None:  # what is training here, and for how long so far (all sessions)
+            started.write_text(json.dumps({"key": _training_key(cfg, False), "seconds": seconds}, indent=1))
+
+        mark(spent)
+        try:
+            train(cfg, run_dir, resume=resume, force=not resume)
+        finally:
+            mark(spent + time.perf_counter() - start)
+    seconds = spent + time.perf_counter() - start
+    marker.write_text(json.dumps({"key": _training_key(cfg, False), "seconds": seconds}, indent=1))
     return checkpoint, seconds
 
 
-def train_and_score(cfg: RunConfig, label: str, run_dir: Path, eval_slices: int) -> RunResult:
-    """Train one run (:func:`train_cached`) and score its final weights on the held-out subject, or reuse the
-    run's finished record when the config, the scoring and the source are unchanged.
+def _slice_psnr(scores: dict, method: str) -> list[float]:
+    return [row["psnr"] for row in scores["per_slice"] if row["method"] == method]
+
+
+def train_and_score(
+    cfg: RunConfig, label: str, run_dir: Path, eval_slices: int, keep_runs: bool = False
+) -> RunResult:
+    """Train one run (:func:`train_cached`) and score its final weights on the held-out subject (and on the test
+    subjects when ``cfg.data.test_subjects`` names some), or reuse the run's finished record when the config, the
+    scoring and the source are unchanged.
 
     Args:
         cfg: the run config (a model without parameters is scored untrained).
         label: row name.
         run_dir: run folder.
-        eval_slices: score this many evenly spaced held-out slices (0 = all).
+        eval_slices: score this many evenly spaced held-out (and test) slices (0 = all).
+        keep_runs: see :func:`train_cached`.
     """
-    from fasr.checkpoint import load_checkpoint
+    from fasr.bench.quality.stats import plateau_gain
+    from fasr.checkpoint import load_checkpoint, read_history
     from fasr.evaluation.evaluate import evaluate_checkpoint
     from fasr.scoring.volumes import BICUBIC
 
@@ -132,29 +180,44 @@ def train_and_score(cfg: RunConfig, label: str, run_dir: Path, eval_slices: int)
     key = _as_stored({"config": to_dict(cfg), "eval_slices": eval_slices, "source": source_fingerprint()})
     if record.is_file():
         stored = json.loads(record.read_text())
-        if stored["key"] == key:  # the row's name and folder are today's (a run may be copied between suites)
+        same = stored["key"] == key or (keep_runs and {**stored["key"], "source": 0} == {**key, "source": 0})
+        if same:  # the row's name and folder are today's (a run may be copied between suites)
             return RunResult(**{**stored["result"], "label": label, "run_dir": str(run_dir)})
         record.unlink()
-    checkpoint, train_seconds = train_cached(cfg, run_dir)
+    checkpoint, train_seconds = train_cached(cfg, run_dir, keep_runs)
     start = time.perf_counter()
-    scores = evaluate_checkpoint(
-        checkpoint, cfg, split="val", convention="fastmri", max_slices=eval_slices, batch_size=cfg.data.batch_size
-    )
+    name = cfg.model.name
+
+    def score(split: str) -> dict:
+        return evaluate_checkpoint(
+            checkpoint, cfg, split=split, convention="fastmri", max_slices=eval_slices, batch_size=cfg.data.batch_size
+        )
+
+    scores = score("val")
+    test = score("test") if cfg.data.test_subjects else None
     steps, params = int(load_checkpoint(checkpoint)["step"]), parameters(cfg)
     if params and steps != cfg.schedule.max_steps:
         print(f"  warning: {label} trained {steps} of {cfg.schedule.max_steps} steps")
+    history = [(h["step"], h["psnr"]) for h in read_history(run_dir)] if params else []
     result = RunResult(
         label=label,
         held_out=cfg.data.val_subjects[0],
         seed=cfg.seed,
-        psnr=scores[cfg.model.name]["psnr"],
-        ssim=scores[cfg.model.name]["ssim"],
+        psnr=scores[name]["psnr"],
+        ssim=scores[name]["ssim"],
         bicubic_psnr=scores[BICUBIC]["psnr"],
         bicubic_ssim=scores[BICUBIC]["ssim"],
         params=params,
         steps=steps,
         wall_s=round(train_seconds + time.perf_counter() - start, 1),
         run_dir=str(run_dir),
+        degradation=cfg.data.degradation.kind,
+        plateau_gain=plateau_gain(history),
+        slice_psnr=_slice_psnr(scores, name),
+        test_psnr=test[name]["psnr"] if test else None,
+        test_ssim=test[name]["ssim"] if test else None,
+        test_bicubic_psnr=test[BICUBIC]["psnr"] if test else None,
+        test_slice_psnr=_slice_psnr(test, name) if test else None,
     )
     record.write_text(json.dumps({"key": key, "result": asdict(result)}, indent=1))
     return result

@@ -17,6 +17,8 @@ __all__ = [
     "DEFAULT_BASE",
     "METHODS",
     "SUITES",
+    "DEGRADATIONS",
+    "PAPER",
     "TASK_DELTA",
     "SUITE_DELTAS",
     "QUICK_STEPS",
@@ -28,6 +30,7 @@ __all__ = [
     "named_entry",
     "find_subjects",
     "stretch_schedule",
+    "row_model",
     "run_config",
     "check_data_root",
     "task_base",
@@ -37,7 +40,7 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 ABLATIONS = REPO_ROOT / "configs" / "ablations"
 DEFAULT_BASE = REPO_ROOT / "configs" / "cpu-quick.yaml"
 
-METHODS = ("bicubic", "edsr", "swinir", "mcsr", "minet", "ttsr", "fasr")
+METHODS = ("bicubic", "edsr", "swinir", "mcsr", "minet", "ttsr", "masa", "fasr")
 # Row names: ``model.name`` for ``methods``, ablation file stems for the others.
 SUITES: dict[str, tuple[str, ...]] = {
     "methods": METHODS,
@@ -51,6 +54,31 @@ TASK_DELTA = {
     "model": {"scale": 4},
     "data": {"kind": "brats", "target": "t2", "reference": "t1", "test_subjects": []},
     "log": {"tensorboard": False, "progress": False, "image_every": 0, "val_max_slices": 8},
+}
+# The LRs a suite can be trained and scored on: the paper's bicubic, and a scanner's (k-space centre crop).
+DEGRADATIONS: dict[str, dict] = {
+    "bicubic": {"data": {"degradation": {"kind": "bicubic"}}},
+    "kspace": {"data": {"degradation": {"kind": "kspace"}}},
+}
+# Per suite: the row each claim compares against, the paper's PSNR of every row (x4) and where they are printed.
+PAPER: dict[str, tuple[str, dict[str, float], str]] = {
+    "methods": (
+        "fasr",
+        {"bicubic": 19.202, "edsr": 26.719, "mcsr": 29.542, "ttsr": 32.018, "minet": 31.974, "masa": 32.965,
+         "swinir": 32.971, "fasr": 33.403},
+        "Table I (fastMRI, x4)",
+    ),
+    "modules": (
+        "complete",
+        {"wo-sa": 38.12, "wo-ma": 37.93, "wo-chpf": 35.14, "wo-fa": 35.06, "complete": 38.52},
+        "Table III (IXI, x4)",
+    ),
+    "losses": (
+        "all-losses",
+        {"wo-l1": 30.93, "wo-perceptual": 36.43, "wo-fourier": 38.11, "all-losses": 38.52},
+        "Table IV (IXI, x4)",
+    ),
+    "backbones": ("vgg19", {"resnet18": 38.55, "resnet34": 38.70, "vgg19": 38.52}, "Table II (IXI, x4)"),
 }
 VALIDATIONS = 10  # in-training validations per run (at most, plus one at the end)
 # Applied to every run of a suite before the row's delta (none: every method, baselines included, trains with the
@@ -156,6 +184,17 @@ def stretch_schedule(cfg: RunConfig, steps: int) -> dict:
     }
 
 
+def row_model(model: dict) -> dict:
+    """A row's model section: the base config describes FASR-Net, so a row of another architecture keeps only the
+    model fields it reads.
+
+    Args:
+        model: the ``model`` mapping of the base config merged with the row's delta.
+    """
+    uses = USES.get(model.get("name", "fasr"), USES["fasr"])
+    return {k: v for k, v in model.items() if k in uses}
+
+
 def run_config(base: dict, entry: Entry, held_out: str, seed: int, steps: int, overrides: list[str]) -> RunConfig:
     """The config of one run: base, the row's delta, split and seed, the schedule stretched to ``steps``.
 
@@ -170,9 +209,7 @@ def run_config(base: dict, entry: Entry, held_out: str, seed: int, steps: int, o
         overrides: ``key=value`` strings.
     """
     data = deep_merge(base, entry.delta)
-    # The base config describes FASR-Net; a row of another architecture keeps only the model fields it reads.
-    uses = USES.get(data.get("model", {}).get("name", "fasr"), USES["fasr"])
-    data["model"] = {k: v for k, v in data.get("model", {}).items() if k in uses}
+    data["model"] = row_model(data.get("model", {}))
     data = deep_merge(data, {"seed": seed, "data": {"val_subjects": [held_out]}})
     unstretched = from_dict(RunConfig, apply_overrides(copy.deepcopy(data), overrides))
     data = deep_merge(data, stretch_schedule(unstretched, steps))
