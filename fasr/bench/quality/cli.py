@@ -140,11 +140,12 @@ def run(args: argparse.Namespace) -> int:
           f"{len(degradations)} degradation(s); {budget}")
 
     results, first_runs = [], {}
-    for degradation in degradations:
-        mapping = deep_merge(base, DEGRADATIONS[degradation])
-        for entry in entries:
-            for subject in held_out:
-                for seed in seeds:
+    # Seeds outermost: a suite stopped part-way (or spread over sessions) has whole tables of its first seeds.
+    for seed in seeds:
+        for degradation in degradations:
+            mapping = deep_merge(base, DEGRADATIONS[degradation])
+            for entry in entries:
+                for subject in held_out:
                     cfg = run_config(mapping, entry, subject, seed, steps, args.overrides)
                     run_dir = out / "runs" / args.suite / entry.label / degradation / f"{subject}-seed{seed}"
                     result = train_and_score(cfg, entry.label, run_dir, eval_slices, args.keep_runs)
