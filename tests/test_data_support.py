@@ -66,7 +66,7 @@ def write_ixi(root: Path, subjects: list[str], contrasts: tuple[str, ...], shape
 
 def write_dicom_series(
     folder: Path, data: np.ndarray, row_cosine, col_cosine, spacing: tuple[float, float, float], origin_lps,
-    slope: float = 1.0, intercept: float = 0.0, series_uid: str | None = None,
+    slope: float = 1.0, intercept: float = 0.0, series_uid: str | None = None, thickness: float | None = None,
 ) -> None:
     """Write (cols, rows, slices) ``data`` as single-frame MR images in random file order.
 
@@ -74,6 +74,7 @@ def write_dicom_series(
         row_cosine / col_cosine: ImageOrientationPatient (direction of increasing column / row index, LPS).
         spacing: (column spacing, row spacing, slice spacing) in mm.
         origin_lps: ImagePositionPatient of slice 0.
+        thickness: SliceThickness in mm (default: the slice spacing).
     """
     folder.mkdir(parents=True, exist_ok=True)
     row_cosine, col_cosine = np.asarray(row_cosine, float), np.asarray(col_cosine, float)
@@ -93,7 +94,7 @@ def write_dicom_series(
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
         ds.PixelSpacing = [spacing[1], spacing[0]]  # [row spacing, column spacing]
-        ds.SliceThickness = spacing[2]
+        ds.SliceThickness = spacing[2] if thickness is None else thickness
         ds.ImageOrientationPatient = [*row_cosine.tolist(), *col_cosine.tolist()]
         ds.ImagePositionPatient = (np.asarray(origin_lps, float) + k * spacing[2] * normal).tolist()
         ds.RescaleSlope, ds.RescaleIntercept = slope, intercept

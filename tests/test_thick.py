@@ -261,3 +261,33 @@ def test_a_slice_profile_needs_thick_planes_on_a_fixed_canvas(tmp_path, bad):
                         "planes": "thick", "degradation": DegradationConfig(kind="slice"), **bad})
     with pytest.raises(FasrError, match="data.planes: thick and data.slice_size"):
         build_dataset(cfg, "train", 1, train=True)
+
+
+def test_the_headers_slice_thickness_shapes_the_profile_the_model_assumes(tmp_path, thick_model, capsys):
+    """4 mm apart, 3.2 mm thick (a 20 % gap, from a BIDS sidecar): the plan says so and the model's Ref-down-up
+    uses it; without the field the slices are assumed contiguous."""
+    lr, ref, _ = thick_pair(tmp_path)
+    out = tmp_path / "sr.nii.gz"
+    argv = ["infer", "--lr", lr, "--ref", ref, "--checkpoint", thick_model, "--out", out, "--no-progress",
+            "--register", "none", "--force"]
+    assert run_cli(argv) == 0
+    assert "slices assumed contiguous (no SliceThickness in the header)" in capsys.readouterr().out
+    assert json.loads((tmp_path / "sr.json").read_text())["throughput"]["slice_profile"] == "slice:4:boxcar"
+    (tmp_path / "lr.json").write_text(json.dumps({"SliceThickness": 3.2, "EchoTime": 0.1}))
+    assert run_cli(argv) == 0
+    assert "slices 3.2 mm thick every 4 mm (header)" in capsys.readouterr().out
+    assert json.loads((tmp_path / "sr.json").read_text())["throughput"]["slice_profile"] == "slice:4:boxcar:0.8"
+    (tmp_path / "lr.json").write_text(json.dumps({"SliceThickness": "thick"}))
+    assert run_cli(argv) == 1
+    assert "SliceThickness 'thick' is not a positive number" in capsys.readouterr().err
+
+
+def test_a_dicom_series_keeps_its_slice_thickness(tmp_path):
+    from fasr.data.io import read_volume
+    from test_data_support import write_dicom_series
+
+    data = np.arange(4 * 5 * 3, dtype=np.float32).reshape(4, 5, 3) * 10
+    write_dicom_series(tmp_path / "t2", data, (1, 0, 0), (0, 1, 0), (0.9, 0.9, 5.0), (0, 0, 0), thickness=4.0)
+    volume = read_volume(tmp_path / "t2")
+    assert volume.slice_thickness == 4.0 and volume.voxel_size[2] == pytest.approx(5.0)
+    assert read_volume(write_nifti(tmp_path / "plain.nii.gz", data, np.eye(4))).slice_thickness is None

@@ -97,4 +97,6 @@ def read_dicom_series(folder: str | Path) -> Volume:
     lps[:3, 1] = along_col * row_spacing  # +1 row
     lps[:3, 2] = normal * slice_spacing
     lps[:3, 3] = positions[order[0]]
-    return Volume(data=data, affine=_LPS_TO_RAS @ lps, path=str(folder))
+    thickness = getattr(images[0], "SliceThickness", None)
+    thickness = float(thickness) if thickness not in (None, "") and float(thickness) > 0 else None
+    return Volume(data=data, affine=_LPS_TO_RAS @ lps, path=str(folder), slice_thickness=thickness)

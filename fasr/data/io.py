@@ -7,6 +7,8 @@ read is checked: unreadable files, NaN/inf and empty (constant) images raise :cl
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import zlib
 from pathlib import Path
 
@@ -121,7 +123,31 @@ def _read_nifti(path: Path) -> Volume:
         data = np.asanyarray(image.dataobj)
     except _READ_ERRORS as exc:
         raise _unreadable(path, "NIfTI", exc) from None
-    return array_volume(data, image.affine, str(path))
+    volume = array_volume(data, image.affine, str(path))
+    return dataclasses.replace(volume, slice_thickness=sidecar_slice_thickness(path))
+
+
+def sidecar_slice_thickness(path: Path) -> float | None:
+    """``SliceThickness`` (mm) of the BIDS JSON sidecar beside a NIfTI file (``scan.nii.gz`` -> ``scan.json``, as
+    dcm2niix writes it), or None without a sidecar or that field.
+
+    Raises:
+        FasrError: a sidecar that is not JSON, or a thickness that is not a positive number.
+    """
+    name = path.name
+    stem = next((name[: -len(s)] for s in NIFTI_SUFFIXES if name.lower().endswith(s)), path.stem)
+    sidecar = path.with_name(stem + ".json")
+    if not sidecar.is_file():
+        return None
+    try:
+        value = json.loads(sidecar.read_text()).get("SliceThickness")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
+        raise FasrError(f"'{sidecar}' is not a JSON object ({exc}); fix or remove the sidecar") from None
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise FasrError(f"'{sidecar}': SliceThickness {value!r} is not a positive number of mm; fix the sidecar")
+    return float(value)
 
 
 def _read_picture(path: Path) -> np.ndarray:

@@ -38,11 +38,15 @@ class Volume:
         data: (X, Y, Z) float32 intensities (voxel axes as stored; a 2-D image has Z = 1).
         affine: (4, 4) voxel -> world matrix in RAS mm (the nibabel convention).
         path: the file or folder it was read from (for messages).
+        slice_thickness: the acquisition's slice thickness in mm where its header states it (DICOM
+            ``SliceThickness``, or the ``SliceThickness`` of a BIDS JSON sidecar beside a NIfTI file); None when
+            it does not (the slice spacing is then all that is known).
     """
 
     data: np.ndarray
     affine: np.ndarray
     path: str
+    slice_thickness: float | None = None
 
     @property
     def voxel_size(self) -> tuple[float, float, float]:

@@ -190,7 +190,7 @@ def super_resolve_thick(
     lr_in = np.clip(lr_norm, -1.0, 1.0)
     lr_up = along_axis(lr_in, thick_axis, "up", profile)  # (X', Y', Z') on the output grid
     ref_in = normalize_clipped(reference, ref_stats)
-    stats: dict = {"planes": []}
+    stats: dict = {"slice_profile": profile.spec, "planes": []}  # what the model assumed the scan went through
     if adapt:
         ref_thick = along_axis(ref_in, thick_axis, "down", profile)  # the reference in the scan's thick slices
         model, stats["adapt"] = adapt_model(model, lr_in, ref_thick, thick_axis, profile, adapt, device)

@@ -34,8 +34,9 @@ from nibabel.filebasedimages import ImageFileError
 from nibabel.spatialimages import HeaderDataError
 
 from fasr.checkpoint import load_checkpoint, resolve_checkpoint_path, stored_config
+from fasr.data.degrade import SliceProfile
 from fasr.data.geometry import sr_affine
-from fasr.data.io import NIFTI_SUFFIXES, read_volume
+from fasr.data.io import NIFTI_SUFFIXES, read_volume, sidecar_slice_thickness
 from fasr.data.types import Volume
 from fasr.errors import FasrError
 from fasr.inference.grid import (
@@ -66,6 +67,7 @@ __all__ = [
     "checkpoint_model",
     "check_task",
     "check_thick_task",
+    "thick_profile",
     "check_writable",
     "check_output_paths",
     "estimate_cost",
@@ -98,11 +100,13 @@ class InputGeometry:
         path: the file or DICOM folder.
         shape: (X, Y, Z) voxel counts (a 2-D image has Z = 1).
         affine: (4, 4) voxel -> world matrix, finite and invertible.
+        slice_thickness: the slice thickness in mm where the header states it (:class:`fasr.data.types.Volume`).
     """
 
     path: Path
     shape: tuple[int, int, int]
     affine: np.ndarray
+    slice_thickness: float | None = None
 
 
 @dataclass(frozen=True)
@@ -138,7 +142,8 @@ class InferencePlan:
             return (
                 f"plan: x{grid.scale} through-plane along {_axis_name(self.lr_affine, grid.thick_axis)}, "
                 f"{_dims(self.lr_shape)} ({_mm(voxel_sizes(self.lr_affine))} mm) -> {_dims(grid.shape)} "
-                f"({_mm(voxel_sizes(grid.affine))} mm), planes along both other axes, combined; estimated "
+                f"({_mm(voxel_sizes(grid.affine))} mm), {_thickness_note(self.target, grid.thick_axis)}, planes "
+                "along both other axes, combined; estimated "
                 f"{_duration(self.seconds)} on a CPU, peak memory ~{_size(self.memory_bytes)}"
             )
         return (
@@ -168,7 +173,9 @@ def _size(n_bytes: float) -> str:
     return f"{n_bytes / 2**30:.1f} GiB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:.0f} MiB"
 
 
-def _geometry(path: Path, shape: Sequence[int], affine: np.ndarray) -> InputGeometry:
+def _geometry(
+    path: Path, shape: Sequence[int], affine: np.ndarray, slice_thickness: float | None = None
+) -> InputGeometry:
     """Check a header's shape and affine: 2-5 dims with trailing singletons, finite, invertible."""
     dims = [int(n) for n in shape]
     while len(dims) > 3 and dims[-1] == 1:
@@ -190,12 +197,12 @@ def _geometry(path: Path, shape: Sequence[int], affine: np.ndarray) -> InputGeom
             f"'{path}' has a singular voxel-to-world matrix in its header (voxel sizes {_mm(sizes)} mm, axes not "
             "independent); fix its qform/sform (e.g. with fslorient or nibabel) and retry"
         )
-    return InputGeometry(path=path, shape=tuple(dims), affine=affine)  # type: ignore[arg-type]
+    return InputGeometry(path, tuple(dims), affine, slice_thickness)  # type: ignore[arg-type]
 
 
 def volume_geometry(volume: Volume) -> InputGeometry:
     """The checked geometry of a volume already read (its file or label as the path)."""
-    return _geometry(Path(volume.path), volume.data.shape, volume.affine)
+    return _geometry(Path(volume.path), volume.data.shape, volume.affine, volume.slice_thickness)
 
 
 def read_geometry(path: str | Path) -> InputGeometry:
@@ -217,9 +224,9 @@ def read_geometry(path: str | Path) -> InputGeometry:
             raise FasrError(
                 f"cannot read '{path}' as NIfTI ({detail}); check that the file is complete and in that format"
             ) from None
-        return _geometry(path, shape, affine)
+        return _geometry(path, shape, affine, sidecar_slice_thickness(path))
     volume = read_volume(path)
-    return _geometry(path, volume.data.shape, volume.affine)
+    return _geometry(path, volume.data.shape, volume.affine, volume.slice_thickness)
 
 
 def _is_path(source: object) -> bool:
@@ -394,6 +401,29 @@ def check_thick_task(target: InputGeometry, ref: InputGeometry) -> tuple[int, in
             "resolution: use an in-plane model (brats-x2, brats-x4) for a low in-plane resolution"
         )
     return thick, max(2, math.floor(float(ratio[thick]) + 0.5))  # halves round up: 2.5 -> 3
+
+
+def thick_profile(target: InputGeometry, thick_axis: int, factor: int, nominal: SliceProfile) -> SliceProfile:
+    """The scan's own slice profile (ours): the model's profile shape at this scan's factor, with the slice
+    thickness over the slice spacing that the header states (a gap below 1, overlap above), else the model's.
+
+    Args:
+        target: the thick-slice LR's geometry.
+        thick_axis: its slice axis (:func:`check_thick_task`).
+        factor: its factor.
+        nominal: the model's own profile (``model.ref_degradation``).
+    """
+    if target.slice_thickness is None:
+        return SliceProfile(factor, nominal.profile, nominal.thickness)
+    spacing = float(voxel_sizes(target.affine)[thick_axis])
+    return SliceProfile(factor, nominal.profile, target.slice_thickness / spacing)
+
+
+def _thickness_note(target: InputGeometry, thick_axis: int) -> str:
+    spacing = float(voxel_sizes(target.affine)[thick_axis])
+    if target.slice_thickness is None:
+        return "slices assumed contiguous (no SliceThickness in the header)"
+    return f"slices {target.slice_thickness:.3g} mm thick every {spacing:.3g} mm (header)"
 
 
 def check_writable(path: Path, option: str) -> None:

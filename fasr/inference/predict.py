@@ -23,7 +23,7 @@ from fasr import __version__
 from fasr.checkpoint import INFERENCE_FIELDS, load_model, model_from_state
 from fasr.config import RunConfig, to_dict
 from fasr.data.config import DegradationConfig
-from fasr.data.degrade import Degradation, SliceProfile, build_degradation
+from fasr.data.degrade import Degradation, build_degradation
 from fasr.data.geometry import resample_to_grid
 from fasr.data.normalize import intensity_floor, robust_stats
 from fasr.data.thick import along_axis
@@ -39,7 +39,7 @@ from fasr.inference.pipeline import (
     super_resolve_thick,
     super_resolve_volume,
 )
-from fasr.inference.plan import CheckpointFile, check_thick_task, volume_geometry
+from fasr.inference.plan import CheckpointFile, check_thick_task, thick_profile, volume_geometry
 from fasr.inference.qa import ReferenceQA, check_reference, mean_confidence, reference_qa
 from fasr.inference.register import (
     MAX_ROTATION_DEG,
@@ -245,7 +245,7 @@ def predict(
     scale, thick_axis = loaded.scale, None
     if is_through_plane(cfg.model):  # ours: the factor and the thick axis come from this scan's headers
         thick_axis, scale = check_thick_task(volume_geometry(lr), volume_geometry(ref))
-        assumed = SliceProfile(scale, assumed.profile, assumed.thickness)
+        assumed = thick_profile(volume_geometry(lr), thick_axis, scale, assumed)  # the header's thickness
     registration = None
     if register == "rigid":
         robust_stats(lr, *cfg.data.norm_percentiles)  # an LR without content is refused before registration
