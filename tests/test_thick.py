@@ -126,6 +126,12 @@ def test_thick_planes_have_the_slice_axis_as_rows_and_a_consistent_ref_down_up(t
     val = build_dataset(cfg, "val", 1, train=False)
     plane = val[0]
     assert plane.hr.shape == (1, 48, 48) and plane.degradation == "slice:4:boxcar"
+    # Scoring takes each plane family as its own volume, not one stack of coronal and sagittal planes.
+    from fasr.scoring.volumes import predict_volumes
+
+    volumes = predict_volumes({}, val, range(len(val)), batch_size=8, device=torch.device("cpu"))
+    assert sorted(volumes) == ["b:across1", "b:across2"]
+    assert all(len(v.slices) == 40 and len(set(v.slices.tolist())) == 40 for v in volumes.values())
 
 
 def test_two_plane_combination_is_exact_when_there_is_nothing_to_correct(thick_model):

@@ -52,7 +52,8 @@ class Subject:
 
     def across(self, axis: int, min_foreground: float) -> Subject:
         """The planes that contain the slice axis, as a subject whose stacks run along ``axis`` (1: rows, 2:
-        columns of the slices) with the slice axis as rows: (H, Z, W) or (W, Z, H) views of the stacks.
+        columns of the slices) with the slice axis as rows: (H, Z, W) or (W, Z, H) views of the stacks, named
+        ``<subject>:across<axis>``.
 
         Args:
             axis: 1 or 2, the in-plane axis the new stacks step along.
@@ -65,7 +66,8 @@ class Subject:
         target, reference = self.target.transpose(order), self.reference.transpose(order)
         content = np.minimum(foreground_fraction(target), foreground_fraction(reference))
         spacing = tuple(self.spacing[a] for a in order)
-        return Subject(self.subject, target, reference, None, self.target_stats, self.ref_stats,
+        # Each plane family is its own volume for scoring (``<subject>:across<axis>``): the two are not one stack.
+        return Subject(f"{self.subject}:across{axis}", target, reference, None, self.target_stats, self.ref_stats,
                        np.flatnonzero(content >= min_foreground), spacing)  # type: ignore[arg-type]
 
 
