@@ -10,7 +10,7 @@ Inputs may be file paths, nibabel images, or numpy arrays with ``lr_affine=`` / 
 without one is a slice of the reference's field of view). See ``docs/inference.md``.
 """
 
-from fasr.inference.frontend import SRResult, load_model, super_resolve
+from fasr.inference.api import SRResult, load_model, super_resolve
 from fasr.inference.predict import LoadedModel
 
 __all__ = ["LoadedModel", "SRResult", "load_model", "super_resolve"]

@@ -125,9 +125,9 @@ def test_load_model_once(probe):
 def test_register_none_is_the_engine_on_the_headers_placement(tmp_path, probe):
     """``register="none"`` runs exactly the path without registration: the volume engine on the reference as its
     header places it (bit for bit); the default registers first and records the transform."""
+    from fasr.inference.engine.slices import RunSettings
+    from fasr.inference.engine.volumes import super_resolve_volume
     from fasr.inference.inputs import read_inputs
-    from fasr.inference.pipeline import super_resolve_volume
-    from fasr.inference.volume import RunSettings
 
     lr, ref, _ = lr_and_ref(tmp_path, (4.0, 4.0, 2.0), (10, 8, 4))
     model = fasr.load_model(probe, device="cpu")

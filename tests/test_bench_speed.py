@@ -15,7 +15,7 @@ def test_bench_speed_json(tmp_path) -> None:
     from fasr import heap
     from fasr.checkpoint import save_checkpoint
     from fasr.config import RunConfig, to_dict
-    from fasr.inference.volume import resolve_precision
+    from fasr.inference.engine.slices import resolve_precision
     from fasr.models import ModelConfig, build_model
 
     tiny = ModelConfig(name="fasr", n_feats=8, n_blocks=(1, 1, 1), embed_dim=8, backbone_weights=None)

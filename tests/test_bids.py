@@ -11,7 +11,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from fasr.inference.bids import Job, parse_shard, shard_jobs
+from fasr.inference.batch import Job, parse_shard, shard_jobs
 from test_infer_support import run_cli, world_field, write_checkpoint
 
 LR_AFFINE = np.diag([4.0, 4.0, 2.0, 1.0])  # 8 x 8 x 2 LR voxels: a 32 x 32 x 4 mm field of view

@@ -1,4 +1,4 @@
-"""The slice-axis rule, the SR grid (fasr.inference.grid) and the slice stacks (fasr.inference.slicing)."""
+"""The slice-axis rule, the SR grid (fasr.inference.grid) and the slice stacks (fasr.inference.engine.stacks)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from fasr.data.geometry import sr_affine
 from fasr.data.orient import display_volume, slice_stack
 from fasr.data.types import Volume
+from fasr.inference.engine.stacks import Slicer
 from fasr.inference.grid import choose_inplane_axes, plan_sr_grid, spacing_along_axes
-from fasr.inference.slicing import Slicer
 from test_geometry import oblique_affine
 
 ISO_REF = np.eye(4)

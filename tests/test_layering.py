@@ -29,7 +29,7 @@ LAYERS: dict[str, int] = {
     "evaluation": 5,
     "inference": 6,
     "bench": 7,  # benchmarks measure every layer below, inference included
-    "api": 7,  # the public Python API (fasr/api.py re-exports fasr.inference.frontend)
+    "api": 7,  # the public Python API (fasr/api.py re-exports fasr.inference.api)
     "cli": 8,
     "__main__": 9,
 }

@@ -22,8 +22,8 @@ from fasr.data.geometry import voxel_to_world
 from fasr.data.thick import along_axis, thick_volume
 from fasr.data.types import Volume
 from fasr.errors import FasrError
-from fasr.inference.pipeline import super_resolve_thick
-from fasr.inference.volume import RunSettings
+from fasr.inference.engine.slices import RunSettings
+from fasr.inference.engine.volumes import super_resolve_thick
 from fasr.models import build_model
 from fasr.models.config import ModelConfig
 from test_geometry import oblique_affine
@@ -245,7 +245,7 @@ def test_bench_thick_scores_every_row_on_the_fine_grid(tmp_path, thick_model):
 def test_planes_too_large_to_run_whole_are_refused_not_cut(thick_model, monkeypatch):
     """Through-plane planes are never tiled (a tile would cut thick slices): when the memory plan would tile them,
     one clear line instead."""
-    import fasr.inference.volume as volume
+    import fasr.inference.engine.slices as volume
 
     real_plan = volume._plan
     monkeypatch.setattr(volume, "_plan", lambda *a, **k: (real_plan(*a, **k)[0]._replace(tile=16), 1.0))

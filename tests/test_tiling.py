@@ -10,9 +10,9 @@ import torch
 
 from fasr import heap
 from fasr.errors import FasrError
-from fasr.inference import memory
-from fasr.inference.tiling import tile_spans, tiled_forward
-from fasr.inference.volume import RunSettings, super_resolve_slices
+from fasr.inference.engine import memory
+from fasr.inference.engine.slices import RunSettings, super_resolve_slices
+from fasr.inference.engine.tiling import tile_spans, tiled_forward
 from fasr.models import ModelConfig, build_model
 
 SCALE = 4

@@ -32,7 +32,7 @@ from fasr.data.geometry import check_coverage
 from fasr.data.io import read_volume
 from fasr.data.types import Volume
 from fasr.errors import FasrError
-from fasr.inference.pipeline import MIN_COVERAGE
+from fasr.inference.engine.volumes import MIN_COVERAGE
 from fasr.inference.qa import ALIGNMENT_THRESHOLD, reference_qa
 from fasr.inference.simulate import simulate_lr
 from fasr.provenance import provenance

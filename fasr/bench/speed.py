@@ -77,7 +77,7 @@ def _load() -> float:
 
 def cpu_record() -> dict:
     """The CPU a row was timed on, with whether it has native bf16 (what ``--precision auto`` picks)."""
-    from fasr.inference.volume import cpu_native_bf16
+    from fasr.inference.engine.slices import cpu_native_bf16
 
     return {"cpu_model": cpu_model(), "cpu_native_bf16": cpu_native_bf16()}
 
@@ -105,7 +105,7 @@ def measure(
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from fasr.inference.volume import precision_forward, resolve_precision
+    from fasr.inference.engine.slices import precision_forward, resolve_precision
 
     load = _load()
     overrides = overrides or []
@@ -190,12 +190,12 @@ def measure_volume(
     progress: bool = False,
 ) -> dict:
     """One row: a whole synthetic volume of SR size ``shape`` (X, Y, slices) through the slice loop of
-    ``fasr infer`` (:func:`fasr.inference.volume.super_resolve_slices`), model already loaded and warm;
+    ``fasr infer`` (:func:`fasr.inference.engine.slices.super_resolve_slices`), model already loaded and warm;
     ``progress`` shows its slice (or tile) progress bar on stderr."""
     import numpy as np
     import torch
 
-    from fasr.inference.volume import RunSettings, super_resolve_slices
+    from fasr.inference.engine.slices import RunSettings, super_resolve_slices
 
     load = _load()
     model, model_cfg = _model(scale, overrides or [], device, checkpoint=checkpoint)
@@ -276,7 +276,7 @@ def _emit(rows: list[dict], spec: dict) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from fasr.inference.memory import DEFAULT_BATCH_SIZE
+    from fasr.inference.engine.memory import DEFAULT_BATCH_SIZE
 
     made = provenance()  # the commit the run starts from
     sizes = [int(s) for s in str(args.sizes).split(",") if s]

@@ -37,11 +37,11 @@ from fasr.data.layouts import pairs_for_split
 from fasr.data.thick import thick_volume
 from fasr.data.types import Volume
 from fasr.errors import FasrError, UsageError
+from fasr.inference.engine.stacks import Slicer
 from fasr.inference.inputs import InputPair
 from fasr.inference.plan import read_geometry
 from fasr.inference.predict import LoadedModel, predict
 from fasr.inference.simulate import score_methods
-from fasr.inference.slicing import Slicer
 from fasr.models.config import is_through_plane
 from fasr.provenance import provenance
 

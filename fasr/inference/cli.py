@@ -3,11 +3,11 @@
     fasr infer --lr t2_lowres.nii.gz --ref t1.nii.gz --checkpoint brats-x4 --out t2_sr.nii.gz \\
         --confidence t2_conf.nii.gz
     fasr infer --simulate-from t2.nii.gz --ref t1.nii.gz --checkpoint brats-x4 --out t2_sr.nii.gz
-    fasr infer --bids ds/ --target T2w --ref T1w --checkpoint brats-x4      # whole datasets: fasr.inference.bids
+    fasr infer --bids ds/ --target T2w --ref T1w --checkpoint brats-x4      # whole datasets: fasr.inference.batch
 
 Writes the SR volume (input data type, SR-grid affine, header description naming tool, version, checkpoint
 and reference), optionally the confidence map (float32), and a JSON sidecar with full provenance. A thin layer
-over :func:`fasr.inference.frontend.super_resolve` (public as ``fasr.super_resolve``).
+over :func:`fasr.inference.api.super_resolve` (public as ``fasr.super_resolve``).
 """
 
 from __future__ import annotations
@@ -90,16 +90,16 @@ def _warn(message: str) -> None:
 def run(args: argparse.Namespace) -> int:
     # Imported here, not at the top: building the parser (``--help``) must not import torch.
     from fasr.checkpoint import resolve_device
-    from fasr.inference import bids
-    from fasr.inference.frontend import run_job
+    from fasr.inference import batch
+    from fasr.inference.api import run_job
     from fasr.inference.job import InferenceJob
     from fasr.inference.output import require_nifti, resolved, sidecar_path
     from fasr.inference.plan import check_output_paths
     from fasr.inference.predict import metrics_table
 
-    if bids.is_batch(args):
-        return bids.run(args)
-    bids.refuse_batch_options(args)
+    if batch.is_batch(args):
+        return batch.run(args)
+    batch.refuse_batch_options(args)
     if args.ref is None or args.out is None:
         raise UsageError("--ref and --out are required with --lr/--simulate-from; see fasr infer --help")
     if args.degradation is not None and args.simulate_from is None:

@@ -22,7 +22,7 @@ from fasr.inference.options import DEFAULT_MODEL
 from fasr.options import add_set_argument
 
 if TYPE_CHECKING:
-    from fasr.inference.frontend import SRResult
+    from fasr.inference.api import SRResult
 
 __all__ = ["DEMO_SUBJECT", "OUTPUTS", "add_arguments", "run", "demo_figure"]
 
@@ -61,7 +61,7 @@ def demo_figure(result: SRResult, path: Path) -> Path:
     from matplotlib.figure import Figure
 
     from fasr.data.orient import display_codes
-    from fasr.inference.slicing import Slicer
+    from fasr.inference.engine.stacks import Slicer
 
     prediction = result.prediction
     inference, simulation, scores = prediction.result, prediction.simulation, prediction.scores
@@ -121,8 +121,8 @@ def demo_figure(result: SRResult, path: Path) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     # Imported here, not at the top: building the parser (``--help``) must not import torch.
+    from fasr.inference.api import super_resolve
     from fasr.inference.demo_subject import demo_pair
-    from fasr.inference.frontend import super_resolve
     from fasr.inference.output import check_outputs, write_json
     from fasr.inference.predict import metrics_table
 

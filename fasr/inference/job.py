@@ -1,6 +1,6 @@
 """One inference job, decided once before the model is loaded (:class:`InferenceJob`): the inputs read and checked,
 the checkpoint read once, the plan (output grid, cost estimate with the run's own settings, warnings). ``fasr
-infer`` prints it and runs it; :func:`fasr.inference.frontend.super_resolve` (the Python API) and the dataset
+infer`` prints it and runs it; :func:`fasr.inference.api.super_resolve` (the Python API) and the dataset
 runner build and run one per pair.
 """
 
@@ -102,7 +102,7 @@ class InferenceJob:
     ) -> InferenceJob:
         """Read the inputs and the checkpoint and plan the job; every refusal comes here, before the model loads.
 
-        Args: as :func:`fasr.inference.frontend.super_resolve`.
+        Args: as :func:`fasr.inference.api.super_resolve`.
         """
         if batch_size < 1:
             raise FasrError(f"batch size must be >= 1, got {batch_size}")

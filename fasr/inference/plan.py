@@ -39,6 +39,7 @@ from fasr.data.geometry import sr_affine
 from fasr.data.io import NIFTI_SUFFIXES, read_volume, sidecar_slice_thickness
 from fasr.data.types import Volume
 from fasr.errors import FasrError
+from fasr.inference.engine.memory import DEFAULT_BATCH_SIZE, estimate
 from fasr.inference.grid import (
     SRGrid,
     choose_inplane_axes,
@@ -48,7 +49,6 @@ from fasr.inference.grid import (
     voxel_sizes,
 )
 from fasr.inference.inputs import is_slice_file, read_inputs
-from fasr.inference.memory import DEFAULT_BATCH_SIZE, estimate
 from fasr.inference.output import check_outputs, resolved
 from fasr.models.config import ModelConfig
 from fasr.pretrained import PRETRAINED
@@ -455,7 +455,7 @@ def estimate_cost(
     grid: SRGrid, ref: InputGeometry, batch_size: int, search_window: int = DEFAULT_SEARCH_WINDOW
 ) -> tuple[float, float]:
     """Estimated CPU seconds and peak bytes of super-resolving onto ``grid``: the forward passes' cost
-    (:func:`fasr.inference.memory.estimate`) plus the whole-volume arrays of the pipeline.
+    (:func:`fasr.inference.engine.memory.estimate`) plus the whole-volume arrays of the pipeline.
 
     Args:
         grid: the SR grid.

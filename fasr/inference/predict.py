@@ -29,16 +29,18 @@ from fasr.data.normalize import intensity_floor, robust_stats
 from fasr.data.thick import along_axis
 from fasr.data.types import Volume
 from fasr.errors import FasrError, UsageError
-from fasr.inference.grid import voxel_sizes
-from fasr.inference.inputs import InputPair
-from fasr.inference.output import cast_like, nifti_image, save_nifti, sidecar_path, write_json
-from fasr.inference.pipeline import (
+from fasr.inference.engine.slices import RunSettings
+from fasr.inference.engine.stacks import Slicer
+from fasr.inference.engine.volumes import (
     MIN_COVERAGE,
     InferenceResult,
     reference_coverage,
     super_resolve_thick,
     super_resolve_volume,
 )
+from fasr.inference.grid import voxel_sizes
+from fasr.inference.inputs import InputPair
+from fasr.inference.output import cast_like, nifti_image, save_nifti, sidecar_path, write_json
 from fasr.inference.plan import CheckpointFile, check_thick_task, thick_profile, volume_geometry
 from fasr.inference.qa import ReferenceQA, check_reference, mean_confidence, reference_qa
 from fasr.inference.register import (
@@ -52,8 +54,6 @@ from fasr.inference.register import (
     registration_problem,
 )
 from fasr.inference.simulate import Simulation, bicubic_volume, score_methods, simulate_lr
-from fasr.inference.slicing import Slicer
-from fasr.inference.volume import RunSettings
 from fasr.models.config import ModelConfig, is_through_plane
 from fasr.pretrained import PRETRAINED, resolve_checkpoint
 
@@ -209,7 +209,7 @@ def predict(
             and apply it before reference QA and resampling (:mod:`fasr.inference.register`); ``none``: trust the
             affines.
         adapt: through-plane models: fine-tune a copy for this many steps on the scan's own slices first
-            (:mod:`fasr.inference.adapt`; 0: off).
+            (:mod:`fasr.inference.engine.adapt`; 0: off).
     """
     check_adapt(adapt, loaded.config.model)
     if register not in REGISTRATIONS:

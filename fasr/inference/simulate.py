@@ -15,9 +15,9 @@ from fasr.data.normalize import robust_stats
 from fasr.data.samples import degrade_lr
 from fasr.data.types import Volume
 from fasr.errors import FasrError
+from fasr.inference.engine.stacks import Slicer
+from fasr.inference.engine.volumes import upsample_stack
 from fasr.inference.grid import choose_inplane_axes
-from fasr.inference.pipeline import upsample_stack
-from fasr.inference.slicing import Slicer
 from fasr.scoring.conventions import get_convention
 
 __all__ = ["Simulation", "SCORES", "simulate_lr", "bicubic_volume", "score_methods"]
@@ -94,7 +94,7 @@ def bicubic_volume(lr: np.ndarray, slicer: Slicer, scale: int) -> np.ndarray:
 
     Args:
         lr: LR volume.
-        slicer: how its slices are taken (:class:`fasr.inference.slicing.Slicer` of the SR grid).
+        slicer: how its slices are taken (:class:`fasr.inference.engine.stacks.Slicer` of the SR grid).
         scale: in-plane factor.
     """
     return slicer.from_stack(upsample_stack(slicer.to_stack(lr), scale))

@@ -16,14 +16,14 @@ from tqdm import tqdm
 
 from fasr.errors import FasrError
 from fasr.heap import REUSE_OVERHEAD, release_freed_memory, released_eagerly, reusing
-from fasr.inference.memory import (
+from fasr.inference.engine.memory import (
     TilePlan,
     current_rss_gib,
     default_max_memory_gib,
     plan_tiles,
 )
+from fasr.inference.engine.tiling import tile_count, tiled_forward
 from fasr.inference.options import PRECISIONS  # noqa: F401 - re-exported; defined there so parsers need no torch
-from fasr.inference.tiling import tile_count, tiled_forward
 from fasr.models.config import ModelConfig
 
 __all__ = [
@@ -174,7 +174,7 @@ def super_resolve_slices(
 ) -> SliceResult:
     """Run ``model(lr, ref)`` over a stack of slices in batches, each LR slice with its own reference slice.
 
-    The batch and in-plane tiling are planned up front from the memory budget (:mod:`fasr.inference.memory`),
+    The batch and in-plane tiling are planned up front from the memory budget (:mod:`fasr.inference.engine.memory`),
     before any slice runs. Empty slices (constant LR: no content) skip the network: their output is that
     constant, with confidence 0.
 

@@ -38,7 +38,7 @@ from tqdm import tqdm
 from fasr import __version__
 from fasr.data.io import NIFTI_SUFFIXES
 from fasr.errors import FasrError, UsageError
-from fasr.inference.frontend import load_model, super_resolve
+from fasr.inference.api import load_model, super_resolve
 from fasr.inference.output import nifti_stem, sidecar_path
 from fasr.inference.predict import LoadedModel
 
@@ -369,7 +369,7 @@ def run_jobs(
     Args:
         jobs: the jobs of this shard.
         model: checkpoint file or shipped model name.
-        device, scale, overrides: how the model is loaded (:func:`fasr.inference.frontend.load_model`).
+        device, scale, overrides: how the model is loaded (:func:`fasr.inference.api.load_model`).
         batch_size: slices per forward pass.
         precision / max_memory_gib: run settings (``fasr infer --precision`` / ``--max-memory-gib``).
         register: ``rigid`` or ``none`` (``fasr infer --register``).

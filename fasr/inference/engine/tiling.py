@@ -1,6 +1,6 @@
 """In-plane tiling of one forward pass: overlapping tiles with context margins, blended (ours).
 
-A slice too large for the memory budget (:func:`fasr.inference.memory.plan_tiles`) is cut into square LR tiles.
+A slice too large for the memory budget (:func:`fasr.inference.engine.memory.plan_tiles`) is cut into square LR tiles.
 Each tile runs with ``margin`` LR pixels of context on every side -- the same region of the target and of the
 reference, so the reference tile covers the tile plus its search margin -- and only the tile's own output is
 kept. Neighbouring tiles overlap by ``overlap`` pixels and are blended with linear ramps. Where the margin

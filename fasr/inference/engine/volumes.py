@@ -17,10 +17,10 @@ from fasr.data.geometry import check_coverage, resample_to_grid
 from fasr.data.normalize import normalize_clipped, robust_stats
 from fasr.data.thick import along_axis
 from fasr.data.types import NormStats, Volume
-from fasr.inference.adapt import adapt_model
+from fasr.inference.engine.adapt import adapt_model
+from fasr.inference.engine.slices import RunSettings, super_resolve_slices
+from fasr.inference.engine.stacks import Slicer
 from fasr.inference.grid import SRGrid, plan_sr_grid, plan_thick_grid
-from fasr.inference.slicing import Slicer
-from fasr.inference.volume import RunSettings, super_resolve_slices
 
 __all__ = ["InferenceResult", "upsample_stack", "reference_coverage", "super_resolve_volume", "super_resolve_thick"]
 
@@ -40,7 +40,7 @@ class InferenceResult:
         grid: the SR grid (shape, affine, slice axis).
         coverage: fraction of the SR grid inside the reference's field of view.
         target_stats / ref_stats: normalisation of the LR target and of the resampled reference.
-        stats: throughput and memory plan of the slice loop (:class:`fasr.inference.volume.SliceResult`).
+        stats: throughput and memory plan of the slice loop (:class:`fasr.inference.engine.slices.SliceResult`).
     """
 
     sr: np.ndarray
@@ -182,7 +182,7 @@ def super_resolve_thick(
         thick_axis: the LR's thick voxel axis.
         norm_percentiles / batch_size / device / progress / settings: as :func:`super_resolve_volume`.
         adapt: first fine-tune a copy of the model for this many steps on the scan's own slices
-            (:func:`fasr.inference.adapt.adapt_model`; 0: off).
+            (:func:`fasr.inference.engine.adapt.adapt_model`; 0: off).
     """
     grid, coverage = reference_coverage(lr, ref, profile.factor, None, thick_axis=thick_axis)
     reference, target_stats, ref_stats = _reference_and_stats(lr, ref, grid, norm_percentiles)
