@@ -67,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--keep-runs", action="store_true",
-        help="reuse and resume runs of the same config trained by other source code (a suite over several sessions)",
+        help="reuse and resume runs of the same config trained by other source code (a suite run over days)",
     )
     parser.add_argument("--force", action="store_true", help="overwrite existing results files")
 
@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
           f"{len(degradations)} degradation(s); {budget}")
 
     results, first_runs = [], {}
-    # Seeds outermost: a suite stopped part-way (or spread over sessions) has whole tables of its first seeds.
+    # Seeds outermost: a suite stopped part-way (or restarted over days) has whole tables of its first seeds.
     for seed in seeds:
         for degradation in degradations:
             mapping = deep_merge(base, DEGRADATIONS[degradation])

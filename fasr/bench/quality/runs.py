@@ -114,11 +114,11 @@ def train_cached(cfg: RunConfig, run_dir: Path, keep_runs: bool = False) -> tupl
     Args:
         cfg: the run config.
         run_dir: run folder.
-        keep_runs: reuse and resume trainings of the same config by other source code (a suite that spans
-            sessions while the code changes; each record keeps the source it was trained with).
+        keep_runs: reuse and resume trainings of the same config by other source code (a suite run over days
+            while the code changes; each record keeps the source it was trained with).
 
     Returns:
-        The final weights (``last.pt``) and the seconds their training took (all sessions).
+        The final weights (``last.pt``) and the seconds their training took (every piece of it).
     """
     from fasr.checkpoint import save_checkpoint
     from fasr.training.trainer import train
@@ -140,7 +140,7 @@ def train_cached(cfg: RunConfig, run_dir: Path, keep_runs: bool = False) -> tupl
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
 
-        def mark(seconds: float) -> None:  # what is training here, and for how long so far (all sessions)
+        def mark(seconds: float) -> None:  # what is training here, and for how long so far (every piece)
             started.write_text(json.dumps({"key": _training_key(cfg, False), "seconds": seconds}, indent=1))
 
         mark(spent)
