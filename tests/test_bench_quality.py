@@ -273,6 +273,7 @@ def test_an_interrupted_run_resumes_and_a_run_of_other_code_only_with_keep_runs(
     assert not (run_dir / run_cache.TRAINED).exists()
     run_cache.train_cached(cfg, run_dir)
     assert calls == ["fresh", "resume"]
+    assert json.loads((run_dir / run_cache.TRAINED).read_text())["sources"] == ["v1"]
     run_cache.train_cached(cfg, run_dir)  # finished: reused
     assert calls == ["fresh", "resume"]
     monkeypatch.setattr(run_cache, "source_fingerprint", lambda: "v2")
@@ -280,7 +281,19 @@ def test_an_interrupted_run_resumes_and_a_run_of_other_code_only_with_keep_runs(
     assert calls == ["fresh", "resume"]
     run_cache.train_cached(cfg, run_dir)  # other code: trained again from the start
     assert calls == ["fresh", "resume", "fresh"]
+    assert json.loads((run_dir / run_cache.TRAINED).read_text())["sources"] == ["v2"]  # restarted: v2 alone
+    # Another config whose training fails before it writes weights: this run's weights are gone, never resumed
+    # under the other config's name.
     other = from_dict(RunConfig, deep_merge(BASE, {"model": {"name": "edsr", "n_feats": 16}}))
-    (run_dir / run_cache.TRAINED).unlink()
-    run_cache.train_cached(other, run_dir, keep_runs=True)  # another config never resumes this one
-    assert calls[-1] == "fresh"
+
+    def failing_train(cfg: RunConfig, run_dir: Path, resume: bool = False, force: bool = False) -> Path:
+        calls.append("failed")
+        raise FasrError("data not found")
+
+    monkeypatch.setattr(trainer, "train", failing_train)
+    with pytest.raises(FasrError):
+        run_cache.train_cached(other, run_dir, keep_runs=True)
+    assert not (run_dir / "last.pt").exists()
+    monkeypatch.setattr(trainer, "train", fake_train)
+    run_cache.train_cached(other, run_dir, keep_runs=True)
+    assert calls[-2:] == ["failed", "fresh"]

@@ -66,3 +66,17 @@ def test_claims_use_the_test_slices_when_every_run_has_them() -> None:
     (claim,) = claims("modules", results)
     assert (claim.split, claim.slices, claim.verdict) == ("test", 6, "holds")  # the val slices say the opposite
     assert claim.paper_diff == pytest.approx(38.52 - 37.93)
+
+
+def test_claims_with_folds_pair_each_held_out_subjects_slices() -> None:
+    """--folds: seeds are averaged per held-out subject, and the subjects' slices (of any number) concatenated."""
+    a = [run("fasr", 0, [31.0, 32.0, 33.0]), run("fasr", 1, [31.2, 32.2, 33.2])]
+    b = [run("fasr", 0, [40.0, 41.0]), run("fasr", 1, [40.2, 41.2])]
+    for r in b:
+        r.held_out = "other-subject"
+    rows = [run("edsr", 0, [30.0, 31.0, 32.0]), run("edsr", 1, [30.0, 31.0, 32.0])]
+    rows += [run("edsr", 0, [39.0, 40.0]), run("edsr", 1, [39.0, 40.0])]
+    for r in rows[2:]:
+        r.held_out = "other-subject"
+    (claim,) = claims("methods", a + b + rows)
+    assert claim.slices == 5 and claim.diff == pytest.approx(1.1)

@@ -131,6 +131,7 @@ def test_thick_planes_have_the_slice_axis_as_rows_and_a_consistent_ref_down_up(t
 
     volumes = predict_volumes({}, val, range(len(val)), batch_size=8, device=torch.device("cpu"))
     assert sorted(volumes) == ["b:across1", "b:across2"]
+    assert {subject for subject, _ in val.source.items()} == {"b:across1", "b:across2"}  # the same ids
     assert all(len(v.slices) == 40 and len(set(v.slices.tolist())) == 40 for v in volumes.values())
 
 
@@ -271,21 +272,22 @@ def test_a_slice_profile_needs_thick_planes_on_a_fixed_canvas(tmp_path, bad):
 
 def test_the_headers_slice_thickness_shapes_the_profile_the_model_assumes(tmp_path, thick_model, capsys):
     """4 mm apart, 3.2 mm thick (a 20 % gap, from a BIDS sidecar): the plan says so and the model's Ref-down-up
-    uses it; without the field the slices are assumed contiguous."""
+    uses it; without a usable field the model's own profile is used, and the plan says that."""
     lr, ref, _ = thick_pair(tmp_path)
     out = tmp_path / "sr.nii.gz"
     argv = ["infer", "--lr", lr, "--ref", ref, "--checkpoint", thick_model, "--out", out, "--no-progress",
             "--register", "none", "--force"]
     assert run_cli(argv) == 0
-    assert "slices assumed contiguous (no SliceThickness in the header)" in capsys.readouterr().out
+    assert "the model's own slice profile (no usable SliceThickness in the header)" in capsys.readouterr().out
     assert json.loads((tmp_path / "sr.json").read_text())["throughput"]["slice_profile"] == "slice:4:boxcar"
     (tmp_path / "lr.json").write_text(json.dumps({"SliceThickness": 3.2, "EchoTime": 0.1}))
     assert run_cli(argv) == 0
     assert "slices 3.2 mm thick every 4 mm (header)" in capsys.readouterr().out
     assert json.loads((tmp_path / "sr.json").read_text())["throughput"]["slice_profile"] == "slice:4:boxcar:0.8"
-    (tmp_path / "lr.json").write_text(json.dumps({"SliceThickness": "thick"}))
-    assert run_cli(argv) == 1
-    assert "SliceThickness 'thick' is not a positive number" in capsys.readouterr().err
+    for unusable in ({"SliceThickness": "thick"}, {"SliceThickness": -1}, ["not", "an", "object"]):
+        (tmp_path / "lr.json").write_text(json.dumps(unusable))  # ignored, and the plan says so
+        assert run_cli(argv) == 0
+        assert "no usable SliceThickness" in capsys.readouterr().out
 
 
 def test_a_dicom_series_keeps_its_slice_thickness(tmp_path):
@@ -296,4 +298,8 @@ def test_a_dicom_series_keeps_its_slice_thickness(tmp_path):
     write_dicom_series(tmp_path / "t2", data, (1, 0, 0), (0, 1, 0), (0.9, 0.9, 5.0), (0, 0, 0), thickness=4.0)
     volume = read_volume(tmp_path / "t2")
     assert volume.slice_thickness == 4.0 and volume.voxel_size[2] == pytest.approx(5.0)
+    from fasr.data.dicom import usable_thickness
+
+    assert [usable_thickness(v) for v in ("3.5", [2.0, 3.0], 0, "x", float("inf"), True, None)] == [
+        3.5, 2.0, None, None, None, None, None]
     assert read_volume(write_nifti(tmp_path / "plain.nii.gz", data, np.eye(4))).slice_thickness is None

@@ -68,6 +68,7 @@ def method_rows(scale: int = 4, lr_size: int = 60) -> list[dict]:
 
     from fasr.bench.quality.suites import DEFAULT_BASE, METHODS, MISSING_HINT, row_model
     from fasr.config import from_dict, read_yaml
+    from fasr.errors import FasrError
     from fasr.models import ModelConfig, build_model
 
     base = read_yaml(DEFAULT_BASE, MISSING_HINT).get("model", {})
@@ -75,7 +76,12 @@ def method_rows(scale: int = 4, lr_size: int = 60) -> list[dict]:
     for name in METHODS:
         cfg = from_dict(ModelConfig, row_model({**base, "name": name, "scale": scale}), "model")
         torch.manual_seed(0)
-        model = build_model(cfg).eval()
+        try:
+            model = build_model(cfg).eval()
+        except FasrError as error:  # e.g. MASA-SR at a scale that is not a power of two
+            rows.append({"method": name, "params": None, "gflops": None, "lr_size": lr_size, "scale": scale,
+                         "note": str(error)})
+            continue
         lr, ref = torch.zeros(1, 1, lr_size, lr_size), torch.zeros(1, 1, lr_size * scale, lr_size * scale)
         counter = FlopCounterMode(display=False)
         with torch.no_grad(), counter:
@@ -112,7 +118,10 @@ def run(args: argparse.Namespace) -> int:
               "reference (FLOPs: 2 per multiply-add)")
         print(f"{'method':<10}{'params':>12}{'GFLOPs':>10}")
         for r in rows:
-            print(f"{r['method']:<10}{r['params']:>12,}{r['gflops']:>10.2f}")
+            if r["params"] is None:
+                print(f"{r['method']:<10}{'-':>12}{'-':>10}  ({r['note']})")
+            else:
+                print(f"{r['method']:<10}{r['params']:>12,}{r['gflops']:>10.2f}")
         return 0
     rows = backbone_rows(args.scale, args.size)
     if args.json is not None:

@@ -65,11 +65,13 @@ def moved_on_grid(volume: Volume, motion: np.ndarray) -> Volume:
 
 
 def remapped(volume: Volume) -> Volume:
-    """A synthetic other contrast of ``volume``: foreground intensities (scaled to [0, 1] by the 99.5th
+    """A synthetic other contrast of ``volume``: foreground intensities (scaled to [0, 1] by the foreground's 99.5th
     percentile) inverted and given a bump at 0.6 (``1 - x + 0.5 exp(-((x - 0.6) / 0.1)^2)``), background kept at 0;
     anatomy and geometry untouched."""
     data = volume.data.astype(np.float64)
-    x = np.clip((data - data.min()) / (np.percentile(data, 99.5) - data.min()), 0.0, 1.0)
+    low = data.min()
+    high = np.percentile(data[data > low], 99.5) if (data > low).any() else low + 1.0  # of the foreground
+    x = np.clip((data - low) / (high - low), 0.0, 1.0)
     foreground = x > 0.05
     y = np.where(foreground, 1.0 - x + 0.5 * np.exp(-(((x - 0.6) / 0.1) ** 2)), 0.0)
     return Volume(y.astype(np.float32), volume.affine, f"{volume.path} (remapped)")

@@ -20,7 +20,7 @@ from fasr.data.degrade import build_degradation
 from fasr.data.layouts import SPLITS, PairSource, pairs_for_split
 from fasr.data.lru import LRUCache
 from fasr.data.samples import RawSlice, SampleMaker
-from fasr.data.subjects import Subject, load_subject
+from fasr.data.subjects import Subject, load_subject, plane_family
 from fasr.data.types import PairedSample
 from fasr.errors import FasrError
 
@@ -91,8 +91,9 @@ class VolumeSlices:
         return len(self._index)
 
     def items(self) -> list[tuple[str, int]]:
-        """(subject id, slice index) of every item, in order."""
-        return [(self.sources[i].subject, z) for i, _, z in self._index]
+        """(subject id, slice index) of every item, in order (a thick plane's subject id names its family)."""
+        return [(self.sources[i].subject if axis == 0 else plane_family(self.sources[i].subject, axis), z)
+                for i, axis, z in self._index]
 
     def __getitem__(self, index: int) -> RawSlice:
         i, axis, z = self._index[index]

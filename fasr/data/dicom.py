@@ -6,6 +6,7 @@ DICOM patient coordinates are LPS; the returned affine is RAS like nibabel's. Vo
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from pydicom.errors import InvalidDicomError
 from fasr.data.types import Volume
 from fasr.errors import FasrError
 
-__all__ = ["read_dicom_series"]
+__all__ = ["read_dicom_series", "usable_thickness"]
 
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 # Relative spread of slice gaps tolerated before calling a series unevenly spaced.
@@ -52,6 +53,21 @@ def _pixels(ds: Dataset, folder: Path) -> np.ndarray:
     slope = float(getattr(ds, "RescaleSlope", 1.0))
     intercept = float(getattr(ds, "RescaleIntercept", 0.0))
     return pixels.astype(np.float32) * slope + intercept
+
+
+def usable_thickness(value: object) -> float | None:
+    """A header's slice thickness in mm if it is one positive finite number (a DICOM DS, a JSON number or a
+    numeric string; a DICOM multi-value gives its first), else None: the thickness only refines what the spacing
+    says, so an unusable value is ignored (the plan line says whether one was used)."""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        value = value[0] if len(value) else None  # type: ignore[index, arg-type]
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number > 0 else None
 
 
 def read_dicom_series(folder: str | Path) -> Volume:
@@ -97,6 +113,5 @@ def read_dicom_series(folder: str | Path) -> Volume:
     lps[:3, 1] = along_col * row_spacing  # +1 row
     lps[:3, 2] = normal * slice_spacing
     lps[:3, 3] = positions[order[0]]
-    thickness = getattr(images[0], "SliceThickness", None)
-    thickness = float(thickness) if thickness not in (None, "") and float(thickness) > 0 else None
+    thickness = usable_thickness(getattr(images[0], "SliceThickness", None))  # one series: one thickness
     return Volume(data=data, affine=_LPS_TO_RAS @ lps, path=str(folder), slice_thickness=thickness)

@@ -20,7 +20,7 @@ from nibabel.filebasedimages import ImageFileError
 from nibabel.spatialimages import HeaderDataError
 from PIL import Image
 
-from fasr.data.dicom import read_dicom_series
+from fasr.data.dicom import read_dicom_series, usable_thickness
 from fasr.data.fastmri import read_fastmri
 from fasr.data.orient import DISPLAY_AFFINE, stack_to_volume
 from fasr.data.types import Volume
@@ -35,6 +35,7 @@ __all__ = [
     "slice_array",
     "array_volume",
     "check_image",
+    "sidecar_slice_thickness",
 ]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -129,25 +130,18 @@ def _read_nifti(path: Path) -> Volume:
 
 def sidecar_slice_thickness(path: Path) -> float | None:
     """``SliceThickness`` (mm) of the BIDS JSON sidecar beside a NIfTI file (``scan.nii.gz`` -> ``scan.json``, as
-    dcm2niix writes it), or None without a sidecar or that field.
-
-    Raises:
-        FasrError: a sidecar that is not JSON, or a thickness that is not a positive number.
-    """
+    dcm2niix writes it): None without a sidecar, without that field, or with an unusable one
+    (:func:`usable_thickness`; a sidecar that is not a JSON object is ignored too)."""
     name = path.name
     stem = next((name[: -len(s)] for s in NIFTI_SUFFIXES if name.lower().endswith(s)), path.stem)
     sidecar = path.with_name(stem + ".json")
     if not sidecar.is_file():
         return None
     try:
-        value = json.loads(sidecar.read_text()).get("SliceThickness")
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
-        raise FasrError(f"'{sidecar}' is not a JSON object ({exc}); fix or remove the sidecar") from None
-    if value is None:
+        fields = json.loads(sidecar.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise FasrError(f"'{sidecar}': SliceThickness {value!r} is not a positive number of mm; fix the sidecar")
-    return float(value)
+    return usable_thickness(fields.get("SliceThickness")) if isinstance(fields, dict) else None
 
 
 def _read_picture(path: Path) -> np.ndarray:

@@ -15,7 +15,12 @@ from fasr.data.samples import RawSlice
 from fasr.data.types import NormStats, Volume
 from fasr.errors import FasrError
 
-__all__ = ["Subject", "load_subject"]
+__all__ = ["Subject", "load_subject", "plane_family"]
+
+
+def plane_family(subject: str, axis: int) -> str:
+    """The id of a subject's thick planes across in-plane axis ``axis`` (1 or 2): ``<subject>:across<axis>``."""
+    return f"{subject}:across{axis}"
 
 
 @dataclass(frozen=True)
@@ -66,8 +71,8 @@ class Subject:
         target, reference = self.target.transpose(order), self.reference.transpose(order)
         content = np.minimum(foreground_fraction(target), foreground_fraction(reference))
         spacing = tuple(self.spacing[a] for a in order)
-        # Each plane family is its own volume for scoring (``<subject>:across<axis>``): the two are not one stack.
-        return Subject(f"{self.subject}:across{axis}", target, reference, None, self.target_stats, self.ref_stats,
+        # Each plane family is its own volume for scoring: the two are not one stack.
+        return Subject(plane_family(self.subject, axis), target, reference, None, self.target_stats, self.ref_stats,
                        np.flatnonzero(content >= min_foreground), spacing)  # type: ignore[arg-type]
 
 

@@ -422,7 +422,7 @@ def thick_profile(target: InputGeometry, thick_axis: int, factor: int, nominal: 
 def _thickness_note(target: InputGeometry, thick_axis: int) -> str:
     spacing = float(voxel_sizes(target.affine)[thick_axis])
     if target.slice_thickness is None:
-        return "slices assumed contiguous (no SliceThickness in the header)"
+        return "the model's own slice profile (no usable SliceThickness in the header)"
     return f"slices {target.slice_thickness:.3g} mm thick every {spacing:.3g} mm (header)"
 
 

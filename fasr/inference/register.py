@@ -180,7 +180,8 @@ def register_rigid(lr: Volume, ref: Volume, seed: int = 1) -> Registration:
     lps = np.eye(4)
     lps[:3, :3], lps[:3, 3] = rotation, offset  # x_ref = R x_lr + offset, LPS
     # Rounded to 1e-6 (micrometres, microradians, the metric's sixth decimal): ITK's threads sum the metric in a
-    # varying order, which moves the results by ~1e-10; rounded, the same inputs give the same record and output bytes.
+    # varying order, which moves the results by ~1e-10; rounded, the same inputs give the same record and output
+    # bytes unless a value lies within that jitter of a rounding boundary.
     return Registration(
         matrix=np.round(_LPS @ lps @ _LPS, 6) + 0.0, metric=round(float(method.GetMetricValue()), 6),
         iterations=int(method.GetOptimizerIteration()),

@@ -111,18 +111,30 @@ class Claim:
 
 
 def _slice_means(runs: list[RunResult], split: str) -> list[float]:
-    """Per-slice PSNR averaged over a row's runs (seeds), on ``split``'s slices."""
+    """Per-slice PSNR of a row averaged over its seeds: on the test slices (the same for every run), or on each
+    held-out subject's slices in turn (``--folds``), concatenated.
+
+    Raises:
+        ValueError: runs that should pair slice by slice were scored on different numbers of slices.
+    """
     import numpy as np
 
-    scores = [r.test_slice_psnr if split == "test" else r.slice_psnr for r in runs]
-    if len({len(s) for s in scores}) != 1:
-        raise ValueError("the runs of a row were scored on different slices; rerun them with one --eval-slices")
-    return np.mean(np.asarray(scores, dtype=np.float64), axis=0).tolist()
+    if split == "test":
+        groups = [[r.test_slice_psnr for r in runs]]
+    else:
+        groups = [[r.slice_psnr for r in runs if r.held_out == s] for s in sorted({r.held_out for r in runs})]
+    means = []
+    for scores in groups:
+        if len({len(s) for s in scores}) != 1:
+            raise ValueError("runs of one row were scored on different slices")
+        means += np.mean(np.asarray(scores, dtype=np.float64), axis=0).tolist()
+    return means
 
 
 def claims(suite: str, results: list[RunResult]) -> list[Claim]:
     """The paper's comparisons of the suite's full model with every other row it prints, tested here on the test
-    slices (the held-out subject's without test subjects)."""
+    slices (the held-out subjects' without test subjects). A row whose slices do not pair with the full model's
+    is left out (its table row still reports it)."""
     from fasr.bench.quality.stats import paired_test
     from fasr.bench.quality.suites import PAPER
 
@@ -131,12 +143,21 @@ def claims(suite: str, results: list[RunResult]) -> list[Claim]:
     if reference not in by_label:
         return []
     split = "test" if all(r.test_slice_psnr for r in results) else "val"
-    ours = _slice_means(by_label[reference], split)
+    try:
+        ours = _slice_means(by_label[reference], split)
+    except ValueError:
+        return []
     found = []
     for row, runs in by_label.items():
         if row == reference or row not in paper:
             continue
-        test = paired_test(ours, _slice_means(runs, split))
+        try:
+            theirs = _slice_means(runs, split)
+        except ValueError:
+            continue
+        if len(theirs) != len(ours):
+            continue
+        test = paired_test(ours, theirs)
         paper_diff = paper[reference] - paper[row]
         verdict = "not significant"
         if test.p_value < SIGNIFICANCE and test.mean_diff != 0:
@@ -168,7 +189,8 @@ def _claim_lines(suite: str, found: list[Claim], rows: list[RowSummary]) -> list
 
     reference, paper, source = PAPER[suite]
     if not found:
-        return [f"No claim tested: the suite ran without its full model `{reference}`."]
+        return [f"No claim tested: the suite has no pair of `{reference}` and another row of the paper's table "
+                "scored on the same slices."]
     split = found[0].split
     score = {r.label: (r.test_psnr_mean if split == "test" else r.psnr_mean) for r in rows}
     here = " > ".join(sorted((k for k in score if k in paper), key=lambda k: -score[k]))

@@ -129,19 +129,25 @@ def train_cached(cfg: RunConfig, run_dir: Path, keep_runs: bool = False) -> tupl
         stored = json.loads(marker.read_text())
         if _same(stored["key"], key):
             return checkpoint, stored["seconds"]
-    resume = started.is_file() and checkpoint.is_file() and _same(json.loads(started.read_text())["key"], key)
-    spent = json.loads(started.read_text())["seconds"] if resume else 0.0
+    begun = json.loads(started.read_text()) if started.is_file() else None
+    resume = begun is not None and checkpoint.is_file() and _same(begun["key"], key)
+    spent, sources = (begun["seconds"], begun.get("sources", [begun["key"]["source"]])) if resume else (0.0, [])
     for stale in (marker, run_dir / RECORD):  # the folder's weights are about to change
         stale.unlink(missing_ok=True)
+    if not resume:  # another run's weights never carry on under this run's name
+        for stale in (started, checkpoint):
+            stale.unlink(missing_ok=True)
+    sources = list(dict.fromkeys([*sources, source_fingerprint()]))  # every source that trained it, in order
     start = time.perf_counter()
+    record = {"key": _training_key(cfg, False), "sources": sources}
     if parameters(cfg) == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_checkpoint(checkpoint, {"model": {}, "config": to_dict(cfg), "step": 0})
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
 
-        def mark(seconds: float) -> None:  # what is training here, and for how long so far (every piece)
-            started.write_text(json.dumps({"key": _training_key(cfg, False), "seconds": seconds}, indent=1))
+        def mark(seconds: float) -> None:  # what is training here, and for how long so far (a killed piece's
+            started.write_text(json.dumps({**record, "seconds": seconds}, indent=1))  # time is not counted)
 
         mark(spent)
         try:
@@ -149,7 +155,7 @@ def train_cached(cfg: RunConfig, run_dir: Path, keep_runs: bool = False) -> tupl
         finally:
             mark(spent + time.perf_counter() - start)
     seconds = spent + time.perf_counter() - start
-    marker.write_text(json.dumps({"key": _training_key(cfg, False), "seconds": seconds}, indent=1))
+    marker.write_text(json.dumps({**record, "seconds": seconds}, indent=1))
     return checkpoint, seconds
 
 

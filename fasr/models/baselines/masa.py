@@ -227,8 +227,8 @@ class SpatialAdaptation(nn.Module):
 
 
 class DualResidualAggregation(nn.Module):
-    """DRAM (Sec. 3.3), one x2 step: Ref branch ``ref + up_a(down_a(ref) - lr)``, LR branch
-    ``up_b(lr + (lr - down_b(ref)))``, fused by a convolution of both."""
+    """DRAM (Sec. 3.3), one x2 step: Ref branch ``ref + relu(up_a(relu(down_a(ref)) - lr))``, LR branch
+    ``relu(up_b(lr + (lr - relu(down_b(ref)))))``, fused by ``relu(conv(concat(both)))``."""
 
     def __init__(self, n_feats: int) -> None:
         super().__init__()
@@ -287,6 +287,8 @@ class MASA(ResidualSR):
         return x
 
     def residual(self, lr: Tensor, ref: Tensor, base: Tensor) -> Tensor:
+        if min(lr.shape[-2:]) < 3:
+            raise FasrError(f"MASA-SR matches 3x3 patches: the LR must be 3x3 pixels or more, not {lr.shape[-2:]}")
         ref_down = self.ref_degradation.down(ref, self.scale)  # (B, 1, h, w)
         lr_features = self.encoder(lr, 3)
         (ref_down_features,) = self.encoder(ref_down, 1)  # (B, C, h, w)
