@@ -213,6 +213,12 @@ def test_quick_methods_suite_end_to_end(tmp_path: Path, monkeypatch: pytest.Monk
     assert main(argv) == 1
     assert main([*argv, "--force"]) == 0
     assert json.loads((out / "methods.json").read_text())["runs"] == report["runs"]
+    # A progress report trains nothing: the finished runs alone (here: of two seeds asked for, the one trained).
+    assert main([*argv, "--force", "--finished-only", "--seeds", "2"]) == 0
+    progress = json.loads((out / "methods.json").read_text())
+    assert progress["runs"] == report["runs"] and progress["finished_only"]
+    assert "a progress report" in (out / "methods.md").read_text()
+    assert main([*argv, "--force", "--finished-only", "--out", str(tmp_path / "empty")]) == 1
 
 
 def test_missing_data_names_the_option(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

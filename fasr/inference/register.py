@@ -38,7 +38,7 @@ _LPS = np.diag([-1.0, -1.0, 1.0, 1.0])  # RAS <-> LPS (its own inverse)
 _SHRINK = (2, 1)
 _SMOOTH_MM = (1.0, 0.0)
 _BINS = 32
-_SAMPLES = 150_000  # fixed-image voxels the metric samples per evaluation (all of a smaller image)
+_SAMPLES = 1_000_000  # fixed-image voxels the metric samples per evaluation (all of a smaller image, e.g. a x4 LR)
 _ITERATIONS = 200
 # Plausible motion between two sequences of one session (ours): a larger fit is a failure (unrelated images,
 # too little overlap), and the headers' placement is kept.

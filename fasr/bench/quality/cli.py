@@ -13,7 +13,7 @@ from pathlib import Path
 
 from fasr.bench.quality import report
 from fasr.bench.quality.budget import seconds_per_step, steps_for_budget
-from fasr.bench.quality.runs import train_and_score
+from fasr.bench.quality.runs import finished_result, train_and_score
 from fasr.bench.quality.suites import (
     DEFAULT_BASE,
     DEGRADATIONS,
@@ -68,6 +68,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--keep-runs", action="store_true",
         help="reuse and resume runs of the same config trained by other source code (a suite run over days)",
+    )
+    parser.add_argument(
+        "--finished-only", action="store_true",
+        help="train nothing: tabulate the runs already finished (a progress report while the suite runs elsewhere)",
     )
     parser.add_argument("--force", action="store_true", help="overwrite existing results files")
 
@@ -148,13 +152,21 @@ def run(args: argparse.Namespace) -> int:
                 for subject in held_out:
                     cfg = run_config(mapping, entry, subject, seed, steps, args.overrides)
                     run_dir = out / "runs" / args.suite / entry.label / degradation / f"{subject}-seed{seed}"
-                    result = train_and_score(cfg, entry.label, run_dir, eval_slices, args.keep_runs)
+                    if args.finished_only:
+                        result = finished_result(cfg, entry.label, run_dir, eval_slices, args.keep_runs)
+                        if result is None:
+                            continue
+                    else:
+                        result = train_and_score(cfg, entry.label, run_dir, eval_slices, args.keep_runs)
                     test = f"; test {result.test_psnr:.2f} dB" if result.test_psnr is not None else ""
                     print(f"  {entry.label} [{degradation}, {subject}, seed {seed}]: PSNR {result.psnr:.2f} dB, "
                           f"SSIM {result.ssim:.4f}{test}")
                     results.append(result)
                     first_runs.setdefault(entry.label, result)
 
+    if not results:
+        raise FasrError(f"no finished run of suite '{args.suite}' in {out / 'runs'}; drop --finished-only to train")
+    degradations = [d for d in degradations if any(r.degradation == d for r in results)]
     tables = {d: report.summarize([r for r in results if r.degradation == d]) for d in degradations}
     made = provenance(shlex.join(["fasr", *sys.argv[1:]]))
     meta = {
@@ -173,6 +185,7 @@ def run(args: argparse.Namespace) -> int:
         "runs_per_row": runs_per_row,
         "steps": steps,
         "budget": budget,
+        "finished_only": args.finished_only,
     }
     claims = {d: report.claims(args.suite, [r for r in results if r.degradation == d]) for d in degradations}
     out.mkdir(parents=True, exist_ok=True)

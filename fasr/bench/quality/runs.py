@@ -21,6 +21,7 @@ __all__ = [
     "source_fingerprint",
     "parameters",
     "train_cached",
+    "finished_result",
     "train_and_score",
     "train_reference",
 ]
@@ -163,6 +164,23 @@ def _slice_psnr(scores: dict, method: str) -> list[float]:
     return [row["psnr"] for row in scores["per_slice"] if row["method"] == method]
 
 
+def finished_result(
+    cfg: RunConfig, label: str, run_dir: Path, eval_slices: int, keep_runs: bool = False
+) -> RunResult | None:
+    """The run's finished record when its config, its scoring and its source (any source with ``keep_runs``) are
+    today's, else None. The row's name and folder are today's (a run may be copied between suites).
+
+    Args: as :func:`train_and_score`.
+    """
+    record = run_dir / RECORD
+    if not record.is_file():
+        return None
+    key = _as_stored({"config": to_dict(cfg), "eval_slices": eval_slices, "source": source_fingerprint()})
+    stored = json.loads(record.read_text())
+    same = stored["key"] == key or (keep_runs and {**stored["key"], "source": 0} == {**key, "source": 0})
+    return RunResult(**{**stored["result"], "label": label, "run_dir": str(run_dir)}) if same else None
+
+
 def train_and_score(
     cfg: RunConfig, label: str, run_dir: Path, eval_slices: int, keep_runs: bool = False
 ) -> RunResult:
@@ -183,13 +201,11 @@ def train_and_score(
     from fasr.scoring.volumes import BICUBIC
 
     record = run_dir / RECORD
+    finished = finished_result(cfg, label, run_dir, eval_slices, keep_runs)
+    if finished is not None:
+        return finished
+    record.unlink(missing_ok=True)
     key = _as_stored({"config": to_dict(cfg), "eval_slices": eval_slices, "source": source_fingerprint()})
-    if record.is_file():
-        stored = json.loads(record.read_text())
-        same = stored["key"] == key or (keep_runs and {**stored["key"], "source": 0} == {**key, "source": 0})
-        if same:  # the row's name and folder are today's (a run may be copied between suites)
-            return RunResult(**{**stored["result"], "label": label, "run_dir": str(run_dir)})
-        record.unlink()
     checkpoint, train_seconds = train_cached(cfg, run_dir, keep_runs)
     start = time.perf_counter()
     name = cfg.model.name
