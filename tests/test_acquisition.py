@@ -258,12 +258,13 @@ def test_registration_is_deterministic_on_a_volume_it_samples(monkeypatch) -> No
     import fasr.inference.register as register
 
     monkeypatch.setattr(register, "_SAMPLES", 20_000)
+    monkeypatch.setattr(register, "_FULL_MAX", 20_000)
     hr = _phantom((96, 96, 48))
     affine = np.diag([2.0, 2.0, 3.0, 1.0])
     lr_data = hr.reshape(48, 2, 48, 2, 48).mean(axis=(1, 3))
     lr_affine = np.diag([4.0, 4.0, 3.0, 1.0])
     lr_affine[:3, 3] = [1.0, 1.0, 0.0]
-    assert lr_data.size > register._SAMPLES  # the random-sampling path
+    assert lr_data.size > register._FULL_MAX  # the random-sampling path
     ref = Volume(np.sqrt(np.clip(hr, 0, None)), affine, "ref")
     fits = [register_rigid(Volume(lr_data.astype(np.float32), lr_affine, "lr"), ref) for _ in range(2)]
     assert np.array_equal(fits[0].matrix, fits[1].matrix)
