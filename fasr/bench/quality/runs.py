@@ -101,8 +101,14 @@ def _training_key(cfg: RunConfig, keep_runs: bool) -> dict:
     return _as_stored({"config": to_dict(cfg), "source": "any" if keep_runs else source_fingerprint()})
 
 
+def _record_key(cfg: RunConfig, eval_slices: int, keep_runs: bool) -> dict:
+    """What a scored run is: its training and its scoring."""
+    return {**_training_key(cfg, keep_runs), "eval_slices": eval_slices}
+
+
 def _same(stored: dict, key: dict) -> bool:
-    return stored == key or (key["source"] == "any" and stored["config"] == key["config"])
+    """Whether a stored key is ``key``; a ``key`` of source ``any`` matches every source."""
+    return stored == key or (key["source"] == "any" and {**stored, "source": "any"} == key)
 
 
 def train_cached(cfg: RunConfig, run_dir: Path, keep_runs: bool = False) -> tuple[Path, float]:
@@ -175,10 +181,10 @@ def finished_result(
     record = run_dir / RECORD
     if not record.is_file():
         return None
-    key = _as_stored({"config": to_dict(cfg), "eval_slices": eval_slices, "source": source_fingerprint()})
     stored = json.loads(record.read_text())
-    same = stored["key"] == key or (keep_runs and {**stored["key"], "source": 0} == {**key, "source": 0})
-    return RunResult(**{**stored["result"], "label": label, "run_dir": str(run_dir)}) if same else None
+    if not _same(stored["key"], _record_key(cfg, eval_slices, keep_runs)):
+        return None
+    return RunResult(**{**stored["result"], "label": label, "run_dir": str(run_dir)})
 
 
 def train_and_score(
@@ -205,7 +211,7 @@ def train_and_score(
     if finished is not None:
         return finished
     record.unlink(missing_ok=True)
-    key = _as_stored({"config": to_dict(cfg), "eval_slices": eval_slices, "source": source_fingerprint()})
+    key = _record_key(cfg, eval_slices, False)
     checkpoint, train_seconds = train_cached(cfg, run_dir, keep_runs)
     start = time.perf_counter()
     name = cfg.model.name
