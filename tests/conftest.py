@@ -61,3 +61,18 @@ def write_brats(root: Path, subjects: list[str], shape: tuple[int, int, int] = (
         t2, t1 = brats_phantom(shape, rng)
         write_brats_subject(root, subject, {"t2": t2, "t1": t1}, affine)
     return root
+
+
+def head_phantom(shape: tuple[int, int, int] = (96, 96, 48), seed: int = 0) -> np.ndarray:
+    """A head-like volume: an ellipsoid with 25 ellipsoidal 'structures' of other intensities, sharp edges
+    slightly smoothed (3-D structure along every axis, for registration)."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij"), -1)
+    head = np.sum((grid / [0.85, 0.9, 0.8]) ** 2, -1) < 1
+    image = np.where(head, 100.0, 0.0)
+    for _ in range(25):
+        c, r = rng.uniform(-0.55, 0.55, 3), rng.uniform(0.06, 0.25, 3)
+        image[(np.sum(((grid - c) / r) ** 2, -1) < 1) & head] = rng.uniform(20, 200)
+    return ndimage.gaussian_filter(image, 0.7).astype(np.float32)

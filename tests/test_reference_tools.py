@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
 
-from conftest import write_brats
+from conftest import head_phantom, write_brats, write_brats_subject
 from fasr.checkpoint import save_checkpoint
 from fasr.cli import main
 from fasr.config import RunConfig, from_dict, to_dict
@@ -86,3 +87,38 @@ def test_qa_threshold_is_chosen_without_the_subject_it_is_applied_to() -> None:
     assert result["thresholds_per_fold"]["c"] == 0.21  # chosen on a and b: 0.2 < t <= 0.5, the lowest such
     assert result["out_of_sample"]["true"] == {"pairs": 3, "flagged": 0, "rate": 0.0}
     assert result["out_of_sample"]["other-patient"]["flagged"] == 2  # c's other-patient pair (0.3) passes 0.21
+
+
+def test_qa_threshold_counts_a_registered_shift_as_the_same_patient() -> None:
+    """A shifted reference is a wrong pair only where it stays where its header put it: registered, it is the same
+    patient brought back, and the threshold is chosen on true pairs against other patients alone."""
+    from fasr.bench.qa import choose_threshold
+
+    def rows(register: str) -> list[dict]:
+        base = {"mutual_information": 1.0, "chance_level": 0.0, "register": register}
+        return [{**base, "kind": "true", "alignment": 0.6}, {**base, "kind": "other-patient", "alignment": 0.1},
+                {**base, "kind": "shift-5mm", "alignment": 0.55}]
+
+    assert choose_threshold(rows("none")) == 0.56  # the shifted pair must be flagged too
+    assert choose_threshold(rows("rigid")) == 0.11  # only the other patient
+
+
+def test_qa_calibration_registers_each_reference_first(tmp_path: Path) -> None:
+    """``fasr bench qa --register rigid`` on two generated subjects: each reference is registered to its LR before
+    the QA, so a reference shifted 5 mm is the same patient brought back (registered, passed) while the headers'
+    placement of the same shift is flagged."""
+    from fasr.bench.qa import calibrate
+
+    affine = np.diag([-2.0, -2.0, 4.0, 1.0])  # 128 mm along every axis: a 10 mm shift still covers the LR
+    for k, subject in enumerate(("a", "b")):
+        hr = head_phantom((64, 64, 32), seed=k)
+        write_brats_subject(tmp_path / "set", subject, {"t2": hr, "t1": np.sqrt(hr) * 30}, affine)
+    rows = {register: calibrate(tmp_path, 4, register=register, pairings=(("t2", "t1"),))
+            for register in ("rigid", "none")}
+    shifted = {register: [r for r in rs if r["kind"] == "shift-5mm"] for register, rs in rows.items()}
+    true = [r for r in rows["rigid"] if r["kind"] == "true"]
+    assert len(shifted["rigid"]) == 6 and all(r["register"] == "rigid" for r in rows["rigid"])
+    assert all(r["registration"]["applied"] and abs(r["registration"]["centre_shift_mm"] - 5) < 0.5
+               for r in shifted["rigid"])
+    assert min(r["alignment"] for r in shifted["rigid"]) > max(r["alignment"] for r in shifted["none"])
+    assert min(r["alignment"] for r in shifted["rigid"]) > 0.8 * min(r["alignment"] for r in true)

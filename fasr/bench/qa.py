@@ -2,12 +2,18 @@
 
 For every subject folder of every dataset folder under ``--data`` (e.g. ``brats/<subject>/``, ``openms/<subject>/``)
 and every pairing (target <- reference: T2 <- T1, T1c, FLAIR; FLAIR <- T2), the target is degraded in-plane by
-``--scale`` (bicubic, no noise, as the shipped models are trained) and scored against
+``--scale`` (k-space truncation of the same field of view, no noise: the LR a scanner makes) and scored against
 
 * ``true``: its own subject's reference (registered: these volumes share one space);
 * ``other-patient``: the same contrast of every other subject of the same dataset (same atlas space, so the
   coverage check passes); pairs the coverage check would already refuse are counted apart;
 * ``shift-5mm`` / ``shift-10mm``: its own reference moved by 5 or 10 mm along each world axis.
+
+``--register rigid`` (the default, as ``fasr infer``) scores each reference as inference would use it: registered
+to the LR first (:func:`fasr.inference.predict.register_reference`). A shifted reference of the same patient is
+then brought back, so it is no longer a wrong pair: its rate says how often a moved same-patient scan is still
+flagged, and the threshold is chosen on true pairs against other patients. ``--register none`` scores the headers'
+placement, where shifted pairs are wrong pairs.
 
 Reported: per kind, how many pairs the QA flags at the threshold (true-positive rate for the wrong kinds,
 false-alarm rate for ``true``), the same over a sweep of thresholds, every pair's scores, and a leave-one-subject-out
@@ -19,6 +25,7 @@ pairs of an earlier run's JSON instead of scoring them again.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from collections.abc import Iterator
@@ -27,12 +34,14 @@ from typing import Any
 
 import numpy as np
 
-from fasr.data.degrade import Bicubic
+from fasr.data.degrade import KSpace
 from fasr.data.geometry import check_coverage
 from fasr.data.io import read_volume
 from fasr.data.types import Volume
 from fasr.errors import FasrError
 from fasr.inference.engine.volumes import MIN_COVERAGE
+from fasr.inference.options import REGISTRATIONS
+from fasr.inference.predict import register_reference
 from fasr.inference.qa import ALIGNMENT_THRESHOLD, reference_qa
 from fasr.inference.simulate import simulate_lr
 from fasr.provenance import provenance
@@ -51,11 +60,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", type=int, default=4, help="in-plane degradation factor of the LR")
     parser.add_argument("--json", type=Path, help="write every pair's scores and the rates here")
     parser.add_argument("--scores", type=Path, help="re-use the pairs of an earlier --json instead of scoring again")
+    parser.add_argument("--register", choices=REGISTRATIONS, default="rigid",
+                        help="register each reference to its LR before the QA, as fasr infer does (default rigid)")
 
 
-def _subjects(root: Path) -> Iterator[tuple[str, list[Path]]]:
-    """(dataset name, its subject folders holding every contrast of :data:`PAIRINGS`)."""
-    contrasts = {c for pairing in PAIRINGS for c in pairing}
+def _subjects(root: Path, pairings: tuple[tuple[str, str], ...]) -> Iterator[tuple[str, list[Path]]]:
+    """(dataset name, its subject folders holding every contrast of ``pairings``)."""
+    contrasts = {c for pairing in pairings for c in pairing}
     for dataset in sorted(p for p in root.iterdir() if p.is_dir()):
         subjects = [s for s in sorted(dataset.iterdir()) if all((s / f"{c}.nii.gz").is_file() for c in contrasts)]
         if len(subjects) >= 2:
@@ -68,38 +79,55 @@ def _shifted(ref: Volume, offset_mm: np.ndarray) -> Volume:
     return Volume(data=ref.data, affine=affine, path=ref.path)
 
 
-def _row(kind: str, lr: Volume, ref: Volume, threshold: float, **fields: Any) -> dict[str, Any]:
+def _row(kind: str, lr: Volume, ref: Volume, threshold: float, register: str, inplane_axes: tuple[int, int],
+         scale: int, **fields: Any) -> dict[str, Any]:
+    registration = None
+    if register == "rigid":
+        try:
+            fit, ref, _ = register_reference(lr, ref, scale, inplane_axes, KSpace())
+        except FasrError as error:  # refused first (coverage), as inference would: counted apart, like other patients
+            return {"kind": kind, **fields, "register": register, "alignment": None, "refused": str(error)}
+        registration = None if fit is None else {
+            "applied": fit.applied, "rotation_deg": round(fit.rotation_deg, 3),
+            "centre_shift_mm": round(fit.centre_shift_mm, 3),
+        }
     qa = reference_qa(lr, ref, threshold)
-    return {"kind": kind, **fields, **qa.to_dict()}
+    return {"kind": kind, **fields, "register": register, "registration": registration, **qa.to_dict()}
 
 
-def calibrate(root: Path, scale: int, threshold: float = ALIGNMENT_THRESHOLD) -> list[dict[str, Any]]:
+def calibrate(
+    root: Path, scale: int, threshold: float = ALIGNMENT_THRESHOLD, register: str = "rigid",
+    pairings: tuple[tuple[str, str], ...] = PAIRINGS,
+) -> list[dict[str, Any]]:
     """Score every pair described in the module docstring.
 
     Args:
         root: folder of dataset folders of co-registered subjects.
         scale: in-plane degradation factor.
         threshold: QA threshold (only recorded; :func:`rates` applies thresholds).
+        register: ``rigid`` to register each reference to its LR first (as inference does), or ``none``.
+        pairings: (target, reference) contrasts to score.
 
     Returns:
-        One row per pair: kind, dataset, subjects, contrasts, shift, nmi, nmi_shifted, alignment, coverage.
+        One row per pair: kind, dataset, subjects, contrasts, shift, register, registration (fit or None), nmi,
+        nmi_shifted, alignment, coverage.
     """
     rows: list[dict[str, Any]] = []
-    for dataset, subjects in _subjects(root):
-        lrs: dict[tuple[str, str], Volume] = {}
+    for dataset, subjects in _subjects(root, pairings):
+        lrs: dict[tuple[str, str], tuple[Volume, tuple[int, int]]] = {}
         for subject in subjects:
-            for target in sorted({t for t, _ in PAIRINGS}):
+            for target in sorted({t for t, _ in pairings}):
                 hr = read_volume(subject / f"{target}.nii.gz")
                 simulation = simulate_lr(
-                    hr, hr.affine, scale, Bicubic(), noise="none", snr=30.0, norm_percentiles=(0.5, 99.5), seed=0
+                    hr, hr.affine, scale, KSpace(), noise="none", snr=30.0, norm_percentiles=(0.5, 99.5), seed=0
                 )
-                lrs[subject.name, target] = simulation.lr
+                lrs[subject.name, target] = simulation.lr, simulation.inplane_axes
         for ref_subject in subjects:
-            for reference in sorted({r for _, r in PAIRINGS}):
+            for reference in sorted({r for _, r in pairings}):
                 ref = read_volume(ref_subject / f"{reference}.nii.gz")
-                for target in (t for t, r in PAIRINGS if r == reference):
+                for target in (t for t, r in pairings if r == reference):
                     for subject in subjects:
-                        lr = lrs[subject.name, target]
+                        lr, inplane_axes = lrs[subject.name, target]
                         names = {
                             "dataset": dataset,
                             "subject": subject.name,
@@ -107,6 +135,8 @@ def calibrate(root: Path, scale: int, threshold: float = ALIGNMENT_THRESHOLD) ->
                             "reference_subject": ref_subject.name,
                             "reference": reference,
                         }
+                        score = functools.partial(_row, threshold=threshold, register=register,
+                                                  inplane_axes=inplane_axes, scale=scale)
                         if subject != ref_subject:
                             coverage = check_coverage(
                                 ref.data.shape, ref.affine, lr.data.shape, lr.affine, ref.path, lr.path, 0.0
@@ -114,16 +144,16 @@ def calibrate(root: Path, scale: int, threshold: float = ALIGNMENT_THRESHOLD) ->
                             if coverage < MIN_COVERAGE:
                                 rows.append({"kind": "other-patient", **names, "coverage": coverage, "alignment": None})
                                 continue
-                            rows.append(_row("other-patient", lr, ref, threshold, **names, coverage=coverage))
+                            rows.append(score("other-patient", lr, ref, **names, coverage=coverage))
                             continue
-                        rows.append(_row("true", lr, ref, threshold, **names, coverage=1.0))
+                        rows.append(score("true", lr, ref, **names, coverage=1.0))
                         for shift in SHIFTS_MM:
                             for axis in range(3):
                                 offset = np.zeros(3)
                                 offset[axis] = shift
                                 rows.append(
-                                    _row(f"shift-{shift:g}mm", lr, _shifted(ref, offset), threshold, **names,
-                                         shift_mm=offset.tolist())
+                                    score(f"shift-{shift:g}mm", lr, _shifted(ref, offset), **names,
+                                          shift_mm=offset.tolist())
                                 )
                 print(f"{dataset}/{ref_subject.name} {reference}: {len(rows)} pairs", flush=True)
     return rows
@@ -147,17 +177,23 @@ def rates(rows: list[dict[str, Any]], threshold: float) -> dict[str, dict[str, A
     return out
 
 
+def _wrong(row: dict[str, Any]) -> bool:
+    """Whether the QA should flag ``row``: another patient, or a shifted reference left where its header put it (a
+    registered one is the same patient brought back)."""
+    return row["kind"] == "other-patient" or (row["kind"] != "true" and row.get("register", "none") == "none")
+
+
 def _flagged(row: dict[str, Any], threshold: float) -> bool:
     return row["alignment"] < threshold or row["mutual_information"] < row["chance_level"]
 
 
 def choose_threshold(rows: list[dict[str, Any]]) -> float:
     """The candidate threshold with the best balanced accuracy on ``rows``: the mean of the share of true pairs
-    passed and the share of wrong pairs (other patients, shifted) flagged; ties go to the lowest threshold (fewer
-    false alarms)."""
+    passed and the share of wrong pairs (other patients; shifted references where none was registered) flagged;
+    ties go to the lowest threshold (fewer false alarms)."""
     scored = [r for r in rows if r["alignment"] is not None]
     true = [r for r in scored if r["kind"] == "true"]
-    wrong = [r for r in scored if r["kind"] != "true"]
+    wrong = [r for r in scored if _wrong(r)]
     if not true or not wrong:
         raise FasrError("choosing a threshold needs both true and wrong pairs")
 
@@ -187,6 +223,12 @@ def cross_validate(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"thresholds_per_fold": folds, "out_of_sample": out_of_sample, "chosen_on_all": choose_threshold(rows)}
 
 
+def _placement(rows: list[dict[str, Any]]) -> str:
+    if {r.get("register", "none") for r in rows} == {"rigid"}:
+        return "registered to the LR first: shifted pairs are the same patient"
+    return "as the headers place them"
+
+
 def run(args: argparse.Namespace) -> int:
     if not args.data.is_dir():
         raise FasrError(f"--data '{args.data}' is not a folder; give the folder of dataset folders (../shared/data)")
@@ -194,12 +236,16 @@ def run(args: argparse.Namespace) -> int:
         raise FasrError(f"'{args.json}' already exists; remove it or choose another --json path")
     start = time.perf_counter()
     made = provenance()  # the commit the run starts from
-    rows = json.loads(args.scores.read_text())["pairs"] if args.scores is not None else calibrate(args.data, args.scale)
+    if args.scores is not None:
+        rows = json.loads(args.scores.read_text())["pairs"]
+    else:
+        rows = calibrate(args.data, args.scale, register=args.register)
     if not rows:
         contrasts = sorted({c for pairing in PAIRINGS for c in pairing})
         raise FasrError(f"no dataset folder under '{args.data}' holds two subjects with {contrasts}; check --data")
     summary = rates(rows, ALIGNMENT_THRESHOLD)
-    lines = [f"threshold {ALIGNMENT_THRESHOLD} (x{args.scale}):", "| kind | pairs | flagged | rate | alignment |",
+    lines = [f"threshold {ALIGNMENT_THRESHOLD} (x{args.scale}, references {_placement(rows)}):",
+             "| kind | pairs | flagged | rate | alignment |",
              "|---|---|---|---|---|"]
     for kind, r in summary.items():
         low_high = r["alignment_range"]
@@ -219,9 +265,10 @@ def run(args: argparse.Namespace) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         record = {
             **made,
-            "command": f"fasr bench qa --data {args.data} --scale {args.scale}"
+            "command": f"fasr bench qa --data {args.data} --scale {args.scale} --register {args.register}"
             + (f" --scores {args.scores}" if args.scores is not None else ""),
             "scale": args.scale,
+            "register": sorted({r.get("register", "none") for r in rows}),
             "threshold": ALIGNMENT_THRESHOLD,
             "rates": summary,
             "sweep": {str(t): {k: v["rate"] for k, v in rates(rows, t).items()} for t in SWEEP},

@@ -63,6 +63,7 @@ __all__ = [
     "load_for_inference",
     "check_adapt",
     "predict",
+    "register_reference",
     "prediction_images",
     "sidecar_record",
     "write_prediction",
@@ -249,7 +250,7 @@ def predict(
     registration = None
     if register == "rigid":
         robust_stats(lr, *cfg.data.norm_percentiles)  # an LR without content is refused before registration
-        registration, ref, note = _registered(lr, ref, scale, inplane_axes, assumed, thick_axis)
+        registration, ref, note = register_reference(lr, ref, scale, inplane_axes, assumed, thick_axis)
         if note is not None and warn is not None:
             warn(note)
     qa = reference_qa(lr, ref)
@@ -310,13 +311,25 @@ def _agreement(
     return local_agreement(slicer.to_stack(lr.data), view)
 
 
-def _registered(
+def register_reference(
     lr: Volume, ref: Volume, scale: int, inplane_axes: tuple[int, int] | None, degradation: Degradation,
     thick_axis: int | None = None,
 ) -> tuple[Registration | None, Volume, str | None]:
     """The reference registered to the LR, when that is possible, plausible and better than the headers' placement;
     else as its header places it, with the reason (None when the headers simply agreed better). A reference that
-    does not cover the LR is refused first (as the pipeline would)."""
+    does not cover the LR is refused first (as the pipeline would).
+
+    Args:
+        lr: the LR target.
+        ref: the HR reference as its header places it.
+        scale: in-plane factor of the LR (1 for a through-plane grid).
+        inplane_axes: the LR's in-plane voxel axes, or None to take them from its geometry.
+        degradation: how the model assumes the LR was made (for the agreement check).
+        thick_axis: the LR's slice axis when the grid refines it, else None.
+
+    Returns:
+        (the fit or None, the reference to use, a warning or None).
+    """
     reference_coverage(lr, ref, scale, inplane_axes, thick_axis=thick_axis)
     problem = registration_problem(lr, ref)
     if problem is not None:  # said for a thin volume; a 2-D slice cannot be registered in 3-D and is not expected to
