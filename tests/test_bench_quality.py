@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -175,7 +178,9 @@ def test_unknown_row_is_a_user_error(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 @pytest.mark.slow
-def test_quick_methods_suite_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_quick_methods_suite_end_to_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     """Every method trains 2 steps on a tiny dataset, is scored, tabulated and plotted; a re-run reuses the runs."""
     monkeypatch.setattr(run_cache, "source_fingerprint", lambda: "this checkout")  # others may edit fasr/ meanwhile
     data, out, base = write_brats(tmp_path / "brats"), tmp_path / "results", tmp_path / "base.yaml"
@@ -219,6 +224,30 @@ def test_quick_methods_suite_end_to_end(tmp_path: Path, monkeypatch: pytest.Monk
     assert progress["runs"] == report["runs"] and progress["finished_only"]
     assert "a progress report" in (out / "methods.md").read_text()
     assert main([*argv, "--force", "--finished-only", "--out", str(tmp_path / "empty")]) == 1
+    # A run that another live process holds is left to it (several processes share one suite's runs).
+    held = out / "runs" / "methods" / "edsr" / "bicubic" / "subject-2-seed1"
+    held.mkdir(parents=True)
+    (held / run_cache.LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
+    assert main([*argv, "--force", "--seeds", "2", "--only", "edsr"]) == 0
+    assert "edsr [bicubic, subject-2, seed 1]: skipped, process" in capsys.readouterr().out
+    shared = json.loads((out / "methods.json").read_text())["runs"]
+    assert {(r["degradation"], r["seed"]) for r in shared} == {("bicubic", 0), ("kspace", 0), ("kspace", 1)}
+    assert not (held / "last.pt").exists() and (held / run_cache.LOCK).exists()
+
+
+def test_a_run_is_claimed_by_one_live_process(tmp_path: Path) -> None:
+    """The lock is this process's inside the block and gone after it; a live holder's lock is yielded (skip);
+    a lock whose process has died is taken over."""
+    with run_cache.claimed(tmp_path / "run") as owner:
+        assert owner is None and (tmp_path / "run" / run_cache.LOCK).is_file()
+        with run_cache.claimed(tmp_path / "run") as other:  # held: by this very (live) process
+            assert other == {"host": socket.gethostname(), "pid": os.getpid()}
+    assert not (tmp_path / "run" / run_cache.LOCK).exists()
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    (tmp_path / "run" / run_cache.LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": finished.pid}))
+    with run_cache.claimed(tmp_path / "run") as owner:
+        assert owner is None
 
 
 def test_missing_data_names_the_option(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

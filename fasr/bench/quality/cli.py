@@ -13,7 +13,7 @@ from pathlib import Path
 
 from fasr.bench.quality import report
 from fasr.bench.quality.budget import seconds_per_step, steps_for_budget
-from fasr.bench.quality.runs import finished_result, train_and_score
+from fasr.bench.quality.runs import claimed, finished_result, train_and_score
 from fasr.bench.quality.suites import (
     DEFAULT_BASE,
     DEGRADATIONS,
@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"fasr bench quality --suite {args.suite}: {len(entries)} rows x {runs_per_row} runs x "
           f"{len(degradations)} degradation(s); {budget}")
 
-    results, first_runs = [], {}
+    results, first_runs, elsewhere = [], {}, []
     # Seeds outermost: a suite stopped part-way (or restarted over days) has whole tables of its first seeds.
     for seed in seeds:
         for degradation in degradations:
@@ -157,13 +157,25 @@ def run(args: argparse.Namespace) -> int:
                         if result is None:
                             continue
                     else:
-                        result = train_and_score(cfg, entry.label, run_dir, eval_slices, args.keep_runs)
+                        with claimed(run_dir) as owner:
+                            if owner is not None:
+                                print(f"  {entry.label} [{degradation}, {subject}, seed {seed}]: skipped, process "
+                                      f"{owner['pid']} on {owner['host']} holds it")
+                                elsewhere.append((cfg, entry.label, run_dir))
+                                continue
+                            result = train_and_score(cfg, entry.label, run_dir, eval_slices, args.keep_runs)
                     test = f"; test {result.test_psnr:.2f} dB" if result.test_psnr is not None else ""
                     print(f"  {entry.label} [{degradation}, {subject}, seed {seed}]: PSNR {result.psnr:.2f} dB, "
                           f"SSIM {result.ssim:.4f}{test}")
                     results.append(result)
                     first_runs.setdefault(entry.label, result)
 
+    # Runs another process held: tabulated when it has finished them meanwhile.
+    for cfg, label, run_dir in elsewhere:
+        result = finished_result(cfg, label, run_dir, eval_slices, args.keep_runs)
+        if result is not None:
+            results.append(result)
+            first_runs.setdefault(label, result)
     if not results:
         raise FasrError(f"no finished run of suite '{args.suite}' in {out / 'runs'}; drop --finished-only to train")
     degradations = [d for d in degradations if any(r.degradation == d for r in results)]

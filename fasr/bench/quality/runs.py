@@ -3,10 +3,13 @@ source code are unchanged is reused."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
+import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -17,7 +20,9 @@ __all__ = [
     "RECORD",
     "TRAINED",
     "STARTED",
+    "LOCK",
     "RunResult",
+    "claimed",
     "source_fingerprint",
     "parameters",
     "train_cached",
@@ -30,6 +35,7 @@ PACKAGE = Path(__file__).resolve().parents[2]  # the fasr package
 RECORD = "bench.json"  # in each run folder: what the run was (config, scoring, source) and its result
 TRAINED = "trained.json"  # in each run folder: the config and source of its finished training, and its seconds
 STARTED = "started.json"  # in each run folder: the config and source of its training, written before it starts
+LOCK = "lock.json"  # in each run folder while a process trains or scores it: its host and pid (ours)
 
 
 @dataclass
@@ -109,6 +115,54 @@ def _record_key(cfg: RunConfig, eval_slices: int, keep_runs: bool) -> dict:
 def _same(stored: dict, key: dict) -> bool:
     """Whether a stored key is ``key``; a ``key`` of source ``any`` matches every source."""
     return stored == key or (key["source"] == "any" and {**stored, "source": "any"} == key)
+
+
+def _alive(owner: dict) -> bool:
+    """Whether the process that wrote a lock may still run (another host's cannot be checked: assumed alive)."""
+    if owner.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(int(owner["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def claimed(run_dir: Path) -> Iterator[dict | None]:
+    """Hold ``run_dir`` for this process while the block runs, so that several ``fasr bench quality`` processes
+    (one per core, or per machine sharing the folder) each train other runs of one suite.
+
+    Yields:
+        None when the run is this process's now; else the lock of the live process that holds it (the caller
+        skips the run). A lock left by a process that has died on this host is taken over.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = run_dir / LOCK
+    mine = {"host": socket.gethostname(), "pid": os.getpid()}
+    for _ in range(2):
+        try:
+            handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                owner = json.loads(lock.read_text())
+            except (OSError, ValueError):  # being written, or unreadable: another process's
+                owner = {"host": "?", "pid": -1}
+            if _alive(owner):
+                yield owner
+                return
+            lock.unlink(missing_ok=True)  # its process died: take the run over
+            continue
+        with os.fdopen(handle, "w") as file:
+            json.dump(mine, file)
+        try:
+            yield None
+        finally:
+            lock.unlink(missing_ok=True)
+        return
+    yield {"host": "?", "pid": -1}  # another process took it over at the same moment
 
 
 def train_cached(cfg: RunConfig, run_dir: Path, keep_runs: bool = False) -> tuple[Path, float]:
