@@ -286,10 +286,17 @@ def test_bench_registration_reports_every_residual_with_exact_truth_for_both_con
 def test_registration_metric_reads_the_lr_content_only() -> None:
     """The metric's mask: the LR's content (above 5 % of its range from the background) dilated by 3 voxels, so the
     head's edge stays in and the empty corners are out; no mask for a volume without background."""
-    from fasr.inference.register import _content_mask
+    from fasr.inference.register import _content_mask, _image, _mask_image, _sitk
 
     hr = head_phantom((48, 48, 24))
     mask = _content_mask(Volume(hr, np.eye(4), "lr"))
     assert mask is not None and mask[24, 24, 12] and not mask[0, 0, 0]
     assert mask.sum() > (hr > 0.05 * np.percentile(hr, 99.5)).sum()  # the dilated edge
     assert _content_mask(Volume(hr + 100.0, np.eye(4), "lr")) is None  # no background: everything counts
+    # On the LR's own grid, voxel for voxel (an asymmetric shape and affine: no axis swapped).
+    lr = Volume(hr[:, :40, :16], np.diag([2.0, 3.0, 4.0, 1.0]), "lr")
+    sitk = _sitk()
+    fixed, mask = _image(lr, sitk), _content_mask(lr)
+    image = _mask_image(mask, fixed, sitk)
+    assert np.array_equal(sitk.GetArrayFromImage(image).transpose(2, 1, 0), mask)
+    assert image.GetSpacing() == fixed.GetSpacing() == (2.0, 3.0, 4.0)

@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -226,28 +227,39 @@ def test_quick_methods_suite_end_to_end(
     assert main([*argv, "--force", "--finished-only", "--out", str(tmp_path / "empty")]) == 1
     # A run that another live process holds is left to it (several processes share one suite's runs).
     held = out / "runs" / "methods" / "edsr" / "bicubic" / "subject-2-seed1"
-    held.mkdir(parents=True)
-    (held / run_cache.LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
-    assert main([*argv, "--force", "--seeds", "2", "--only", "edsr"]) == 0
+    with run_cache.claimed(held):  # as another process training it would
+        assert main([*argv, "--force", "--seeds", "2", "--only", "edsr"]) == 0
     assert "edsr [bicubic, subject-2, seed 1]: skipped, process" in capsys.readouterr().out
-    shared = json.loads((out / "methods.json").read_text())["runs"]
-    assert {(r["degradation"], r["seed"]) for r in shared} == {("bicubic", 0), ("kspace", 0), ("kspace", 1)}
-    assert not (held / "last.pt").exists() and (held / run_cache.LOCK).exists()
+    shared = json.loads((out / "methods.json").read_text())
+    assert {(r["degradation"], r["seed"]) for r in shared["runs"]} == {("bicubic", 0), ("kspace", 0), ("kspace", 1)}
+    assert not (held / "last.pt").exists() and shared["partial"]
+    assert "a progress report" in (out / "methods.md").read_text()
 
 
 def test_a_run_is_claimed_by_one_live_process(tmp_path: Path) -> None:
-    """The lock is this process's inside the block and gone after it; a live holder's lock is yielded (skip);
-    a lock whose process has died is taken over."""
-    with run_cache.claimed(tmp_path / "run") as owner:
-        assert owner is None and (tmp_path / "run" / run_cache.LOCK).is_file()
-        with run_cache.claimed(tmp_path / "run") as other:  # held: by this very (live) process
-            assert other == {"host": socket.gethostname(), "pid": os.getpid()}
-    assert not (tmp_path / "run" / run_cache.LOCK).exists()
-    finished = subprocess.Popen(["true"])
-    finished.wait()
-    (tmp_path / "run" / run_cache.LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": finished.pid}))
+    """Inside the block the run is this process's and names it; another claim meanwhile gets the holder (skip);
+    after the block, or when the holder has died (its lock file left behind), the run can be claimed again."""
     with run_cache.claimed(tmp_path / "run") as owner:
         assert owner is None
+        with run_cache.claimed(tmp_path / "run") as other:  # a second claim: as from another process
+            assert other == {"host": socket.gethostname(), "pid": os.getpid()}
+    with run_cache.claimed(tmp_path / "run") as owner:
+        assert owner is None
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "run" / run_cache.LOCK)],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with run_cache.claimed(tmp_path / "run") as other:
+        assert other == {"host": socket.gethostname(), "pid": holder.pid}
+    holder.kill()
+    holder.wait()
+    with run_cache.claimed(tmp_path / "run") as owner:  # killed: the system released its lock
+        assert owner is None
+
+
+HOLD = """import fcntl, json, os, socket, sys, time
+f = open(sys.argv[1], "a+"); fcntl.flock(f, fcntl.LOCK_EX); f.seek(0); f.truncate()
+json.dump({"host": socket.gethostname(), "pid": os.getpid()}, f); f.flush(); print("held", flush=True); time.sleep(60)
+"""
 
 
 def test_missing_data_names_the_option(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -18,6 +18,7 @@ LAYERS: dict[str, int] = {
     "errors": 0,
     "heap": 0,  # process-wide allocator settings (no fasr imports)
     "provenance": 0,  # command, commit, machine and date of a result (no fasr imports)
+    "files": 0,  # writing result files whole (no fasr imports)
     "options": 0,  # command-line options shared by several parsers (no fasr imports, no torch)
     "data": 1,
     "models": 2,

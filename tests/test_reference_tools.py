@@ -103,6 +103,20 @@ def test_qa_threshold_counts_a_registered_shift_as_the_same_patient() -> None:
     assert choose_threshold(rows("rigid")) == 0.11  # only the other patient
 
 
+def test_qa_cross_validation_skips_a_fold_without_wrong_pairs() -> None:
+    """Registered, two subjects: without a subject, the other's shifted pairs are not wrong pairs, so no threshold
+    can be chosen there; that subject is left unjudged instead of the whole calibration failing."""
+    from fasr.bench.qa import cross_validate
+
+    base = {"mutual_information": 1.0, "chance_level": 0.0, "register": "rigid"}
+    rows = [{**base, "kind": kind, "subject": s, "reference_subject": r, "alignment": a}
+            for kind, s, r, a in [("true", "a", "a", 0.6), ("shift-5mm", "a", "a", 0.5), ("true", "b", "b", 0.7),
+                                  ("other-patient", "a", "b", 0.1)]]
+    result = cross_validate(rows)
+    assert result["thresholds_per_fold"] == {"a": None, "b": None} and result["chosen_on_all"] == 0.11
+    assert result["out_of_sample"]["true"] == {"pairs": 0, "flagged": 0, "rate": None}
+
+
 def test_qa_calibration_registers_each_reference_first(tmp_path: Path) -> None:
     """``fasr bench qa --register rigid`` on two generated subjects: each reference is registered to its LR before
     the QA, so a reference shifted 5 mm is the same patient brought back (registered, passed) while the headers'

@@ -142,7 +142,8 @@ def calibrate(
                                 ref.data.shape, ref.affine, lr.data.shape, lr.affine, ref.path, lr.path, 0.0
                             )
                             if coverage < MIN_COVERAGE:
-                                rows.append({"kind": "other-patient", **names, "coverage": coverage, "alignment": None})
+                                rows.append({"kind": "other-patient", **names, "register": register,
+                                             "coverage": coverage, "alignment": None})
                                 continue
                             rows.append(score("other-patient", lr, ref, **names, coverage=coverage))
                             continue
@@ -211,7 +212,11 @@ def cross_validate(rows: list[dict[str, Any]]) -> dict[str, Any]:
     folds = {}
     for subject in subjects:
         train = [r for r in rows if subject not in (r["subject"], r["reference_subject"])]
-        threshold = choose_threshold(train)
+        try:
+            threshold = choose_threshold(train)
+        except FasrError:  # the other subjects give no true or no wrong pair: this subject is not judged
+            folds[subject] = None
+            continue
         folds[subject] = threshold
         verdicts += [{**r, "flagged_out_of_sample": _flagged(r, threshold)}
                      for r in rows if r["subject"] == subject and r["alignment"] is not None]
@@ -220,7 +225,11 @@ def cross_validate(rows: list[dict[str, Any]]) -> dict[str, Any]:
         own = [v for v in verdicts if v["kind"] == kind]
         flagged = int(sum(v["flagged_out_of_sample"] for v in own))
         out_of_sample[kind] = {"pairs": len(own), "flagged": flagged, "rate": flagged / len(own) if own else None}
-    return {"thresholds_per_fold": folds, "out_of_sample": out_of_sample, "chosen_on_all": choose_threshold(rows)}
+    try:
+        on_all = choose_threshold(rows)
+    except FasrError:
+        on_all = None
+    return {"thresholds_per_fold": folds, "out_of_sample": out_of_sample, "chosen_on_all": on_all}
 
 
 def _placement(rows: list[dict[str, Any]]) -> str:
@@ -253,9 +262,10 @@ def run(args: argparse.Namespace) -> int:
         rate = "-" if r["rate"] is None else f"{r['rate']:.0%}"
         lines.append(f"| {kind} | {r['pairs']} | {r['flagged']} | {rate} | {span} |")
     validation = cross_validate(rows)
-    per_fold = sorted(set(validation["thresholds_per_fold"].values()))
-    lines += ["", f"leave-one-subject-out (threshold chosen without the subject; all pairs: "
-              f"{validation['chosen_on_all']:.2f}; per fold {per_fold}):",
+    per_fold = sorted({t for t in validation["thresholds_per_fold"].values() if t is not None})
+    on_all = "-" if validation["chosen_on_all"] is None else f"{validation['chosen_on_all']:.2f}"
+    lines += ["", f"leave-one-subject-out (threshold chosen without the subject; all pairs: {on_all}; "
+              f"per fold {per_fold}):",
               "| kind | pairs | flagged out of sample | rate |", "|---|---|---|---|"]
     for kind, r in validation["out_of_sample"].items():
         rate = "-" if r["rate"] is None else f"{r['rate']:.0%}"

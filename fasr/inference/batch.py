@@ -38,6 +38,7 @@ from tqdm import tqdm
 from fasr import __version__
 from fasr.data.io import NIFTI_SUFFIXES
 from fasr.errors import FasrError, UsageError
+from fasr.files import atomic_write_text
 from fasr.inference.api import load_model, super_resolve
 from fasr.inference.output import nifti_stem, sidecar_path
 from fasr.inference.predict import LoadedModel
@@ -339,10 +340,7 @@ def write_dataset_description(out_root: Path, source: Path, description: str) ->
     if not any(entry.get("Name") == "fasr" for entry in record.setdefault("GeneratedBy", [])):
         record["GeneratedBy"].append({"Name": "fasr", "Version": __version__, "Description": description})
     out_root.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    temporary.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(temporary, path)
-    return path
+    return atomic_write_text(path, json.dumps(record, indent=2) + "\n")
 
 
 def _finished(job: Job) -> bool:

@@ -39,11 +39,11 @@ _LPS = np.diag([-1.0, -1.0, 1.0, 1.0])  # RAS <-> LPS (its own inverse)
 _SHRINK = (2, 1)
 _SMOOTH_MM = (1.0, 0.0)
 _BINS = 32
-# The metric reads every LR voxel up to _FULL_MAX (a x4 LR of a 240x240x155 volume, 558,000): a random sample of any
-# size leaves a fixed random texture in the metric that biases the fit (with exact truth across a contrast change:
-# 0.43-0.48 mm median with 150,000-450,000 samples, 0.29 mm with all; docs/experiments.md). A larger LR (x2: 2.2
-# million voxels) samples _SAMPLES at random, as reading all of it would take 30 s on 2 cores instead of 6.
-_FULL_MAX = 600_000
+# The metric reads every voxel of the LR's content (below) up to _FULL_MAX of them (a x4 LR of a 240x240x155 brain
+# volume: about 140,000): a random sample leaves a fixed random texture in the metric that biases the fit (before the
+# mask, with exact truth across a contrast change: 0.43-0.48 mm median with 150,000-450,000 samples, 0.29 mm with
+# all; docs/experiments.md). More content (a x2 LR: about 500,000 voxels) is sampled: _SAMPLES at random inside it.
+_FULL_MAX = 300_000
 _SAMPLES = 150_000
 _ITERATIONS = 200
 # The metric reads only the LR's content (ours): voxels above _FOREGROUND of the way from its background to its 99.5th
@@ -157,6 +157,13 @@ def _content_mask(lr: Volume) -> np.ndarray | None:
     return content
 
 
+def _mask_image(mask: np.ndarray, fixed: Any, sitk: Any) -> Any:
+    """``mask`` ((x, y, z), the LR's voxel order) as a SimpleITK image on ``fixed``'s grid."""
+    image = sitk.GetImageFromArray(np.ascontiguousarray(mask.transpose(2, 1, 0), dtype=np.uint8))  # (z, y, x)
+    image.CopyInformation(fixed)
+    return image
+
+
 def register_rigid(lr: Volume, ref: Volume, seed: int = 1) -> Registration:
     """Fit the rigid transform that aligns ``ref`` to ``lr`` (mutual information, coarse to fine).
 
@@ -178,13 +185,11 @@ def register_rigid(lr: Volume, ref: Volume, seed: int = 1) -> Registration:
     method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=_BINS)
     mask = _content_mask(lr)
     if mask is not None:
-        image = sitk.GetImageFromArray(np.ascontiguousarray(mask.transpose(2, 1, 0), dtype=np.uint8))  # (z, y, x)
-        image.CopyInformation(fixed)
-        method.SetMetricFixedMask(image)
-    n_voxels = int(np.prod(fixed.GetSize()))
-    if n_voxels > _FULL_MAX:
+        method.SetMetricFixedMask(_mask_image(mask, fixed, sitk))
+    read = int(np.prod(fixed.GetSize()) if mask is None else mask.sum())  # voxels the metric may read
+    if read > _FULL_MAX:  # ITK draws over the whole LR and drops the draws outside the mask: _SAMPLES stay inside
         method.SetMetricSamplingStrategy(method.RANDOM)
-        method.SetMetricSamplingPercentage(_SAMPLES / n_voxels, seed)
+        method.SetMetricSamplingPercentage(_SAMPLES / read, seed)
     method.SetInterpolator(sitk.sitkLinear)
     method.SetOptimizerAsRegularStepGradientDescent(
         learningRate=1.0, minStep=1e-4, numberOfIterations=_ITERATIONS, relaxationFactor=_RELAXATION,

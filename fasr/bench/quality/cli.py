@@ -29,6 +29,7 @@ from fasr.bench.quality.suites import (
 )
 from fasr.config import add_set_argument, deep_merge
 from fasr.errors import FasrError, UsageError
+from fasr.files import atomic_write_text
 from fasr.provenance import provenance
 
 __all__ = ["DEFAULT_DATA", "DEFAULT_OUT", "add_arguments", "run"]
@@ -171,11 +172,14 @@ def run(args: argparse.Namespace) -> int:
                     first_runs.setdefault(entry.label, result)
 
     # Runs another process held: tabulated when it has finished them meanwhile.
+    unfinished = 0
     for cfg, label, run_dir in elsewhere:
         result = finished_result(cfg, label, run_dir, eval_slices, args.keep_runs)
-        if result is not None:
-            results.append(result)
-            first_runs.setdefault(label, result)
+        if result is None:
+            unfinished += 1
+            continue
+        results.append(result)
+        first_runs.setdefault(label, result)
     if not results:
         raise FasrError(f"no finished run of suite '{args.suite}' in {out / 'runs'}; drop --finished-only to train")
     degradations = [d for d in degradations if any(r.degradation == d for r in results)]
@@ -198,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
         "steps": steps,
         "budget": budget,
         "finished_only": args.finished_only,
+        "partial": args.finished_only or unfinished > 0,  # some runs asked for are not in the tables
     }
     claims = {d: report.claims(args.suite, [r for r in results if r.degradation == d]) for d in degradations}
     out.mkdir(parents=True, exist_ok=True)
@@ -207,8 +212,9 @@ def run(args: argparse.Namespace) -> int:
         "claims": {d: [asdict(c) for c in rows] for d, rows in claims.items()},
         "runs": [asdict(r) for r in results],
     }
-    outputs[".json"].write_text(json.dumps(record, indent=1))
-    outputs[".md"].write_text(report.markdown(tables, claims, meta))
+    # Whole files only (another process of the suite may write them too): written aside, then renamed.
+    atomic_write_text(outputs[".json"], json.dumps(record, indent=1))
+    atomic_write_text(outputs[".md"], report.markdown(tables, claims, meta))
     title = f"fasr bench quality --suite {args.suite}: {steps} steps per run ({degradations[0]} LR)"
     written = [
         outputs[".json"],

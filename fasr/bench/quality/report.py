@@ -234,8 +234,9 @@ def markdown(tables: dict[str, list[RowSummary]], found: dict[str, list[Claim]],
         f"- data: `{meta['data']}`; base config: `{meta['base']}`, plus `{json.dumps(meta['deltas'])}`"
         + (f" and `--set {' '.join(meta['overrides'])}`" if meta["overrides"] else ""),
         f"- degradations: {', '.join(meta['degradations'])}; seeds: {meta['seeds']}"
-        + ("; **a progress report: the runs finished so far only** (`--finished-only`)" if meta["finished_only"]
-           else ""),
+        + ("; **a progress report: the runs finished so far only**"
+           + (" (`--finished-only`)" if meta["finished_only"] else " (others are still training elsewhere)")
+           if meta["partial"] else ""),
         f"- step budget: {meta['budget']}",
         "",
     ]

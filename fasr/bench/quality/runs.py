@@ -13,6 +13,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
 from fasr.bench.quality.suites import DEFAULT_BASE, find_subjects, named_entry, run_config, task_base
 from fasr.config import RunConfig, to_dict
 
@@ -35,7 +40,7 @@ PACKAGE = Path(__file__).resolve().parents[2]  # the fasr package
 RECORD = "bench.json"  # in each run folder: what the run was (config, scoring, source) and its result
 TRAINED = "trained.json"  # in each run folder: the config and source of its finished training, and its seconds
 STARTED = "started.json"  # in each run folder: the config and source of its training, written before it starts
-LOCK = "lock.json"  # in each run folder while a process trains or scores it: its host and pid (ours)
+LOCK = "lock.json"  # in each run folder: locked (flock) by the process training or scoring it, naming it (ours)
 
 
 @dataclass
@@ -117,52 +122,47 @@ def _same(stored: dict, key: dict) -> bool:
     return stored == key or (key["source"] == "any" and {**stored, "source": "any"} == key)
 
 
-def _alive(owner: dict) -> bool:
-    """Whether the process that wrote a lock may still run (another host's cannot be checked: assumed alive)."""
-    if owner.get("host") != socket.gethostname():
-        return True
-    try:
-        os.kill(int(owner["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
-
-
 @contextlib.contextmanager
 def claimed(run_dir: Path) -> Iterator[dict | None]:
     """Hold ``run_dir`` for this process while the block runs, so that several ``fasr bench quality`` processes
     (one per core, or per machine sharing the folder) each train other runs of one suite.
 
+    The hold is an exclusive ``flock`` on ``lock.json`` (which also names the holder, for the message): the system
+    releases it when the holder ends, however it ends, so a crashed process never blocks a run. Without ``fcntl``
+    (Windows) every run is this process's: run one suite process at a time there.
+
     Yields:
-        None when the run is this process's now; else the lock of the live process that holds it (the caller
-        skips the run). A lock left by a process that has died on this host is taken over.
+        None when the run is this process's now; else what the holder wrote (host, pid): the caller skips the run.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
-    lock = run_dir / LOCK
-    mine = {"host": socket.gethostname(), "pid": os.getpid()}
-    for _ in range(2):
+    if fcntl is None:  # pragma: no cover - Windows
+        yield None
+        return
+    with open(run_dir / LOCK, "a+") as file:
         try:
-            handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            held = True
+        else:
+            held = False
+        if held:
+            file.seek(0)
             try:
-                owner = json.loads(lock.read_text())
-            except (OSError, ValueError):  # being written, or unreadable: another process's
-                owner = {"host": "?", "pid": -1}
-            if _alive(owner):
-                yield owner
-                return
-            lock.unlink(missing_ok=True)  # its process died: take the run over
-            continue
-        with os.fdopen(handle, "w") as file:
-            json.dump(mine, file)
+                owner = json.loads(file.read())
+            except ValueError:  # still being written
+                owner = {"host": "?", "pid": "?"}
+            yield owner
+            return
+        file.seek(0)
+        file.truncate()
+        json.dump({"host": socket.gethostname(), "pid": os.getpid()}, file)
+        file.flush()
         try:
             yield None
         finally:
-            lock.unlink(missing_ok=True)
-        return
-    yield {"host": "?", "pid": -1}  # another process took it over at the same moment
+            file.seek(0)
+            file.truncate()  # free: empty
+            fcntl.flock(file, fcntl.LOCK_UN)
 
 
 def train_cached(cfg: RunConfig, run_dir: Path, keep_runs: bool = False) -> tuple[Path, float]:
