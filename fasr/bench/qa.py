@@ -233,7 +233,7 @@ def cross_validate(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _placement(rows: list[dict[str, Any]]) -> str:
-    if {r.get("register", "none") for r in rows} == {"rigid"}:
+    if {r.get("register", "none") for r in rows if r["alignment"] is not None} == {"rigid"}:  # (refused: never read)
         return "registered to the LR first: shifted pairs are the same patient"
     return "as the headers place them"
 
@@ -278,7 +278,7 @@ def run(args: argparse.Namespace) -> int:
             "command": f"fasr bench qa --data {args.data} --scale {args.scale} --register {args.register}"
             + (f" --scores {args.scores}" if args.scores is not None else ""),
             "scale": args.scale,
-            "register": sorted({r.get("register", "none") for r in rows}),
+            "register": sorted({r.get("register", "none") for r in rows if r["alignment"] is not None}),
             "threshold": ALIGNMENT_THRESHOLD,
             "rates": summary,
             "sweep": {str(t): {k: v["rate"] for k, v in rates(rows, t).items()} for t in SWEEP},
