@@ -55,6 +55,11 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def _spread(mean: float, std: float, digits: int, runs: int) -> str:
+    """``mean ± std``; the mean alone for one run (one run has no spread)."""
+    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if runs > 1 else "")
+
+
 def summarize(results: list[RunResult]) -> list[RowSummary]:
     """One row per label (in first-seen order): mean and sample standard deviation over its runs."""
     rows = []
@@ -173,10 +178,10 @@ def _table(rows: list[RowSummary]) -> list[str]:
     head += " last-20 % gain (dB) | params | steps | wall time / run (min) | runs |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
-        line = f"| {r.label} | {r.psnr_mean:.2f} ± {r.psnr_std:.2f} | {r.ssim_mean:.4f} ± {r.ssim_std:.4f} | "
-        line += f"{r.gain_mean:+.2f} |"
+        line = (f"| {r.label} | {_spread(r.psnr_mean, r.psnr_std, 2, r.runs)} | "
+                f"{_spread(r.ssim_mean, r.ssim_std, 4, r.runs)} | {r.gain_mean:+.2f} |")
         if tested:
-            line += (f" {r.test_psnr_mean:.2f} ± {r.test_psnr_std:.2f} | {r.test_gain_mean:+.2f} |"
+            line += (f" {_spread(r.test_psnr_mean, r.test_psnr_std, 2, r.runs)} | {r.test_gain_mean:+.2f} |"
                      if r.test_psnr_mean is not None else " - | - |")
         plateau = "-" if math.isnan(r.plateau_gain_max) else f"{r.plateau_gain_max:.2f}"
         line += f" {plateau} | {r.params:,} | {r.steps} | {r.wall_s / 60:.1f} | {r.runs} |"
