@@ -275,8 +275,8 @@ def run(args: argparse.Namespace) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         record = {
             **made,
-            "command": f"fasr bench qa --data {args.data} --scale {args.scale} --register {args.register}"
-            + (f" --scores {args.scores}" if args.scores is not None else ""),
+            "command": f"fasr bench qa --data {args.data} --scale {args.scale}"
+            + (f" --scores {args.scores}" if args.scores is not None else f" --register {args.register}"),
             "scale": args.scale,
             "register": sorted({r.get("register", "none") for r in rows if r["alignment"] is not None}),
             "threshold": ALIGNMENT_THRESHOLD,
