@@ -232,10 +232,9 @@ def cross_validate(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"thresholds_per_fold": folds, "out_of_sample": out_of_sample, "chosen_on_all": on_all}
 
 
-def _placement(rows: list[dict[str, Any]]) -> str:
-    if {r.get("register", "none") for r in rows if r["alignment"] is not None} == {"rigid"}:  # (refused: never read)
-        return "registered to the LR first: shifted pairs are the same patient"
-    return "as the headers place them"
+def _registrations(rows: list[dict[str, Any]]) -> list[str]:
+    """The ``register`` settings of the scored pairs (a refused pair never reached the QA)."""
+    return sorted({r.get("register", "none") for r in rows if r["alignment"] is not None})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -253,7 +252,10 @@ def run(args: argparse.Namespace) -> int:
         contrasts = sorted({c for pairing in PAIRINGS for c in pairing})
         raise FasrError(f"no dataset folder under '{args.data}' holds two subjects with {contrasts}; check --data")
     summary = rates(rows, ALIGNMENT_THRESHOLD)
-    lines = [f"threshold {ALIGNMENT_THRESHOLD} (x{args.scale}, references {_placement(rows)}):",
+    registrations = _registrations(rows)
+    placement = ("registered to the LR first: shifted pairs are the same patient" if registrations == ["rigid"]
+                 else "as the headers place them")
+    lines = [f"threshold {ALIGNMENT_THRESHOLD} (x{args.scale}, references {placement}):",
              "| kind | pairs | flagged | rate | alignment |",
              "|---|---|---|---|---|"]
     for kind, r in summary.items():
@@ -278,7 +280,7 @@ def run(args: argparse.Namespace) -> int:
             "command": f"fasr bench qa --data {args.data} --scale {args.scale}"
             + (f" --scores {args.scores}" if args.scores is not None else f" --register {args.register}"),
             "scale": args.scale,
-            "register": sorted({r.get("register", "none") for r in rows if r["alignment"] is not None}),
+            "register": registrations,
             "threshold": ALIGNMENT_THRESHOLD,
             "rates": summary,
             "sweep": {str(t): {k: v["rate"] for k, v in rates(rows, t).items()} for t in SWEEP},

@@ -25,6 +25,7 @@ from fasr.data.lru import LRUCache
 from fasr.data.samples import RawSlice
 from fasr.data.types import NormStats
 from fasr.errors import FasrError
+from fasr.files import atomic_write_text
 
 __all__ = ["MANIFEST", "FORMAT", "VERSION", "subject_dir", "write_subject", "write_manifest", "read_manifest",
            "CacheSlices"]
@@ -56,9 +57,7 @@ def write_subject(root: Path, split: str, subject: str, arrays: dict[str, np.nda
 
 def write_manifest(root: Path, manifest: dict[str, Any]) -> None:
     """Write ``manifest.json`` atomically (temporary file, then rename)."""
-    tmp = root / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2))
-    tmp.replace(root / MANIFEST)
+    atomic_write_text(root / MANIFEST, json.dumps(manifest, indent=2))
 
 
 def read_manifest(root: Path) -> dict[str, Any]:
