@@ -30,9 +30,10 @@ from fasr.bench.quality.suites import (
     stretch_schedule,
     suite_entries,
 )
+from fasr.checkpoint import save_checkpoint
 from fasr.cli import main
 from fasr.config import RunConfig, deep_merge, from_dict
-from fasr.errors import FasrError
+from fasr.errors import FasrError, UsageError
 
 
 def write_brats(root: Path, shape: tuple[int, int, int] = (48, 48, 6)) -> Path:
@@ -127,6 +128,16 @@ def test_summarize_mean_and_sample_std_per_row() -> None:
     assert a.psnr_std == pytest.approx(2**0.5)  # sample std of (30, 32)
     assert (b.psnr_std, b.runs) == (0.0, 1)
     assert (a.gain_mean, b.gain_mean) == (11.0, 0.0)  # bicubic scores 20 dB in every run
+    assert not a.plateaued  # no validations to tell
+
+
+def test_a_row_has_plateaued_only_when_every_run_has() -> None:
+    runs = [result("a", 30.0, 0.9), result("a", 30.1, 0.9, seed=1), result("b", 30.0, 0.9)]
+    runs[0].plateau_gain, runs[1].plateau_gain, runs[2].plateau_gain = 0.01, 0.08, 0.0
+    runs[1].steps = 4  # an unfinished run shows in the steps column
+    a, b = summarize(runs)
+    assert (a.plateaued, a.plateau_gain_max, a.steps, a.steps_max) == (False, 0.08, 4, 5)
+    assert (b.plateaued, b.steps, b.steps_max) == (True, 5, 5)
 
 
 def test_find_subjects_uses_the_data_layer(tmp_path: Path) -> None:
@@ -196,10 +207,15 @@ def test_quick_methods_suite_end_to_end(
     runs = {run["label"]: run for run in report["runs"] if run["degradation"] == "bicubic"}
     assert all(run["held_out"] == "subject-2" and math.isfinite(run["psnr"]) for run in runs.values())
     assert all(math.isfinite(run["test_psnr"]) and len(run["test_slice_psnr"]) == 2 for run in runs.values())
-    # Every other row of Table I is a claim against fasr, tested on the test subject's slices.
+    # Every other row of Table I is a claim against fasr, and each row one against its neighbour below in the
+    # paper's ranking, tested on the test subject's slices; two slices can never make a claim significant.
     claims = report["claims"]["kspace"]
-    assert [c["row"] for c in claims] == [m for m in METHODS if m != "fasr"]
-    assert all(c["split"] == "test" and c["slices"] == 2 and 0 < c["p_value"] <= 1 for c in claims)
+    assert [c["row"] for c in claims if c["kind"] == "full model"] == [m for m in METHODS if m != "fasr"]
+    ordering = [(c["reference"], c["row"]) for c in claims if c["kind"] == "ordering"]
+    assert ordering == [("swinir", "masa"), ("masa", "ttsr"), ("ttsr", "minet"), ("minet", "mcsr"),
+                        ("mcsr", "edsr"), ("edsr", "bicubic")]
+    assert all(c["split"] == "test" and c["slices"] == 2 and c["seeds"] == 1 for c in claims)
+    assert all(c["p_value"] >= 0.5 and c["verdict"] == "not significant" for c in claims)
     assert runs["bicubic"]["steps"] == 0 and runs["bicubic"]["params"] == 0
     assert all(runs[m]["steps"] == 2 and runs[m]["params"] > 0 for m in METHODS[1:])
     # The bicubic row is the evaluator's own bicubic reference, on the same slices.
@@ -210,7 +226,10 @@ def test_quick_methods_suite_end_to_end(
     assert report["machine"]["cores"] >= 1 and report["commit"]
     table = (out / "methods.md").read_text()
     assert all(f"| {m} |" in table for m in METHODS) and "git commit" in table
-    assert "## kspace LR" in table and "| fasr vs masa | +0.44 |" in table
+    total = sum(run["wall_s"] for run in report["runs"]) / 3600
+    assert report["compute_hours"] == pytest.approx(total) and f"- compute: {total:.1f} h" in table
+    assert f"summed over the {2 * len(METHODS)} runs tabulated" in table
+    assert "## kspace LR" in table and "| fasr > masa | full model | +0.44 |" in table
     for figure in ("methods.png", "methods-residuals.png", "methods-curves.png"):
         assert (out / figure).stat().st_size > 1000
 
@@ -297,15 +316,15 @@ def test_train_reference_trains_once_for_a_step_budget(tmp_path: Path, monkeypat
 def test_an_interrupted_run_resumes_and_a_run_of_other_code_only_with_keep_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A suite spans sessions: the run interrupted in one continues (``resume``) in the next, its seconds summed;
-    after the code changed it restarts, unless ``keep_runs``."""
+    """A suite spans sessions: the run interrupted in one continues (``resume``) in the next, its seconds those its
+    checkpoint counts over the pieces; after the code changed it restarts, unless ``keep_runs``."""
     import fasr.training.trainer as trainer
 
     calls = []
 
     def fake_train(cfg: RunConfig, run_dir: Path, resume: bool = False, force: bool = False) -> Path:
         calls.append("resume" if resume else "fresh")
-        (run_dir / "last.pt").write_bytes(b"weights")
+        save_checkpoint(run_dir / "last.pt", {"model": {}, "config": {}, "step": 1, "seconds": 10.0 * len(calls)})
         if len(calls) == 1:
             raise trainer.TrainingInterrupted("stopped")
         return run_dir / "last.pt"
@@ -320,7 +339,8 @@ def test_an_interrupted_run_resumes_and_a_run_of_other_code_only_with_keep_runs(
     assert not (run_dir / run_cache.TRAINED).exists()
     run_cache.train_cached(cfg, run_dir)
     assert calls == ["fresh", "resume"]
-    assert json.loads((run_dir / run_cache.TRAINED).read_text())["sources"] == ["v1"]
+    trained = json.loads((run_dir / run_cache.TRAINED).read_text())
+    assert trained["sources"] == ["v1"] and trained["seconds"] == 20.0  # the resumed checkpoint's count
     run_cache.train_cached(cfg, run_dir)  # finished: reused
     assert calls == ["fresh", "resume"]
     monkeypatch.setattr(run_cache, "source_fingerprint", lambda: "v2")
@@ -344,3 +364,30 @@ def test_an_interrupted_run_resumes_and_a_run_of_other_code_only_with_keep_runs(
     monkeypatch.setattr(trainer, "train", fake_train)
     run_cache.train_cached(other, run_dir, keep_runs=True)
     assert calls[-2:] == ["failed", "fresh"]
+
+
+def test_a_timed_step_budget_is_kept_for_every_process_of_the_suite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes of one suite (or a progress report) must train and find the same runs: the step count
+    --budget-minutes was timed to is kept, not timed again under another load."""
+    from argparse import Namespace
+
+    from fasr.bench.quality import cli as quality_cli
+
+    entries = [Entry("edsr", {"model": {"name": "edsr"}}), Entry("ttsr", {"model": {"name": "ttsr"}})]
+    base = deep_merge(BASE, {"data": {"val_subjects": ["s"]}})
+    args = Namespace(quick=False, steps=None, budget_minutes=10.0, overrides=[], finished_only=False)
+    monkeypatch.setattr(quality_cli, "seconds_per_step", lambda cfg: 1.0)
+    steps, sentence = quality_cli._step_budget(args, base, entries, 3, tmp_path)
+    assert steps == 100 and "10 min of training steps -> 100 steps" in sentence  # 600 s / (2 rows x 3 runs x 1 s)
+    monkeypatch.setattr(quality_cli, "seconds_per_step", lambda cfg: 5.0)  # a loaded machine would time fewer
+    assert quality_cli._step_budget(args, base, entries, 3, tmp_path) == (steps, sentence)
+    assert quality_cli._step_budget(Namespace(**{**vars(args), "finished_only": True}), base, entries, 3,
+                                    tmp_path) == (steps, sentence)
+    # Another budget is timed anew and replaces the kept count; a progress report of an untimed budget says how.
+    assert quality_cli._step_budget(Namespace(**{**vars(args), "budget_minutes": 30.0}), base, entries, 3,
+                                    tmp_path)[0] == 60
+    with pytest.raises(UsageError, match="--steps N or --budget-minutes M"):
+        quality_cli._step_budget(Namespace(**{**vars(args), "finished_only": True}), base, entries, 3, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["budget.json"]  # nothing left aside

@@ -8,7 +8,7 @@ import pytest
 
 from fasr.bench.quality.report import claims
 from fasr.bench.quality.runs import RunResult
-from fasr.bench.quality.stats import has_plateaued, paired_test, plateau_gain
+from fasr.bench.quality.stats import has_plateaued, holm, is_plateau, paired_test, plateau_gain
 
 
 def test_plateau_gain_is_the_best_of_the_last_fifth_over_the_best_before() -> None:
@@ -22,6 +22,14 @@ def test_plateau_gain_is_the_best_of_the_last_fifth_over_the_best_before() -> No
     assert plateau_gain(rising, fraction=0.5) == pytest.approx(0.53)  # steps 251-500 against 1-250 (31.0)
     assert math.isnan(plateau_gain([(500, 31.0)])) and not has_plateaued([(500, 31.0)])
     assert math.isnan(plateau_gain([]))
+    assert is_plateau(0.049) and not is_plateau(0.05) and not is_plateau(math.nan)
+
+
+def test_holm_adjusts_a_family_of_p_values_step_down() -> None:
+    # Sorted 0.01, 0.03, 0.04: x3 = 0.03, x2 = 0.06, x1 = 0.04 raised to the 0.06 before it; order kept.
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert holm([]) == []
 
 
 def test_paired_test_matches_the_exact_signed_rank_distribution() -> None:
@@ -32,6 +40,7 @@ def test_paired_test_matches_the_exact_signed_rank_distribution() -> None:
     assert (test.statistic, test.n) == (1.0, 5)
     assert test.p_value == pytest.approx(0.125)
     assert test.mean_diff == pytest.approx(1.9) and test.median_diff == pytest.approx(2.0)
+    assert test.direction == 1  # W+ = 14 > W- = 1
     # Six positive differences: only the all-positive pattern is as extreme, p = 2 x 1/64.
     assert paired_test([1.0, 2, 3, 4, 5, 6], [0.0] * 6).p_value == pytest.approx(2 / 64)
     assert paired_test([1.0, 2.0], [1.0, 2.0]).p_value == 1.0  # identical rows
@@ -47,18 +56,44 @@ def run(label: str, seed: int, slices: list[float], test: list[float] | None = N
     )
 
 
-def test_claims_average_seeds_per_slice_and_judge_each_paper_comparison() -> None:
+def test_claims_pair_the_seeds_both_rows_finished_and_judge_each_paper_comparison() -> None:
     fasr = [run("fasr", 0, [31.0 + i for i in range(8)]), run("fasr", 1, [31.2 + i for i in range(8)])]
     edsr = [run("edsr", 0, [30.0 + i for i in range(8)]), run("edsr", 1, [30.2 + i for i in range(8)])]
     masa = [run("masa", 0, [31.5 + i for i in range(8)])]  # better than FASR on every slice: the paper reversed
     ttsr = [run("ttsr", 0, [31.1 + i + (0.3 if i % 2 else -0.3) for i in range(8)])]  # no consistent sign
-    found = {c.row: c for c in claims("methods", fasr + edsr + masa + ttsr)}
-    assert set(found) == {"edsr", "masa", "ttsr"}
-    assert found["edsr"].diff == pytest.approx(1.0) and found["edsr"].verdict == "holds"
-    assert found["edsr"].paper_diff == pytest.approx(33.403 - 26.719)
-    assert found["edsr"].p_value == pytest.approx(2 / 256) and found["edsr"].split == "val"
-    assert found["masa"].verdict == "reversed" and found["masa"].diff == pytest.approx(-0.4)
-    assert found["ttsr"].verdict == "not significant"
+    found = {(c.reference, c.row): c for c in claims("methods", fasr + edsr + masa + ttsr)}
+    # FASR above every row; the rest in the paper's order, each above its neighbour below (masa > ttsr > edsr).
+    assert list(found) == [("fasr", "edsr"), ("fasr", "masa"), ("fasr", "ttsr"), ("masa", "ttsr"), ("ttsr", "edsr")]
+    assert [c.kind for c in found.values()] == ["full model"] * 3 + ["ordering"] * 2
+    edsr_claim = found["fasr", "edsr"]
+    assert edsr_claim.diff == pytest.approx(1.0) and edsr_claim.verdict == "holds" and edsr_claim.split == "val"
+    assert (edsr_claim.seeds_agree, edsr_claim.seeds) == (2, 2)
+    assert edsr_claim.paper_diff == pytest.approx(33.403 - 26.719)
+    # 8 positive differences: p = 2/256 each; Holm over the 5 claims multiplies the 4 smallest by 5, 4, 3, 2 and
+    # keeps each at least the one before: 5 x 2/256 for all four.
+    assert edsr_claim.p_value == pytest.approx(2 / 256) and edsr_claim.p_holm == pytest.approx(10 / 256)
+    # MASA finished seed 0 only: FASR's seed 0 alone is compared with it (31 + i against 31.5 + i).
+    assert found["fasr", "masa"].verdict == "reversed" and found["fasr", "masa"].diff == pytest.approx(-0.5)
+    assert found["fasr", "masa"].seeds == 1
+    # Four slices +0.2 and four -0.4: the rank sums lean negative, not significant.
+    assert found["fasr", "ttsr"].verdict == "not significant" and found["fasr", "ttsr"].p_holm > 0.05
+    assert found["masa", "ttsr"].verdict == found["ttsr", "edsr"].verdict == "holds"
+
+
+def test_claims_never_pair_runs_of_different_held_out_subjects() -> None:
+    fasr = [run("fasr", 0, [40.0, 41.0, 42.0])]
+    edsr = [run("edsr", 0, [20.0, 21.0, 22.0])]
+    edsr[0].held_out = "another-subject"  # same number of slices, other slices
+    assert claims("methods", fasr + edsr) == []
+
+
+def test_a_claims_direction_is_the_tests_not_the_mean() -> None:
+    """One outlying slice turns the mean, not the signed-rank test: FASR lower on 20 of 21 slices is not "above"."""
+    fasr = [run("fasr", 0, [30.0 - 0.1 * (i < 20) + 5.0 * (i == 20) + i for i in range(21)])]
+    edsr = [run("edsr", 0, [30.0 + i for i in range(21)])]
+    (claim,) = claims("methods", fasr + edsr)
+    assert claim.diff == pytest.approx(3.0 / 21) and claim.median_diff == pytest.approx(-0.1)
+    assert claim.p_value < 0.05 and claim.verdict == "reversed"  # the paper has FASR above EDSR
 
 
 def test_claims_use_the_test_slices_when_every_run_has_them() -> None:

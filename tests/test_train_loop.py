@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from conftest import write_brats
-from fasr.checkpoint import load_checkpoint, read_history
+from fasr.checkpoint import load_checkpoint, read_history, save_checkpoint
 from fasr.cli import main
 from fasr.config import save_config
 from fasr.errors import FasrError
@@ -96,11 +96,13 @@ def test_resume_after_sigint_equals_an_uninterrupted_run(
         signal.signal(signal.SIGINT, previous)
     state = load_checkpoint(tmp_path / "cut" / "last.pt")
     assert (state["epoch"], state["batch"], state["step"]) == (1, 2, 6)
+    save_checkpoint(tmp_path / "cut" / "last.pt", {**state, "seconds": 1000.0})  # as if the first piece took long
     monkeypatch.setattr(trainer_module.Trainer, "_train_step", step)
     train(cfg, tmp_path / "cut", resume=True)
 
     whole, cut = load_checkpoint(tmp_path / "whole" / "last.pt"), load_checkpoint(tmp_path / "cut" / "last.pt")
     assert cut["step"] == whole["step"] == 12
+    assert 0 < whole["seconds"] < 1000 < cut["seconds"]  # the run's wall time sums its pieces
     for key, value in whole["model"].items():
         assert torch.equal(value, cut["model"][key]), key
     for a, b in zip(whole["optimizer"]["state"].values(), cut["optimizer"]["state"].values()):

@@ -170,6 +170,9 @@ class Trainer:
         )
         self.epoch, self.batch, self.step, self.best_psnr, self.validations = 0, 0, 0, -math.inf, 0
         self.loss_sums: dict[str, float] = {}  # this epoch's loss terms summed over its batches so far
+        # Wall seconds of the run's earlier pieces up to their last checkpoint (a killed piece's time after it is
+        # redone, so not counted), and when this piece began.
+        self.earlier_seconds, self.piece_start = 0.0, time.perf_counter()
         self._write_run_dir(state, existing)
         if state is not None:
             self._restore(state)
@@ -250,6 +253,7 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
         self.loss_sums = state["loss_sums"]
+        self.earlier_seconds = state.get("seconds", 0.0)  # absent from checkpoints written before it was kept
         self.best_psnr, self.validations = state["metrics"]["best_psnr"], state["metrics"]["validations"]
         rng = state["rng"]
         if len(rng) == self.ctx.world_size:
@@ -268,6 +272,7 @@ class Trainer:
             "batch": self.batch,
             "step": self.step,
             "loss_sums": self.loss_sums,
+            "seconds": self.seconds(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -281,6 +286,10 @@ class Trainer:
         }
         for name in names:
             save_checkpoint(self.out_dir / name, state)
+
+    def seconds(self) -> float:
+        """Wall seconds of training (with validation and checkpoints) over every piece of the run so far."""
+        return self.earlier_seconds + time.perf_counter() - self.piece_start
 
     # -- training ------------------------------------------------------------------------------------------
     def _loader(self) -> DataLoader:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -27,7 +28,7 @@ from fasr.bench.quality.suites import (
     suite_entries,
     task_base,
 )
-from fasr.config import add_set_argument, deep_merge
+from fasr.config import RunConfig, add_set_argument, deep_merge, from_dict
 from fasr.errors import FasrError, UsageError
 from fasr.files import atomic_write_text
 from fasr.provenance import provenance
@@ -36,6 +37,7 @@ __all__ = ["DEFAULT_DATA", "DEFAULT_OUT", "add_arguments", "run"]
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "brats"  # beside a source checkout
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results"
+BUDGET_FILE = "budget.json"  # in a suite's runs folder: the step count --budget-minutes was timed to
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -94,17 +96,49 @@ def _display(path: Path) -> str:
     return os.path.relpath(resolved, REPO_ROOT) if resolved.is_relative_to(REPO_ROOT.parent) else str(resolved)
 
 
-def _step_budget(args: argparse.Namespace, base: dict, entries: list[Entry], runs_per_row: int) -> tuple[int, str]:
-    """Steps per run and a sentence saying how they were chosen."""
+def _step_budget(
+    args: argparse.Namespace, base: dict, entries: list[Entry], runs_per_row: int, suite_dir: Path
+) -> tuple[int, str]:
+    """Steps per run and a sentence saying how they were chosen.
+
+    A ``--budget-minutes`` count is timed once and kept in ``suite_dir/budget.json``: every later or parallel
+    process of the suite (and ``--finished-only``) uses the same count, whatever the load on the cores when it
+    starts, so that they train and find the same runs.
+    """
     if args.quick:
         return QUICK_STEPS, f"fixed, {QUICK_STEPS} steps (--quick)"
     if args.steps:
         return args.steps, f"fixed, {args.steps} steps (--steps)"
+    path = suite_dir / BUDGET_FILE
+    asked = {"budget_minutes": args.budget_minutes, "rows": [e.label for e in entries], "runs_per_row": runs_per_row}
+    stored = json.loads(path.read_text()) if path.is_file() else None
+    if stored is not None and stored["asked"] == asked:
+        return stored["steps"], stored["budget"]
+    if args.finished_only:
+        raise UsageError(
+            f"--finished-only: no step count was timed for --budget-minutes {args.budget_minutes:g} in {path}; "
+            "pass the --steps N or --budget-minutes M the suite was trained with"
+        )
     held_out = base["data"]["val_subjects"][0]
     timing = {e.label: seconds_per_step(run_config(base, e, held_out, 0, 1, args.overrides)) for e in entries}
     steps = steps_for_budget(timing, runs_per_row, args.budget_minutes * 60)
     per_step = ", ".join(f"{label} {seconds:.2f}" for label, seconds in timing.items())
-    return steps, f"{args.budget_minutes:g} min of training steps -> {steps} steps (seconds per step: {per_step})"
+    budget = f"{args.budget_minutes:g} min of training steps -> {steps} steps (seconds per step: {per_step})"
+    record = json.dumps({"asked": asked, "steps": steps, "budget": budget}, indent=1)
+    if stored is not None:  # timed for another budget or other rows: this one replaces it
+        atomic_write_text(path, record)
+    else:  # the first process to finish timing sets the count; one timing at the same moment uses it
+        suite_dir.mkdir(parents=True, exist_ok=True)
+        aside = suite_dir / f".{BUDGET_FILE}.{os.getpid()}"
+        aside.write_text(record)
+        try:
+            with contextlib.suppress(FileExistsError):
+                os.link(aside, path)  # whole, and only where no count is yet
+        finally:
+            aside.unlink()
+        stored = json.loads(path.read_text())
+        return stored["steps"], stored["budget"]
+    return steps, budget
 
 
 def _degradations(text: str) -> list[str]:
@@ -139,7 +173,8 @@ def run(args: argparse.Namespace) -> int:
     base["data"]["val_subjects"] = held_out[:1]
     seeds = range(args.seeds)
     eval_slices = QUICK_EVAL_SLICES if args.quick else args.eval_slices
-    steps, budget = _step_budget(args, base, entries, len(held_out) * len(seeds) * len(degradations))
+    runs_dir = out / "runs" / args.suite
+    steps, budget = _step_budget(args, base, entries, len(held_out) * len(seeds) * len(degradations), runs_dir)
     runs_per_row = len(held_out) * len(seeds)
     print(f"fasr bench quality --suite {args.suite}: {len(entries)} rows x {runs_per_row} runs x "
           f"{len(degradations)} degradation(s); {budget}")
@@ -152,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
             for entry in entries:
                 for subject in held_out:
                     cfg = run_config(mapping, entry, subject, seed, steps, args.overrides)
-                    run_dir = out / "runs" / args.suite / entry.label / degradation / f"{subject}-seed{seed}"
+                    run_dir = runs_dir / entry.label / degradation / f"{subject}-seed{seed}"
                     if args.finished_only:
                         result = finished_result(cfg, entry.label, run_dir, eval_slices, args.keep_runs)
                         if result is None:
@@ -201,6 +236,8 @@ def run(args: argparse.Namespace) -> int:
         "runs_per_row": runs_per_row,
         "steps": steps,
         "budget": budget,
+        "lr_decay": from_dict(RunConfig, base).schedule.decay,
+        "compute_hours": sum(r.wall_s for r in results) / 3600,  # training and scoring, every run tabulated
         "finished_only": args.finished_only,
         "partial": args.finished_only or unfinished > 0,  # some runs asked for are not in the tables
     }

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fasr.bench.quality.runs import RunResult
+from fasr.bench.quality.stats import holm, is_plateau, paired_test
 
 __all__ = [
     "RowSummary",
@@ -30,7 +31,9 @@ class RowSummary:
     """A results-table row: scores as mean and sample standard deviation over the row's runs (seeds).
 
     ``gain_mean`` is the mean PSNR gain over bicubic on the same slices (dB); ``plateau_gain_max`` the largest
-    validation gain over the last 20 % of the steps among the row's runs (:mod:`fasr.bench.quality.stats`);
+    validation gain over the last 20 % of the steps among the row's runs (:mod:`fasr.bench.quality.stats`), and
+    ``plateaued`` whether every run of the row has reached its plateau by that rule (a run without the
+    validations to tell has not); ``steps`` and ``steps_max`` the fewest and most steps a run of the row trained;
     ``test_*`` are None without test subjects.
     """
 
@@ -45,6 +48,8 @@ class RowSummary:
     wall_s: float
     runs: int
     plateau_gain_max: float = math.nan
+    plateaued: bool = False
+    steps_max: int = 0
     test_psnr_mean: float | None = None
     test_psnr_std: float | None = None
     test_ssim_mean: float | None = None
@@ -68,6 +73,7 @@ def summarize(results: list[RunResult]) -> list[RowSummary]:
         psnr_mean, psnr_std = _mean_std([r.psnr for r in runs])
         ssim_mean, ssim_std = _mean_std([r.ssim for r in runs])
         gains = [r.plateau_gain for r in runs if not math.isnan(r.plateau_gain)]
+        steps = [r.steps for r in runs]
         tested = [r for r in runs if r.test_psnr is not None]
         test = _mean_std([r.test_psnr for r in tested]) if tested else (None, None)
         rows.append(
@@ -79,10 +85,12 @@ def summarize(results: list[RunResult]) -> list[RowSummary]:
                 ssim_std=ssim_std,
                 gain_mean=statistics.fmean(r.psnr - r.bicubic_psnr for r in runs),
                 params=runs[0].params,
-                steps=runs[0].steps,
+                steps=min(steps),
                 wall_s=statistics.fmean(r.wall_s for r in runs),
                 runs=len(runs),
                 plateau_gain_max=max(gains) if gains else math.nan,
+                plateaued=bool(runs[0].params) and all(is_plateau(r.plateau_gain) for r in runs),
+                steps_max=max(steps),
                 test_psnr_mean=test[0],
                 test_psnr_std=test[1],
                 test_ssim_mean=statistics.fmean(r.test_ssim for r in tested) if tested else None,
@@ -94,80 +102,118 @@ def summarize(results: list[RunResult]) -> list[RowSummary]:
 
 @dataclass
 class Claim:
-    """One of the paper's comparisons, re-measured: ``reference`` against ``row`` on the same slices.
+    """One of the paper's comparisons, re-measured: ``reference`` (the row the paper ranks higher) against ``row``
+    on the same slices, over the seeds both rows finished.
 
     Attributes:
-        reference / row: the two rows (``reference`` is the suite's full model).
+        reference / row: the two rows; ``kind`` says why they are compared: ``full model`` (the suite's full model
+            against every other row) or ``ordering`` (neighbours in the paper's ranking, the full model aside).
         paper_diff: the paper's PSNR of ``reference`` minus ``row`` (dB).
-        diff: here, the mean over slices of the seed-averaged per-slice PSNR difference (dB).
-        p_value: Wilcoxon signed-rank test over the slices (two-sided).
+        diff / median_diff: here, the mean and the median over slices of the seed-averaged per-slice PSNR
+            difference (dB).
+        p_value: Wilcoxon signed-rank test over the slices (two-sided); ``p_holm`` the same, Holm-adjusted over
+            the claims of the table.
+        seeds_agree / seeds: of the seed runs both rows finished, how many lean the way the test does (their own
+            mean difference has its sign).
         slices: paired slices; split: ``test`` or ``val`` (the held-out subject, when there are no test subjects).
-        verdict: ``holds``, ``reversed`` (both at p < 0.05) or ``not significant``.
+        verdict: ``holds``, ``reversed`` (both at Holm-adjusted p < 0.05, the sign of the test's rank sums against
+            the paper's) or ``not significant``.
     """
 
     reference: str
     row: str
+    kind: str
     paper_diff: float
     diff: float
+    median_diff: float
     p_value: float
+    p_holm: float
+    seeds_agree: int
+    seeds: int
     slices: int
     split: str
     verdict: str
 
 
-def _slice_means(runs: list[RunResult], split: str) -> list[float]:
-    """Per-slice PSNR of a row averaged over its seeds: on the test slices (the same for every run), or on each
-    held-out subject's slices in turn (``--folds``), concatenated.
+def _paired_slices(
+    ours: list[RunResult], theirs: list[RunResult], split: str
+) -> tuple[list[float], list[float], list[float]]:
+    """Per-slice PSNR of two rows, each averaged over the runs both finished (same held-out subject and seed), and
+    each shared run's mean difference.
+
+    On ``test``, every run scored the same test slices: one list. On ``val``, each held-out subject's slices in
+    turn (``--folds``), concatenated.
+
+    Returns:
+        ``(a, b, per_run)``: paired slice scores, and the mean of ``a - b`` of each shared run.
 
     Raises:
-        ValueError: runs that should pair slice by slice were scored on different numbers of slices.
+        ValueError: no run is shared, or shared runs were scored on different numbers of slices.
     """
     import numpy as np
 
-    if split == "test":
-        groups = [[r.test_slice_psnr for r in runs]]
-    else:
-        groups = [[r.slice_psnr for r in runs if r.held_out == s] for s in sorted({r.held_out for r in runs})]
-    means = []
-    for scores in groups:
-        if len({len(s) for s in scores}) != 1:
-            raise ValueError("runs of one row were scored on different slices")
-        means += np.mean(np.asarray(scores, dtype=np.float64), axis=0).tolist()
-    return means
+    def scores(r: RunResult) -> list[float]:
+        return r.test_slice_psnr if split == "test" else r.slice_psnr
+
+    mine = {(r.held_out, r.seed): scores(r) for r in ours}
+    other = {(r.held_out, r.seed): scores(r) for r in theirs}
+    shared = sorted(set(mine) & set(other))
+    if not shared:
+        raise ValueError("the two rows share no finished run")
+    subjects = dict.fromkeys(subject for subject, _ in shared)
+    groups = [shared] if split == "test" else [[k for k in shared if k[0] == s] for s in subjects]
+    a, b, per_run = [], [], []
+    for keys in groups:
+        x = [mine[k] for k in keys]
+        y = [other[k] for k in keys]
+        if len({len(v) for v in x + y}) != 1:
+            raise ValueError("runs that should pair slice by slice were scored on different slices")
+        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)  # each (runs, slices)
+        a += x.mean(axis=0).tolist()
+        b += y.mean(axis=0).tolist()
+        per_run += (x - y).mean(axis=1).tolist()
+    return a, b, per_run
 
 
-def claims(suite: str, results: list[RunResult]) -> list[Claim]:
-    """The paper's comparisons of the suite's full model with every other row it prints, tested here on the test
-    slices (the held-out subjects' without test subjects). A row whose slices do not pair with the full model's
-    is left out (its table row still reports it)."""
-    from fasr.bench.quality.stats import paired_test
+def _comparisons(suite: str, labels: list[str]) -> list[tuple[str, str, str]]:
+    """``(higher, lower, kind)`` pairs the paper claims among ``labels``: its full model above every other row it
+    prints, and each row above its neighbour below in the paper's ranking (the full model aside)."""
     from fasr.bench.quality.suites import PAPER
 
     reference, paper, _ = PAPER[suite]
+    present = [label for label in labels if label in paper]
+    pairs = [(reference, row, "full model") for row in present if row != reference and reference in present]
+    ranked = sorted((label for label in present if label != reference), key=lambda k: -paper[k])
+    pairs += [(hi, lo, "ordering") for hi, lo in zip(ranked, ranked[1:])]
+    return pairs
+
+
+def claims(suite: str, results: list[RunResult]) -> list[Claim]:
+    """The paper's comparisons among the suite's rows (:func:`_comparisons`), tested on the test slices (the
+    held-out subjects' without test subjects) over the runs both rows finished. A pair whose slices do not pair
+    is left out (its table rows still report them)."""
+    from fasr.bench.quality.suites import PAPER
+
+    _, paper, _ = PAPER[suite]
     by_label = {label: [r for r in results if r.label == label] for label in dict.fromkeys(r.label for r in results)}
-    if reference not in by_label:
-        return []
     split = "test" if all(r.test_slice_psnr for r in results) else "val"
-    try:
-        ours = _slice_means(by_label[reference], split)
-    except ValueError:
-        return []
-    found = []
-    for row, runs in by_label.items():
-        if row == reference or row not in paper:
-            continue
+    tested = []
+    for hi, lo, kind in _comparisons(suite, list(by_label)):
         try:
-            theirs = _slice_means(runs, split)
+            a, b, per_run = _paired_slices(by_label[hi], by_label[lo], split)
         except ValueError:
             continue
-        if len(theirs) != len(ours):
-            continue
-        test = paired_test(ours, theirs)
-        paper_diff = paper[reference] - paper[row]
+        tested.append((hi, lo, kind, paired_test(a, b), per_run))
+    adjusted = holm([test.p_value for *_, test, _ in tested])
+    found = []
+    for (hi, lo, kind, test, per_run), p_holm in zip(tested, adjusted):
+        paper_diff = paper[hi] - paper[lo]
         verdict = "not significant"
-        if test.p_value < SIGNIFICANCE and test.mean_diff != 0:
-            verdict = "holds" if (test.mean_diff > 0) == (paper_diff > 0) else "reversed"
-        found.append(Claim(reference, row, paper_diff, test.mean_diff, test.p_value, test.n, split, verdict))
+        if p_holm < SIGNIFICANCE and test.direction != 0:
+            verdict = "holds" if (test.direction > 0) == (paper_diff > 0) else "reversed"
+        agree = sum(1 for d in per_run if d != 0 and (d > 0) == (test.direction > 0)) if test.direction else 0
+        found.append(Claim(hi, lo, kind, paper_diff, test.mean_diff, test.median_diff, test.p_value, p_holm, agree,
+                           len(per_run), test.n, split, verdict))
     return found
 
 
@@ -184,7 +230,9 @@ def _table(rows: list[RowSummary]) -> list[str]:
             line += (f" {_spread(r.test_psnr_mean, r.test_psnr_std, 2, r.runs)} | {r.test_gain_mean:+.2f} |"
                      if r.test_psnr_mean is not None else " - | - |")
         plateau = "-" if math.isnan(r.plateau_gain_max) else f"{r.plateau_gain_max:.2f}"
-        line += f" {plateau} | {r.params:,} | {r.steps} | {r.wall_s / 60:.1f} | {r.runs} |"
+        plateau += "" if r.plateaued or not r.params else " †"
+        steps = f"{r.steps}" if r.steps == r.steps_max else f"{r.steps}-{r.steps_max}"
+        line += f" {plateau} | {r.params:,} | {steps} | {r.wall_s / 60:.1f} | {r.runs} |"
         lines.append(line)
     return lines
 
@@ -192,24 +240,28 @@ def _table(rows: list[RowSummary]) -> list[str]:
 def _claim_lines(suite: str, found: list[Claim], rows: list[RowSummary]) -> list[str]:
     from fasr.bench.quality.suites import PAPER
 
-    reference, paper, source = PAPER[suite]
+    _, paper, source = PAPER[suite]
     if not found:
-        return [f"No claim tested: the suite has no pair of `{reference}` and another row of the paper's table "
-                "scored on the same slices."]
+        return ["No claim tested: the suite has no two rows of the paper's table scored on the same slices."]
     split = found[0].split
     score = {r.label: (r.test_psnr_mean if split == "test" else r.psnr_mean) for r in rows}
     here = " > ".join(sorted((k for k in score if k in paper), key=lambda k: -score[k]))
     there = " > ".join(sorted((k for k in paper if k in score), key=lambda k: -paper[k]))
     lines = [
-        f"The paper's {source} against this table, {reference} minus each row: the mean per-slice PSNR difference "
-        f"on the {found[0].slices} {split} slices (seed-averaged), Wilcoxon signed-rank p (two-sided); a claim "
-        f"holds or is reversed at p < {SIGNIFICANCE}.",
+        f"The paper's {source}, re-tested: each claim \"a > b\" as the per-slice PSNR difference a - b on the "
+        f"{found[0].slices} {split} slices (each row averaged over the seeds both finished), its Wilcoxon "
+        f"signed-rank p (two-sided) and that p Holm-adjusted over the {len(found)} claims; a claim holds or is "
+        f"reversed at adjusted p < {SIGNIFICANCE}, in the direction of the test's rank sums. Seeds: of the seed "
+        "runs both rows finished, those whose own mean difference leans the same way. The slices of one subject "
+        "are not independent samples (neighbours a few mm apart look alike), so p understates the uncertainty; "
+        "the seed column shows how much training noise alone moves a difference.",
         "",
-        "| claim | paper (dB) | here (dB) | p | verdict |",
-        "|---|---|---|---|---|",
+        "| claim | kind | paper (dB) | here: mean / median (dB) | seeds | p | p (Holm) | verdict |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {c.reference} vs {c.row} | {c.paper_diff:+.2f} | {c.diff:+.2f} | {c.p_value:.2g} | {c.verdict} |"
+        f"| {c.reference} > {c.row} | {c.kind} | {c.paper_diff:+.2f} | {c.diff:+.2f} / {c.median_diff:+.2f} | "
+        f"{c.seeds_agree}/{c.seeds} | {c.p_value:.2g} | {c.p_holm:.2g} | {c.verdict} |"
         for c in found
     ]
     lines += ["", f"- ranking here ({split} PSNR): {here}", f"- ranking in the paper: {there}"]
@@ -223,9 +275,13 @@ def markdown(tables: dict[str, list[RowSummary]], found: dict[str, list[Claim]],
         f"# Quality benchmark: `{meta['suite']}`",
         "",
         f"{meta['task']}. Scores of the final weights ({meta['eval']}) on the held-out subject "
-        f"{', '.join(meta['held_out'])}{tested}; mean ± sample standard deviation over {meta['runs_per_row']} "
-        "run(s) per row (seeds x held-out subjects). Last-20 % gain: the largest validation PSNR gain over the last "
-        "20 % of the steps among a row's runs; below 0.05 dB the row has reached its plateau.",
+        f"{', '.join(meta['held_out'])}{tested}; mean ± sample standard deviation over each row's runs (column "
+        f"runs: seeds x held-out subjects, {meta['runs_per_row']} asked for). Every row trains with the base "
+        "config's recipe (losses, schedule, data) but for what the row changes. Last-20 % gain: the largest "
+        "validation PSNR gain over the last 20 % of the steps among a row's runs; below 0.05 dB in every run the "
+        "row has reached its plateau, else (†) it stopped at the step budget, equal for every row."
+        + (f" The learning rate decays over each run ({meta['lr_decay']}), so a late plateau is partly the "
+           "schedule's." if meta["lr_decay"] != "none" else ""),
     ]
     for degradation, rows in tables.items():
         lines += ["", f"## {degradation} LR", "", *_table(rows), "", "### Claims", ""]
@@ -243,6 +299,8 @@ def markdown(tables: dict[str, list[RowSummary]], found: dict[str, list[Claim]],
            + (" (`--finished-only`)" if meta["finished_only"] else " (others are still training elsewhere)")
            if meta["partial"] else ""),
         f"- step budget: {meta['budget']}",
+        f"- compute: {meta['compute_hours']:.1f} h of training and scoring, summed over the "
+        f"{sum(r.runs for rows in tables.values() for r in rows)} runs tabulated",
         "",
     ]
     return "\n".join(lines)

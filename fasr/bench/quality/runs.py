@@ -20,6 +20,7 @@ except ImportError:  # pragma: no cover - Windows
 
 from fasr.bench.quality.suites import DEFAULT_BASE, find_subjects, named_entry, run_config, task_base
 from fasr.config import RunConfig, to_dict
+from fasr.files import atomic_write_text
 
 __all__ = [
     "RECORD",
@@ -181,7 +182,7 @@ def train_cached(cfg: RunConfig, run_dir: Path, keep_runs: bool = False) -> tupl
     Returns:
         The final weights (``last.pt``) and the seconds their training took (every piece of it).
     """
-    from fasr.checkpoint import save_checkpoint
+    from fasr.checkpoint import load_checkpoint, save_checkpoint
     from fasr.training.trainer import train
 
     checkpoint, marker, started = run_dir / "last.pt", run_dir / TRAINED, run_dir / STARTED
@@ -192,31 +193,25 @@ def train_cached(cfg: RunConfig, run_dir: Path, keep_runs: bool = False) -> tupl
             return checkpoint, stored["seconds"]
     begun = json.loads(started.read_text()) if started.is_file() else None
     resume = begun is not None and checkpoint.is_file() and _same(begun["key"], key)
-    spent, sources = (begun["seconds"], begun.get("sources", [begun["key"]["source"]])) if resume else (0.0, [])
+    sources = begun.get("sources", [begun["key"]["source"]]) if resume else []
     for stale in (marker, run_dir / RECORD):  # the folder's weights are about to change
         stale.unlink(missing_ok=True)
     if not resume:  # another run's weights never carry on under this run's name
         for stale in (started, checkpoint):
             stale.unlink(missing_ok=True)
     sources = list(dict.fromkeys([*sources, source_fingerprint()]))  # every source that trained it, in order
-    start = time.perf_counter()
     record = {"key": _training_key(cfg, False), "sources": sources}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
     if parameters(cfg) == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
         save_checkpoint(checkpoint, {"model": {}, "config": to_dict(cfg), "step": 0})
     else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-
-        def mark(seconds: float) -> None:  # what is training here, and for how long so far (a killed piece's
-            started.write_text(json.dumps({**record, "seconds": seconds}, indent=1))  # time is not counted)
-
-        mark(spent)
-        try:
-            train(cfg, run_dir, resume=resume, force=not resume)
-        finally:
-            mark(spent + time.perf_counter() - start)
-    seconds = spent + time.perf_counter() - start
-    marker.write_text(json.dumps({**record, "seconds": seconds}, indent=1))
+        atomic_write_text(started, json.dumps(record, indent=1))  # what is training here
+        train(cfg, run_dir, resume=resume, force=not resume)
+    # The trainer keeps the run's seconds over all its pieces in the checkpoint (a run resumed from a checkpoint
+    # written before it did counts from there); a weightless run has the time of its checkpoint.
+    seconds = load_checkpoint(checkpoint).get("seconds", time.perf_counter() - start)
+    atomic_write_text(marker, json.dumps({**record, "seconds": seconds}, indent=1))
     return checkpoint, seconds
 
 
@@ -301,7 +296,8 @@ def train_and_score(
         test_bicubic_psnr=test[BICUBIC]["psnr"] if test else None,
         test_slice_psnr=_slice_psnr(test, name) if test else None,
     )
-    record.write_text(json.dumps({"key": key, "result": asdict(result)}, indent=1))
+    # Whole or absent: a progress report in another process reads it without the run's lock.
+    atomic_write_text(record, json.dumps({"key": key, "result": asdict(result)}, indent=1))
     return result
 
 

@@ -22,7 +22,10 @@ Ours: width ``n_feats`` and a light depth (2 blocks per encoder level, 1 per dec
 scales; the paper: 4-4-4 and 2-2-2, 12-8-4); the output layer starts at zero (every baseline starts as bicubic,
 :mod:`fasr.models.baselines.common`); I_Ref-down is made with the LR's nominal degradation (``ref_degradation``, as
 for FASR-Net; the paper uses bicubic); any LR size (features padded to whole blocks); a query's overlapping patches
-are averaged across block edges (the paper folds block by block); scales that are powers of two.
+are averaged across block edges (the paper folds block by block); scales that are powers of two; border patches
+read replicated edge pixels and a block's Ref region is shifted to lie inside Ref-down; SAM's ``sigma_lr`` is the
+sample standard deviation. Equation numbers are not cited: the paper's method section was not at hand here, so
+its sections and Fig. 2 are.
 """
 
 from __future__ import annotations
