@@ -253,6 +253,16 @@ def test_quick_methods_suite_end_to_end(
     assert {(r["degradation"], r["seed"]) for r in shared["runs"]} == {("bicubic", 0), ("kspace", 0), ("kspace", 1)}
     assert not (held / "last.pt").exists() and shared["partial"]
     assert "a progress report" in (out / "methods.md").read_text()
+    # A row of another suite that is the same model and config (modules' complete = methods' fasr) is not
+    # trained again: the finished run serves it.
+    assert main([*argv[:3], "modules", *argv[4:], "--only", "complete"]) == 0
+    modules = json.loads((out / "modules.json").read_text())
+    fasr_runs = {(r["degradation"], r["seed"]): r for r in report["runs"] if r["label"] == "fasr"}
+    assert {(r["degradation"], r["seed"]) for r in modules["runs"]} == set(fasr_runs)
+    for r in modules["runs"]:
+        assert r["label"] == "complete" and r["psnr"] == fasr_runs[r["degradation"], r["seed"]]["psnr"]
+        assert r["run_dir"] == fasr_runs[r["degradation"], r["seed"]]["run_dir"]
+    assert not list((out / "runs" / "modules").rglob("last.pt"))
 
 
 def test_a_run_is_claimed_by_one_live_process(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from fasr.bench.quality import report
 from fasr.bench.quality.budget import seconds_per_step, steps_for_budget
-from fasr.bench.quality.runs import claimed, finished_result, train_and_score
+from fasr.bench.quality.runs import claimed, finished_anywhere, train_and_score
 from fasr.bench.quality.suites import (
     DEFAULT_BASE,
     DEGRADATIONS,
@@ -188,11 +188,10 @@ def run(args: argparse.Namespace) -> int:
                 for subject in held_out:
                     cfg = run_config(mapping, entry, subject, seed, steps, args.overrides)
                     run_dir = runs_dir / entry.label / degradation / f"{subject}-seed{seed}"
-                    if args.finished_only:
-                        result = finished_result(cfg, entry.label, run_dir, eval_slices, args.keep_runs)
-                        if result is None:
-                            continue
-                    else:
+                    result = finished_anywhere(cfg, entry.label, run_dir, eval_slices, args.keep_runs)
+                    if result is None and args.finished_only:
+                        continue
+                    if result is None:
                         with claimed(run_dir) as owner:
                             if owner is not None:
                                 print(f"  {entry.label} [{degradation}, {subject}, seed {seed}]: skipped, process "
@@ -209,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
     # Runs another process held: tabulated when it has finished them meanwhile.
     unfinished = 0
     for cfg, label, run_dir in elsewhere:
-        result = finished_result(cfg, label, run_dir, eval_slices, args.keep_runs)
+        result = finished_anywhere(cfg, label, run_dir, eval_slices, args.keep_runs)
         if result is None:
             unfinished += 1
             continue

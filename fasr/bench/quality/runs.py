@@ -33,6 +33,7 @@ __all__ = [
     "parameters",
     "train_cached",
     "finished_result",
+    "finished_anywhere",
     "train_and_score",
     "train_reference",
 ]
@@ -234,6 +235,28 @@ def finished_result(
     if not _same(stored["key"], _record_key(cfg, eval_slices, keep_runs)):
         return None
     return RunResult(**{**stored["result"], "label": label, "run_dir": str(run_dir)})
+
+
+def finished_anywhere(
+    cfg: RunConfig, label: str, run_dir: Path, eval_slices: int, keep_runs: bool = False
+) -> RunResult | None:
+    """:func:`finished_result` of ``run_dir``, else of the same degradation, subject and seed in any other row's
+    folder of the same results (``<out>/runs/<suite>/<row>/<degradation>/<subject>-seed<k>``) whose record has
+    this config and scoring: one training serves every suite row that is the same model (``modules``'
+    ``complete`` and ``backbones``' ``vgg19`` are ``methods``' ``fasr``); trained again it would be bit for bit
+    the same.
+
+    Args: as :func:`train_and_score`.
+    """
+    found = finished_result(cfg, label, run_dir, eval_slices, keep_runs)
+    if found is not None or len(run_dir.parents) < 4:
+        return found
+    runs_root = run_dir.parents[3]
+    for other in sorted(runs_root.glob(f"*/*/{run_dir.parent.name}/{run_dir.name}")):
+        found = None if other == run_dir else finished_result(cfg, label, other, eval_slices, keep_runs)
+        if found is not None:
+            return found
+    return None
 
 
 def train_and_score(
