@@ -78,3 +78,26 @@ def test_untrained_spatial_adaptation_gives_the_reference_the_lr_statistics() ->
     out = SpatialAdaptation(4)(lr, ref)
     assert torch.allclose(out.mean(dim=(2, 3)), lr.mean(dim=(2, 3)), atol=1e-4)
     assert torch.allclose(out.std(dim=(2, 3)), lr.std(dim=(2, 3)), rtol=1e-2)
+
+
+def test_the_fine_match_searches_only_its_blocks_region() -> None:
+    """Given coarse centres 10 px off the truth, every LR patch still has its exact copy in Ref-down, but outside
+    its block's region: a search of the whole Ref-down would find it (similarity 1), MEM's must not. Regions
+    near the border are shifted to lie inside Ref-down."""
+    lr, ref = shifted_pair((0, 0))
+    true_centres = coarse_match(lr, ref)  # (B, 16, 2): each block's own centre
+    for offset in (10, -10):
+        centres = (true_centres + offset).clamp(0, 31)
+        match, score = fine_match(lr, ref, centres)
+        size = 2 * int(8 / 2 * 1.5) + 3  # 15: 13 centres plus a margin pixel per side
+        origin = (centres - size // 2).clamp(0, 32 - size)  # (B, 16, 2) region corners inside Ref-down
+        block_of = (torch.arange(32)[:, None] // 8 * 4 + torch.arange(32)[None, :] // 8).flatten()  # (1024,)
+        low = origin[:, block_of].reshape(2, 32, 32, 2) + 1  # patch centres lie a margin inside the region
+        assert ((match >= low) & (match <= low + size - 3)).all()
+        # The exact copy (at the patch's own place) is found where the region holds it, and only there.
+        rows, cols = torch.meshgrid(torch.arange(32), torch.arange(32), indexing="ij")
+        own = torch.stack([rows, cols], dim=-1)  # (32, 32, 2)
+        held = ((own >= low) & (own <= low + size - 3)).all(-1)  # (B, 32, 32)
+        interior = (rows >= 1) & (rows <= 30) & (cols >= 1) & (cols <= 30)  # no replicated border in the patch
+        assert (score[:, 0][~held & interior] < 0.999).all() and (~held & interior).sum() > 500
+        assert torch.allclose(score[:, 0][held & interior], torch.ones(()), atol=1e-5)
