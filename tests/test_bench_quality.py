@@ -401,3 +401,20 @@ def test_a_timed_step_budget_is_kept_for_every_process_of_the_suite(
     with pytest.raises(UsageError, match="--steps N or --budget-minutes M"):
         quality_cli._step_budget(Namespace(**{**vars(args), "finished_only": True}), base, entries, 3, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["budget.json"]  # nothing left aside
+
+
+def test_a_stopped_suite_says_the_same_command_resumes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from fasr.bench.quality import cli as quality_cli
+    from fasr.training.trainer import TrainingInterrupted
+
+    def stopped(*args: object) -> RunResult:
+        raise TrainingInterrupted("training interrupted at step 1; continue with `fasr train --out X --resume`")
+
+    monkeypatch.setattr(quality_cli, "train_and_score", stopped)
+    data = write_brats(tmp_path / "brats")
+    argv = ["bench", "quality", "--suite", "methods", "--quick", "--only", "edsr", "--out", str(tmp_path / "out")]
+    assert main([*argv, "--data", str(data)]) == TrainingInterrupted.exit_status
+    err = capsys.readouterr().err
+    assert "run the same command again" in err and "fasr train" not in err

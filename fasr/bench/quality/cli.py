@@ -14,7 +14,7 @@ from pathlib import Path
 
 from fasr.bench.quality import report
 from fasr.bench.quality.budget import seconds_per_step, steps_for_budget
-from fasr.bench.quality.runs import claimed, finished_anywhere, train_and_score
+from fasr.bench.quality.runs import RunResult, claimed, finished_anywhere, train_and_score
 from fasr.bench.quality.suites import (
     DEFAULT_BASE,
     DEGRADATIONS,
@@ -149,6 +149,19 @@ def _degradations(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def _train_and_score(cfg: RunConfig, label: str, run_dir: Path, eval_slices: int, keep_runs: bool) -> RunResult:
+    """:func:`train_and_score`; a stopped training says how the suite goes on (the same command resumes it)."""
+    from fasr.training.trainer import TrainingInterrupted
+
+    try:
+        return train_and_score(cfg, label, run_dir, eval_slices, keep_runs)
+    except TrainingInterrupted as exc:
+        raise TrainingInterrupted(
+            f"suite stopped while training {run_dir} (its last.pt is kept); run the same command again (with "
+            "--force where its results files exist) to resume it and go on with the suite"
+        ) from exc
+
+
 def run(args: argparse.Namespace) -> int:
     if args.seeds < 1 or (args.steps is not None and args.steps < 1) or args.budget_minutes <= 0:
         raise UsageError("--seeds and --steps must be at least 1 and --budget-minutes positive")
@@ -198,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
                                       f"{owner['pid']} on {owner['host']} holds it")
                                 elsewhere.append((cfg, entry.label, run_dir))
                                 continue
-                            result = train_and_score(cfg, entry.label, run_dir, eval_slices, args.keep_runs)
+                            result = _train_and_score(cfg, entry.label, run_dir, eval_slices, args.keep_runs)
                     test = f"; test {result.test_psnr:.2f} dB" if result.test_psnr is not None else ""
                     print(f"  {entry.label} [{degradation}, {subject}, seed {seed}]: PSNR {result.psnr:.2f} dB, "
                           f"SSIM {result.ssim:.4f}{test}")
