@@ -229,7 +229,7 @@ def test_quick_methods_suite_end_to_end(
     total = sum(run["wall_s"] for run in report["runs"]) / 3600
     assert report["compute_hours"] == pytest.approx(total) and f"- compute: {total:.1f} h" in table
     assert f"summed over the {2 * len(METHODS)} runs tabulated" in table
-    assert "## kspace LR" in table and "| fasr > masa | full model | +0.44 |" in table
+    assert "## kspace LR" in table and "| fasr > masa † | full model | +0.44 |" in table
     for figure in ("methods.png", "methods-residuals.png", "methods-curves.png"):
         assert (out / figure).stat().st_size > 1000
 
@@ -323,6 +323,16 @@ def test_train_reference_trains_once_for_a_step_budget(tmp_path: Path, monkeypat
     assert checkpoint.stat().st_mtime_ns == written  # the finished run is reused
 
 
+def fake_training(monkeypatch: pytest.MonkeyPatch, train: object) -> RunConfig:
+    """Replace the trainer by ``train`` (a model of one parameter, source "v1") and return a small run config."""
+    import fasr.training.trainer as trainer
+
+    monkeypatch.setattr(trainer, "train", train)
+    monkeypatch.setattr(run_cache, "parameters", lambda cfg: 1)
+    monkeypatch.setattr(run_cache, "source_fingerprint", lambda: "v1")
+    return from_dict(RunConfig, deep_merge(BASE, {"model": {"name": "edsr", "n_feats": 8}}))
+
+
 def test_an_interrupted_run_resumes_and_a_run_of_other_code_only_with_keep_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -339,10 +349,7 @@ def test_an_interrupted_run_resumes_and_a_run_of_other_code_only_with_keep_runs(
             raise trainer.TrainingInterrupted("stopped")
         return run_dir / "last.pt"
 
-    monkeypatch.setattr(trainer, "train", fake_train)
-    monkeypatch.setattr(run_cache, "parameters", lambda cfg: 1)
-    monkeypatch.setattr(run_cache, "source_fingerprint", lambda: "v1")
-    cfg = from_dict(RunConfig, deep_merge(BASE, {"model": {"name": "edsr", "n_feats": 8}}))
+    cfg = fake_training(monkeypatch, fake_train)
     run_dir = tmp_path / "run"
     with pytest.raises(trainer.TrainingInterrupted):
         run_cache.train_cached(cfg, run_dir)
@@ -395,12 +402,18 @@ def test_a_timed_step_budget_is_kept_for_every_process_of_the_suite(
     assert quality_cli._step_budget(args, base, entries, 3, tmp_path) == (steps, sentence)
     assert quality_cli._step_budget(Namespace(**{**vars(args), "finished_only": True}), base, entries, 3,
                                     tmp_path) == (steps, sentence)
-    # Another budget is timed anew and replaces the kept count; a progress report of an untimed budget says how.
+    # Another budget, other rows or another --set are timed anew and kept beside it; a progress report of an
+    # untimed budget says how.
     assert quality_cli._step_budget(Namespace(**{**vars(args), "budget_minutes": 30.0}), base, entries, 3,
-                                    tmp_path)[0] == 60
-    with pytest.raises(UsageError, match="--steps N or --budget-minutes M"):
-        quality_cli._step_budget(Namespace(**{**vars(args), "finished_only": True}), base, entries, 3, tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["budget.json"]  # nothing left aside
+                                    tmp_path)[0] == 60  # 5 s per step now
+    assert quality_cli._step_budget(args, base, entries[:1], 3, tmp_path)[0] == 40
+    assert quality_cli._step_budget(Namespace(**{**vars(args), "overrides": ["data.batch_size=2"]}), base, entries,
+                                    3, tmp_path)[0] == 20
+    assert quality_cli._step_budget(args, base, entries, 3, tmp_path) == (steps, sentence)  # still kept
+    with pytest.raises(UsageError, match="--steps N or the options the suite was trained with"):
+        quality_cli._step_budget(Namespace(**{**vars(args), "finished_only": True, "budget_minutes": 20.0}), base,
+                                 entries, 3, tmp_path)
+    assert len(json.loads((tmp_path / "budget.json").read_text())) == 4
 
 
 def test_a_stopped_suite_says_the_same_command_resumes_it(
@@ -418,3 +431,21 @@ def test_a_stopped_suite_says_the_same_command_resumes_it(
     assert main([*argv, "--data", str(data)]) == TrainingInterrupted.exit_status
     err = capsys.readouterr().err
     assert "run the same command again" in err and "fasr train" not in err
+
+
+def test_a_run_begun_before_checkpoints_kept_seconds_keeps_its_earlier_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its checkpoint has no seconds; the start record of the code that began it counted them: they carry on."""
+
+    def fake_train(cfg: RunConfig, run_dir: Path, resume: bool = False, force: bool = False) -> Path:
+        state = torch.load(run_dir / "last.pt", weights_only=True)
+        save_checkpoint(run_dir / "last.pt", {**state, "seconds": state["seconds"] + 5.0})  # as the trainer does
+        return run_dir / "last.pt"
+
+    cfg = fake_training(monkeypatch, fake_train)
+    run_dir = tmp_path / "run"
+    save_checkpoint(run_dir / "last.pt", {"model": {}, "config": {}, "step": 1})  # no seconds
+    record = {"key": run_cache._training_key(cfg, False), "sources": ["v0"], "seconds": 100.0}
+    (run_dir / run_cache.STARTED).write_text(json.dumps(record))
+    assert run_cache.train_cached(cfg, run_dir, keep_runs=True)[1] == 105.0

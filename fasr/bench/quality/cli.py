@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shlex
@@ -14,7 +13,7 @@ from pathlib import Path
 
 from fasr.bench.quality import report
 from fasr.bench.quality.budget import seconds_per_step, steps_for_budget
-from fasr.bench.quality.runs import RunResult, claimed, finished_anywhere, train_and_score
+from fasr.bench.quality.runs import RunResult, claimed, finished_anywhere, held, train_and_score
 from fasr.bench.quality.suites import (
     DEFAULT_BASE,
     DEGRADATIONS,
@@ -101,43 +100,40 @@ def _step_budget(
 ) -> tuple[int, str]:
     """Steps per run and a sentence saying how they were chosen.
 
-    A ``--budget-minutes`` count is timed once and kept in ``suite_dir/budget.json``: every later or parallel
-    process of the suite (and ``--finished-only``) uses the same count, whatever the load on the cores when it
-    starts, so that they train and find the same runs.
+    A ``--budget-minutes`` count is timed once per budget, rows, runs per row, base config and ``--set``
+    overrides, and kept in ``suite_dir/budget.json``: every later or parallel process of the suite (and
+    ``--finished-only``) uses the same count, whatever the load on the cores when it starts, so that they train
+    and find the same runs.
     """
     if args.quick:
         return QUICK_STEPS, f"fixed, {QUICK_STEPS} steps (--quick)"
     if args.steps:
         return args.steps, f"fixed, {args.steps} steps (--steps)"
     path = suite_dir / BUDGET_FILE
-    asked = {"budget_minutes": args.budget_minutes, "rows": [e.label for e in entries], "runs_per_row": runs_per_row}
-    stored = json.loads(path.read_text()) if path.is_file() else None
-    if stored is not None and stored["asked"] == asked:
-        return stored["steps"], stored["budget"]
-    if args.finished_only:
-        raise UsageError(
-            f"--finished-only: no step count was timed for --budget-minutes {args.budget_minutes:g} in {path}; "
-            "pass the --steps N or --budget-minutes M the suite was trained with"
-        )
-    held_out = base["data"]["val_subjects"][0]
-    timing = {e.label: seconds_per_step(run_config(base, e, held_out, 0, 1, args.overrides)) for e in entries}
-    steps = steps_for_budget(timing, runs_per_row, args.budget_minutes * 60)
-    per_step = ", ".join(f"{label} {seconds:.2f}" for label, seconds in timing.items())
-    budget = f"{args.budget_minutes:g} min of training steps -> {steps} steps (seconds per step: {per_step})"
-    record = json.dumps({"asked": asked, "steps": steps, "budget": budget}, indent=1)
-    if stored is not None:  # timed for another budget or other rows: this one replaces it
-        atomic_write_text(path, record)
-    else:  # the first process to finish timing sets the count; one timing at the same moment uses it
-        suite_dir.mkdir(parents=True, exist_ok=True)
-        aside = suite_dir / f".{BUDGET_FILE}.{os.getpid()}"
-        aside.write_text(record)
-        try:
-            with contextlib.suppress(FileExistsError):
-                os.link(aside, path)  # whole, and only where no count is yet
-        finally:
-            aside.unlink()
-        stored = json.loads(path.read_text())
-        return stored["steps"], stored["budget"]
+    asked = json.loads(json.dumps({  # as it reads back from the file (tuples become lists)
+        "budget_minutes": args.budget_minutes,
+        "rows": [e.label for e in entries],
+        "runs_per_row": runs_per_row,
+        "base": base,
+        "overrides": args.overrides,
+    }))
+    suite_dir.mkdir(parents=True, exist_ok=True)
+    with held(suite_dir / f".{BUDGET_FILE}.lock"):  # one process times, the others wait and read its count
+        kept = json.loads(path.read_text()) if path.is_file() else []
+        for entry in kept:
+            if entry["asked"] == asked:
+                return entry["steps"], entry["budget"]
+        if args.finished_only:
+            raise UsageError(
+                f"--finished-only: no step count was timed for this --budget-minutes {args.budget_minutes:g} "
+                f"and these rows in {path}; pass the --steps N or the options the suite was trained with"
+            )
+        held_out = base["data"]["val_subjects"][0]
+        timing = {e.label: seconds_per_step(run_config(base, e, held_out, 0, 1, args.overrides)) for e in entries}
+        steps = steps_for_budget(timing, runs_per_row, args.budget_minutes * 60)
+        per_step = ", ".join(f"{label} {seconds:.2f}" for label, seconds in timing.items())
+        budget = f"{args.budget_minutes:g} min of training steps -> {steps} steps (seconds per step: {per_step})"
+        atomic_write_text(path, json.dumps([*kept, {"asked": asked, "steps": steps, "budget": budget}], indent=1))
     return steps, budget
 
 

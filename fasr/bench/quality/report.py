@@ -113,11 +113,13 @@ class Claim:
             difference (dB).
         p_value: Wilcoxon signed-rank test over the slices (two-sided); ``p_holm`` the same, Holm-adjusted over
             the claims of the table.
-        seeds_agree / seeds: of the seed runs both rows finished, how many lean the way the test does (their own
-            mean difference has its sign).
+        seeds_agree / seeds: of the seed runs both rows finished (held-out subject and seed), how many lean the
+            way the test does (the signed-rank direction of the run's own slices).
         slices: paired slices; split: ``test`` or ``val`` (the held-out subject, when there are no test subjects).
-        verdict: ``holds``, ``reversed`` (both at Holm-adjusted p < 0.05, the sign of the test's rank sums against
-            the paper's) or ``not significant``.
+        verdict: ``holds`` or ``reversed`` (Holm-adjusted p < 0.05, the sign of the test's rank sums for or
+            against the paper's, and every one of at least two shared seed runs leaning that way); else ``not
+            significant``, ``one seed run``, ``seeds disagree``, or ``untested`` (no run of both rows pairs).
+        plateaued: every trained run of both rows reached its plateau (else the claim compares step budgets).
     """
 
     reference: str
@@ -133,19 +135,21 @@ class Claim:
     slices: int
     split: str
     verdict: str
+    plateaued: bool
 
 
 def _paired_slices(
     ours: list[RunResult], theirs: list[RunResult], split: str
-) -> tuple[list[float], list[float], list[float]]:
+) -> tuple[list[float], list[float], list[int]]:
     """Per-slice PSNR of two rows, each averaged over the runs both finished (same held-out subject and seed), and
-    each shared run's mean difference.
+    which way each shared run leans on its own.
 
     On ``test``, every run scored the same test slices: one list. On ``val``, each held-out subject's slices in
     turn (``--folds``), concatenated.
 
     Returns:
-        ``(a, b, per_run)``: paired slice scores, and the mean of ``a - b`` of each shared run.
+        ``(a, b, leanings)``: paired slice scores, and per shared run the signed-rank direction of its own
+        ``a - b`` (+1, -1 or 0, :func:`paired_test`).
 
     Raises:
         ValueError: no run is shared, or shared runs were scored on different numbers of slices.
@@ -162,58 +166,78 @@ def _paired_slices(
         raise ValueError("the two rows share no finished run")
     subjects = dict.fromkeys(subject for subject, _ in shared)
     groups = [shared] if split == "test" else [[k for k in shared if k[0] == s] for s in subjects]
-    a, b, per_run = [], [], []
+    a, b, leanings = [], [], []
     for keys in groups:
         x = [mine[k] for k in keys]
         y = [other[k] for k in keys]
         if len({len(v) for v in x + y}) != 1:
             raise ValueError("runs that should pair slice by slice were scored on different slices")
-        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)  # each (runs, slices)
-        a += x.mean(axis=0).tolist()
-        b += y.mean(axis=0).tolist()
-        per_run += (x - y).mean(axis=1).tolist()
-    return a, b, per_run
+        leanings += [paired_test(run_x, run_y).direction for run_x, run_y in zip(x, y)]
+        a += np.mean(np.asarray(x, dtype=np.float64), axis=0).tolist()  # (runs, slices) -> (slices,)
+        b += np.mean(np.asarray(y, dtype=np.float64), axis=0).tolist()
+    return a, b, leanings
 
 
 def _comparisons(suite: str, labels: list[str]) -> list[tuple[str, str, str]]:
-    """``(higher, lower, kind)`` pairs the paper claims among ``labels``: its full model above every other row it
-    prints, and each row above its neighbour below in the paper's ranking (the full model aside)."""
+    """``(higher, lower, kind)`` pairs the paper claims among ``labels``, each the way the paper orders it: its
+    full model against every other row it prints (``full model``), and each other row above its neighbour below
+    in the paper's ranking (``ordering``)."""
     from fasr.bench.quality.suites import PAPER
 
     reference, paper, _ = PAPER[suite]
     present = [label for label in labels if label in paper]
-    pairs = [(reference, row, "full model") for row in present if row != reference and reference in present]
+    pairs = []
+    if reference in present:
+        for row in present:
+            if row != reference:
+                hi, lo = (reference, row) if paper[reference] >= paper[row] else (row, reference)
+                pairs.append((hi, lo, "full model"))
     ranked = sorted((label for label in present if label != reference), key=lambda k: -paper[k])
     pairs += [(hi, lo, "ordering") for hi, lo in zip(ranked, ranked[1:])]
     return pairs
 
 
+def _verdict(p_holm: float, direction: int, paper_diff: float, agree: int, runs: int) -> str:
+    """A claim holds (or is reversed) when the Holm-adjusted test is significant *and* at least two shared seed
+    runs all lean the test's way: training noise must not decide it."""
+    if p_holm >= SIGNIFICANCE or direction == 0:
+        return "not significant"
+    if runs < 2:
+        return "one seed run"
+    if agree < runs:
+        return "seeds disagree"
+    return "holds" if (direction > 0) == (paper_diff > 0) else "reversed"
+
+
 def claims(suite: str, results: list[RunResult]) -> list[Claim]:
     """The paper's comparisons among the suite's rows (:func:`_comparisons`), tested on the test slices (the
-    held-out subjects' without test subjects) over the runs both rows finished. A pair whose slices do not pair
-    is left out (its table rows still report them)."""
+    held-out subjects' without test subjects) over the runs both rows finished. A pair without such runs is
+    ``untested`` (and outside the Holm family)."""
     from fasr.bench.quality.suites import PAPER
 
     _, paper, _ = PAPER[suite]
     by_label = {label: [r for r in results if r.label == label] for label in dict.fromkeys(r.label for r in results)}
     split = "test" if all(r.test_slice_psnr for r in results) else "val"
-    tested = []
+    tested, untested = [], []
     for hi, lo, kind in _comparisons(suite, list(by_label)):
         try:
-            a, b, per_run = _paired_slices(by_label[hi], by_label[lo], split)
+            a, b, leanings = _paired_slices(by_label[hi], by_label[lo], split)
         except ValueError:
+            untested.append((hi, lo, kind))
             continue
-        tested.append((hi, lo, kind, paired_test(a, b), per_run))
+        tested.append((hi, lo, kind, paired_test(a, b), leanings))
     adjusted = holm([test.p_value for *_, test, _ in tested])
     found = []
-    for (hi, lo, kind, test, per_run), p_holm in zip(tested, adjusted):
+    for (hi, lo, kind, test, leanings), p_holm in zip(tested, adjusted):
         paper_diff = paper[hi] - paper[lo]
-        verdict = "not significant"
-        if p_holm < SIGNIFICANCE and test.direction != 0:
-            verdict = "holds" if (test.direction > 0) == (paper_diff > 0) else "reversed"
-        agree = sum(1 for d in per_run if d != 0 and (d > 0) == (test.direction > 0)) if test.direction else 0
+        agree = sum(1 for d in leanings if d != 0 and d == test.direction)
+        plateaued = all(is_plateau(r.plateau_gain) for r in by_label[hi] + by_label[lo] if r.params)
         found.append(Claim(hi, lo, kind, paper_diff, test.mean_diff, test.median_diff, test.p_value, p_holm, agree,
-                           len(per_run), test.n, split, verdict))
+                           len(leanings), test.n, split, _verdict(p_holm, test.direction, paper_diff, agree,
+                                                                  len(leanings)), plateaued))
+    nan = math.nan
+    found += [Claim(hi, lo, kind, paper[hi] - paper[lo], nan, nan, nan, nan, 0, 0, 0, split, "untested", False)
+              for hi, lo, kind in untested]
     return found
 
 
@@ -241,29 +265,35 @@ def _claim_lines(suite: str, found: list[Claim], rows: list[RowSummary]) -> list
     from fasr.bench.quality.suites import PAPER
 
     _, paper, source = PAPER[suite]
-    if not found:
+    tested = [c for c in found if c.verdict != "untested"]
+    if not tested:
         return ["No claim tested: the suite has no two rows of the paper's table scored on the same slices."]
-    split = found[0].split
+    split = tested[0].split
     score = {r.label: (r.test_psnr_mean if split == "test" else r.psnr_mean) for r in rows}
     here = " > ".join(sorted((k for k in score if k in paper), key=lambda k: -score[k]))
     there = " > ".join(sorted((k for k in paper if k in score), key=lambda k: -paper[k]))
     lines = [
-        f"The paper's {source}, re-tested: each claim \"a > b\" as the per-slice PSNR difference a - b on the "
-        f"{found[0].slices} {split} slices (each row averaged over the seeds both finished), its Wilcoxon "
-        f"signed-rank p (two-sided) and that p Holm-adjusted over the {len(found)} claims; a claim holds or is "
-        f"reversed at adjusted p < {SIGNIFICANCE}, in the direction of the test's rank sums. Seeds: of the seed "
-        "runs both rows finished, those whose own mean difference leans the same way. The slices of one subject "
-        "are not independent samples (neighbours a few mm apart look alike), so p understates the uncertainty; "
-        "the seed column shows how much training noise alone moves a difference.",
+        f"The paper's {source}, re-tested: each claim \"a > b\" (as the paper orders them) as the per-slice PSNR "
+        f"difference a - b on the {split} slices, each row averaged over the seed runs both finished; its Wilcoxon "
+        f"signed-rank p (two-sided) and that p Holm-adjusted over the {len(tested)} claims tested. A claim holds or "
+        f"is reversed when the adjusted p < {SIGNIFICANCE} (direction: the test's rank sums) and at least two "
+        "shared seed runs, each tested alone, all lean that way (column seeds: those that do, of those shared); "
+        "the slices of one "
+        "subject are correlated, so p alone would overstate the evidence. † a row of the claim stopped at the "
+        "step budget before its plateau.",
         "",
-        "| claim | kind | paper (dB) | here: mean / median (dB) | seeds | p | p (Holm) | verdict |",
-        "|---|---|---|---|---|---|---|---|",
+        "| claim | kind | paper (dB) | here: mean / median (dB) | slices | seeds | p | p (Holm) | verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    lines += [
-        f"| {c.reference} > {c.row} | {c.kind} | {c.paper_diff:+.2f} | {c.diff:+.2f} / {c.median_diff:+.2f} | "
-        f"{c.seeds_agree}/{c.seeds} | {c.p_value:.2g} | {c.p_holm:.2g} | {c.verdict} |"
-        for c in found
-    ]
+    for c in found:
+        name = f"{c.reference} > {c.row}" + ("" if c.plateaued or c.verdict == "untested" else " †")
+        if c.verdict == "untested":
+            lines.append(f"| {name} | {c.kind} | {c.paper_diff:+.2f} | - | - | - | - | - | untested |")
+            continue
+        lines.append(
+            f"| {name} | {c.kind} | {c.paper_diff:+.2f} | {c.diff:+.2f} / {c.median_diff:+.2f} | {c.slices} | "
+            f"{c.seeds_agree}/{c.seeds} | {c.p_value:.2g} | {c.p_holm:.2g} | {c.verdict} |"
+        )
     lines += ["", f"- ranking here ({split} PSNR): {here}", f"- ranking in the paper: {there}"]
     return lines
 

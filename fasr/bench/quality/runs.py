@@ -29,6 +29,7 @@ __all__ = [
     "LOCK",
     "RunResult",
     "claimed",
+    "held",
     "source_fingerprint",
     "parameters",
     "train_cached",
@@ -167,6 +168,21 @@ def claimed(run_dir: Path) -> Iterator[dict | None]:
             fcntl.flock(file, fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def held(lock: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the file ``lock`` while the block runs, waiting for another process that
+    holds it (a short critical section, e.g. reading and extending a suite's shared record). Without ``fcntl``
+    (Windows) nothing is held.
+
+    Args:
+        lock: lock file (created; its folder must exist).
+    """
+    with open(lock, "a") as file:
+        if fcntl is not None:
+            fcntl.flock(file, fcntl.LOCK_EX)  # released when the file closes, or the process ends
+        yield
+
+
 def train_cached(cfg: RunConfig, run_dir: Path, keep_runs: bool = False) -> tuple[Path, float]:
     """Train ``cfg`` in ``run_dir``; reuse the finished training there, or resume the interrupted one, when its
     config and source match.
@@ -200,6 +216,9 @@ def train_cached(cfg: RunConfig, run_dir: Path, keep_runs: bool = False) -> tupl
     if not resume:  # another run's weights never carry on under this run's name
         for stale in (started, checkpoint):
             stale.unlink(missing_ok=True)
+    elif "seconds" not in (state := load_checkpoint(checkpoint)):
+        # Written before the trainer kept its seconds: it carries on from those the run's start record counted.
+        save_checkpoint(checkpoint, {**state, "seconds": float(begun.get("seconds", 0.0))})
     sources = list(dict.fromkeys([*sources, source_fingerprint()]))  # every source that trained it, in order
     record = {"key": _training_key(cfg, False), "sources": sources}
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -209,8 +228,8 @@ def train_cached(cfg: RunConfig, run_dir: Path, keep_runs: bool = False) -> tupl
     else:
         atomic_write_text(started, json.dumps(record, indent=1))  # what is training here
         train(cfg, run_dir, resume=resume, force=not resume)
-    # The trainer keeps the run's seconds over all its pieces in the checkpoint (a run resumed from a checkpoint
-    # written before it did counts from there); a weightless run has the time of its checkpoint.
+    # The trainer keeps the run's seconds over all its pieces in the checkpoint; a weightless run has the time of
+    # its checkpoint.
     seconds = load_checkpoint(checkpoint).get("seconds", time.perf_counter() - start)
     atomic_write_text(marker, json.dumps({**record, "seconds": seconds}, indent=1))
     return checkpoint, seconds
