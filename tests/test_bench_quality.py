@@ -242,7 +242,8 @@ def test_quick_methods_suite_end_to_end(
     assert main([*argv, "--force", "--finished-only", "--seeds", "2"]) == 0
     progress = json.loads((out / "methods.json").read_text())
     assert progress["runs"] == report["runs"] and progress["finished_only"]
-    assert "a progress report" in (out / "methods.md").read_text()
+    n = len(METHODS)
+    assert f"a progress report: {2 * n} of the {4 * n} runs finished so far" in (out / "methods.md").read_text()
     assert main([*argv, "--force", "--finished-only", "--out", str(tmp_path / "empty")]) == 1
     # A run that another live process holds is left to it (several processes share one suite's runs).
     held = out / "runs" / "methods" / "edsr" / "bicubic" / "subject-2-seed1"
@@ -252,7 +253,7 @@ def test_quick_methods_suite_end_to_end(
     shared = json.loads((out / "methods.json").read_text())
     assert {(r["degradation"], r["seed"]) for r in shared["runs"]} == {("bicubic", 0), ("kspace", 0), ("kspace", 1)}
     assert not (held / "last.pt").exists() and shared["partial"]
-    assert "a progress report" in (out / "methods.md").read_text()
+    assert "a progress report: 3 of the 4 runs finished so far" in (out / "methods.md").read_text()
     # A row of another suite that is the same model and config (modules' complete = methods' fasr) is not
     # trained again: the finished run serves it.
     assert main([*argv[:3], "modules", *argv[4:], "--only", "complete"]) == 0

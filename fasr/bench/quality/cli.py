@@ -248,6 +248,7 @@ def run(args: argparse.Namespace) -> int:
         "compute_hours": sum(r.wall_s for r in results) / 3600,  # training and scoring, every run tabulated
         "finished_only": args.finished_only,
         "partial": args.finished_only or unfinished > 0,  # some runs asked for are not in the tables
+        "runs_asked": len(entries) * runs_per_row * len(degradations),
     }
     claims = {d: report.claims(args.suite, [r for r in results if r.degradation == d]) for d in degradations}
     out.mkdir(parents=True, exist_ok=True)

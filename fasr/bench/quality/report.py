@@ -301,6 +301,7 @@ def _claim_lines(suite: str, found: list[Claim], rows: list[RowSummary]) -> list
 def markdown(tables: dict[str, list[RowSummary]], found: dict[str, list[Claim]], meta: dict[str, Any]) -> str:
     """The ``<suite>.md`` tables (one per degradation), the claims and the provenance lines."""
     tested = f"; test subject(s) {', '.join(meta['test_subjects'])}, scored once" if meta["test_subjects"] else ""
+    runs = sum(r.runs for rows in tables.values() for r in rows)
     lines = [
         f"# Quality benchmark: `{meta['suite']}`",
         "",
@@ -325,12 +326,11 @@ def markdown(tables: dict[str, list[RowSummary]], found: dict[str, list[Claim]],
         f"- data: `{meta['data']}`; base config: `{meta['base']}`, plus `{json.dumps(meta['deltas'])}`"
         + (f" and `--set {' '.join(meta['overrides'])}`" if meta["overrides"] else ""),
         f"- degradations: {', '.join(meta['degradations'])}; seeds: {meta['seeds']}"
-        + ("; **a progress report: the runs finished so far only**"
+        + (f"; **a progress report: {runs} of the {meta['runs_asked']} runs finished so far**"
            + (" (`--finished-only`)" if meta["finished_only"] else " (others are still training elsewhere)")
            if meta["partial"] else ""),
         f"- step budget: {meta['budget']}",
-        f"- compute: {meta['compute_hours']:.1f} h of training and scoring, summed over the "
-        f"{sum(r.runs for rows in tables.values() for r in rows)} runs tabulated",
+        f"- compute: {meta['compute_hours']:.1f} h of training and scoring, summed over the {runs} runs tabulated",
         "",
     ]
     return "\n".join(lines)
