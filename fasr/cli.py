@@ -32,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("fasr.training.cli", "train a model from a YAML config"),
     "eval": ("fasr.evaluation.cli", "score a checkpoint (PSNR/SSIM/NMSE) beside bicubic"),
     "figure": ("fasr.evaluation.figures", "residual-map figures and validation-PSNR curves"),
-    "pretrain-extractor": ("fasr.training.pretrain", "train the MRI VGG19 feature network (cross-contrast)"),
+    "pretrain-extractor": ("fasr.training.pretrain", "train an MRI feature network (VGG19 or a Table II ResNet)"),
     "export": ("fasr.training.export", "reduce a training checkpoint to fp16 inference weights"),
     "prepare": ("fasr.data.prepare", "write a memory-mappable slice cache from a dataset"),
     "params": ("fasr.bench.params", "parameters and FLOPs per backbone (Table II)"),

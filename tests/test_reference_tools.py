@@ -34,6 +34,19 @@ def test_pretrain_extractor_writes_a_torchvision_file_that_loads(tmp_path: Path)
     assert torch.equal(model.extractor.net.features[0].weight, state["features.0.weight"].float())
 
 
+def test_pretrain_extractor_also_pretrains_a_table_ii_resnet(tmp_path: Path) -> None:
+    root = write_brats(tmp_path / "brats", ["a", "b", "c"])
+    out = tmp_path / "mri-resnet18.pth"
+    data = json.dumps({**_DATA, "root": str(root), "val_subjects": ["c"]})
+    argv = ["pretrain-extractor", "--out", str(out), "--set", f"data={data}", "--set", "backbone=resnet18"]
+    assert main([*argv, "--set", "steps=1", "--set", "batch_size=2"]) == 0
+    state = torch.load(out, weights_only=True)
+    assert "layer3.1.conv2.weight" in state and "layer4.0.conv1.weight" not in state  # through layer3 (1/4 grid)
+    model = build_model(from_dict(RunConfig, {"model": {"backbone": "resnet18", "backbone_weights": str(out),
+                                                        "n_feats": 8}}).model)
+    assert torch.equal(model.extractor.net.layer3[1].conv2.weight, state["layer3.1.conv2.weight"].float())
+
+
 @pytest.mark.slow
 def test_bench_reference_quick_runs_and_writes_its_report(tmp_path: Path) -> None:
     root = write_brats(tmp_path / "brats", ["a", "b", "c"], shape=(48, 48, 8))

@@ -1,6 +1,7 @@
 """``fasr pretrain-extractor``: a fixed MRI feature network in place of the unavailable ImageNet VGG19 (ours).
 
-The VGG19 texture extractor (through relu3_1, torchvision key names) is trained on co-registered multi-contrast
+The texture extractor (VGG19 through relu3_1, or with ``backbone`` a ResNet through ``layer3``; torchvision key
+names) is trained on co-registered multi-contrast
 volumes with a cross-contrast contrastive objective: the same position in two contrasts of one subject is the
 positive, every other position of the other image a negative (InfoNCE on the 3x3-patch cosine of centred 1/4-grid
 features, exactly the correlation the alignment modules match with). Each view is, at random, the HR slice or
@@ -41,6 +42,8 @@ class PretrainConfig:
 
     Args:
         data: the volumes (train split only: validation and test subjects are never seen).
+        backbone: ``vgg19`` (the shipped network's) or ``resnet18`` / ``resnet34``: a Table II extractor that
+            starts, like the VGG19, from this MRI pretext instead of random weights (ours).
         steps: optimiser steps.
         batch_size: slice pairs per step.
         lr: Adam learning rate.
@@ -50,6 +53,7 @@ class PretrainConfig:
     """
 
     data: DataConfig = field(default_factory=DataConfig)
+    backbone: str = "vgg19"
     steps: int = 400
     batch_size: int = 8
     lr: float = 2e-4
@@ -93,12 +97,12 @@ def pretrain_extractor(cfg: PretrainConfig, out: Path, log=print) -> Path:
     dataset = build_dataset(data, "train", scale=max(cfg.degrade_scales), train=True)
     if len(dataset) < cfg.batch_size:
         raise FasrError(f"{len(dataset)} training slices, fewer than one batch of {cfg.batch_size}; add data.root")
-    extractor = TextureExtractor("vgg19", "public", deepest=QUERY_GRID, weights=None)
+    extractor = TextureExtractor(cfg.backbone, "public", deepest=QUERY_GRID, weights=None)
     head = CrossAttention(("1/4",), "pooled", Matcher())
     optimizer = torch.optim.Adam(extractor.parameters(), lr=cfg.lr)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
                         collate_fn=lambda s: (torch.stack([x.hr for x in s]), torch.stack([x.ref for x in s])))
-    log(f"pretraining the VGG19 extractor on {len(dataset)} slice pairs for {cfg.steps} steps")
+    log(f"pretraining the {cfg.backbone} extractor on {len(dataset)} slice pairs for {cfg.steps} steps")
     step, start = 0, time.perf_counter()
     while step < cfg.steps:
         for hr, ref in loader:
@@ -128,7 +132,7 @@ def pretrain_extractor(cfg: PretrainConfig, out: Path, log=print) -> Path:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = "example: fasr pretrain-extractor --config configs/pretrain-extractor.yaml --out mri-vgg19.pth"
     parser.add_argument("--config", help="YAML with a data: section and the PretrainConfig fields")
-    parser.add_argument("--out", required=True, help="output .pth file (torchvision VGG19 key names, fp16)")
+    parser.add_argument("--out", required=True, help="output .pth file (torchvision key names, fp16)")
     add_set_argument(parser, "steps=200")
 
 
