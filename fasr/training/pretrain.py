@@ -18,6 +18,7 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch.utils.data import DataLoader
@@ -53,7 +54,7 @@ class PretrainConfig:
     """
 
     data: DataConfig = field(default_factory=DataConfig)
-    backbone: str = "vgg19"
+    backbone: Literal["vgg19", "resnet18", "resnet34"] = "vgg19"
     steps: int = 400
     batch_size: int = 8
     lr: float = 2e-4

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from fasr.bench.quality import report
 from fasr.bench.quality.budget import seconds_per_step, steps_for_budget
-from fasr.bench.quality.runs import RunResult, claimed, finished_anywhere, held, train_and_score
+from fasr.bench.quality.runs import RunResult, as_stored, claimed, finished_anywhere, held, train_and_score
 from fasr.bench.quality.suites import (
     DEFAULT_BASE,
     DEGRADATIONS,
@@ -110,13 +110,13 @@ def _step_budget(
     if args.steps:
         return args.steps, f"fixed, {args.steps} steps (--steps)"
     path = suite_dir / BUDGET_FILE
-    asked = json.loads(json.dumps({  # as it reads back from the file (tuples become lists)
+    asked = as_stored({
         "budget_minutes": args.budget_minutes,
         "rows": [e.label for e in entries],
         "runs_per_row": runs_per_row,
         "base": base,
         "overrides": args.overrides,
-    }))
+    })
     suite_dir.mkdir(parents=True, exist_ok=True)
     with held(suite_dir / f".{BUDGET_FILE}.lock"):  # one process times, the others wait and read its count
         kept = json.loads(path.read_text()) if path.is_file() else []

@@ -65,6 +65,11 @@ def _spread(mean: float, std: float, digits: int, runs: int) -> str:
     return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if runs > 1 else "")
 
 
+def _trained_runs_plateaued(runs: list[RunResult]) -> bool:
+    """Whether every trained run (one with parameters) reached its plateau (:func:`stats.is_plateau`)."""
+    return all(is_plateau(r.plateau_gain) for r in runs if r.params)
+
+
 def summarize(results: list[RunResult]) -> list[RowSummary]:
     """One row per label (in first-seen order): mean and sample standard deviation over its runs."""
     rows = []
@@ -89,7 +94,7 @@ def summarize(results: list[RunResult]) -> list[RowSummary]:
                 wall_s=statistics.fmean(r.wall_s for r in runs),
                 runs=len(runs),
                 plateau_gain_max=max(gains) if gains else math.nan,
-                plateaued=bool(runs[0].params) and all(is_plateau(r.plateau_gain) for r in runs),
+                plateaued=bool(runs[0].params) and _trained_runs_plateaued(runs),
                 steps_max=max(steps),
                 test_psnr_mean=test[0],
                 test_psnr_std=test[1],
@@ -231,7 +236,7 @@ def claims(suite: str, results: list[RunResult]) -> list[Claim]:
     for (hi, lo, kind, test, leanings), p_holm in zip(tested, adjusted):
         paper_diff = paper[hi] - paper[lo]
         agree = sum(1 for d in leanings if d != 0 and d == test.direction)
-        plateaued = all(is_plateau(r.plateau_gain) for r in by_label[hi] + by_label[lo] if r.params)
+        plateaued = _trained_runs_plateaued(by_label[hi] + by_label[lo])
         found.append(Claim(hi, lo, kind, paper_diff, test.mean_diff, test.median_diff, test.p_value, p_holm, agree,
                            len(leanings), test.n, split, _verdict(p_holm, test.direction, paper_diff, agree,
                                                                   len(leanings)), plateaued))
@@ -278,18 +283,18 @@ def _claim_lines(suite: str, found: list[Claim], rows: list[RowSummary]) -> list
         f"signed-rank p (two-sided) and that p Holm-adjusted over the {len(tested)} claims tested. A claim holds or "
         f"is reversed when the adjusted p < {SIGNIFICANCE} (direction: the test's rank sums) and at least two "
         "shared seed runs, each tested alone, all lean that way (column seeds: those that do, of those shared); "
-        "the slices of one "
-        "subject are correlated, so p alone would overstate the evidence. † a row of the claim stopped at the "
-        "step budget before its plateau.",
+        "the slices of one subject are correlated, so p alone would overstate the evidence. † a row of the claim "
+        "stopped at the step budget before its plateau.",
         "",
         "| claim | kind | paper (dB) | here: mean / median (dB) | slices | seeds | p | p (Holm) | verdict |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for c in found:
-        name = f"{c.reference} > {c.row}" + ("" if c.plateaued or c.verdict == "untested" else " †")
+        name = f"{c.reference} > {c.row}"
         if c.verdict == "untested":
             lines.append(f"| {name} | {c.kind} | {c.paper_diff:+.2f} | - | - | - | - | - | untested |")
             continue
+        name += "" if c.plateaued else " †"
         lines.append(
             f"| {name} | {c.kind} | {c.paper_diff:+.2f} | {c.diff:+.2f} / {c.median_diff:+.2f} | {c.slices} | "
             f"{c.seeds_agree}/{c.seeds} | {c.p_value:.2g} | {c.p_holm:.2g} | {c.verdict} |"

@@ -30,6 +30,7 @@ __all__ = [
     "RunResult",
     "claimed",
     "held",
+    "as_stored",
     "source_fingerprint",
     "parameters",
     "train_cached",
@@ -106,13 +107,14 @@ def parameters(cfg: RunConfig) -> int:
     return sum(p.numel() for p in build_model(cfg.model).parameters())
 
 
-def _as_stored(key: dict) -> dict:
-    return json.loads(json.dumps(key))  # as it reads back from a record (tuples become lists)
+def as_stored(value: dict) -> dict:
+    """``value`` as it reads back from a JSON record (tuples become lists), to compare with one."""
+    return json.loads(json.dumps(value))
 
 
 def _training_key(cfg: RunConfig, keep_runs: bool) -> dict:
     """What a training is: its config and, unless ``keep_runs``, the source that trained it."""
-    return _as_stored({"config": to_dict(cfg), "source": "any" if keep_runs else source_fingerprint()})
+    return as_stored({"config": to_dict(cfg), "source": "any" if keep_runs else source_fingerprint()})
 
 
 def _record_key(cfg: RunConfig, eval_slices: int, keep_runs: bool) -> dict:
