@@ -241,6 +241,19 @@ def test_pyproject_license_is_spdx_without_setuptools_warnings():
     assert sys.version_info >= (3, 10)
 
 
+def test_every_shipped_weights_file_is_package_data():
+    """A wheel (not only an editable install) carries every file of fasr/pretrained (it once left out the .pth)."""
+    from fnmatch import fnmatch
+
+    from setuptools.config.pyprojecttoml import apply_configuration
+    from setuptools.dist import Distribution
+
+    globs = apply_configuration(Distribution(), REPO / "pyproject.toml").package_data["fasr"]
+    shipped = [p.relative_to(REPO / "fasr").as_posix() for p in (REPO / "fasr" / "pretrained").iterdir() if p.is_file()]
+    assert [f for f in shipped if f.endswith((".pt", ".pth", ".json"))], "nothing shipped"
+    assert [f for f in shipped if not f.endswith(".py") and not any(fnmatch(f, g) for g in globs)] == []
+
+
 def test_symlink_loop_is_one_line(tmp_path, probe, capsys):
     (tmp_path / "a.nii.gz").symlink_to(tmp_path / "b.nii.gz")
     (tmp_path / "b.nii.gz").symlink_to(tmp_path / "a.nii.gz")
