@@ -95,6 +95,15 @@ def _display(path: Path) -> str:
     return os.path.relpath(resolved, REPO_ROOT) if resolved.is_relative_to(REPO_ROOT.parent) else str(resolved)
 
 
+def _residuals(runs: dict[str, RunResult], path: Path) -> Path | None:
+    """The residual figure of the rows whose run folder still has its weights (records alone have none)."""
+    weighed = {label: r for label, r in runs.items() if (Path(r.run_dir) / "last.pt").is_file()}
+    if len(weighed) < len(runs):
+        left = ", ".join(label for label in runs if label not in weighed)
+        print(f"{path.name}: left out {left} (a run folder with its records but not its weights)")
+    return report.residual_figure(weighed, path) if weighed else None
+
+
 def _step_budget(
     args: argparse.Namespace, base: dict, entries: list[Entry], runs_per_row: int, suite_dir: Path
 ) -> tuple[int, str]:
@@ -266,7 +275,7 @@ def run(args: argparse.Namespace) -> int:
         outputs[".json"],
         outputs[".md"],
         report.score_figure(tables[degradations[0]], title, outputs[".png"]),
-        report.residual_figure(first_runs, outputs["-residuals.png"]),
+        _residuals(first_runs, outputs["-residuals.png"]),
         report.curve_figure(first_runs, outputs["-curves.png"]),
     ]
     print(f"wrote {', '.join(str(p) for p in written if p is not None)}")
