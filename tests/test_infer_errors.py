@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
 import sys
 import time
 import warnings
@@ -249,9 +250,22 @@ def test_every_shipped_weights_file_is_package_data():
     from setuptools.dist import Distribution
 
     globs = apply_configuration(Distribution(), REPO / "pyproject.toml").package_data["fasr"]
-    shipped = [p.relative_to(REPO / "fasr").as_posix() for p in (REPO / "fasr" / "pretrained").iterdir() if p.is_file()]
+    folder = REPO / "fasr" / "pretrained"
+    shipped = [p.relative_to(REPO / "fasr").as_posix() for p in folder.iterdir() if p.is_file() and p.suffix != ".tmp"]
     assert [f for f in shipped if f.endswith((".pt", ".pth", ".json"))], "nothing shipped"
     assert [f for f in shipped if not f.endswith(".py") and not any(fnmatch(f, g) for g in globs)] == []
+
+
+def test_every_shipped_weights_file_is_committed():
+    """A clone has what the registries name (an untracked file would pass every other test on this machine)."""
+    from fasr.models.backbones import SHIPPED_WEIGHTS
+    from fasr.pretrained import PRETRAINED
+
+    listed = subprocess.run(["git", "ls-files", "fasr/pretrained"], cwd=REPO, capture_output=True, text=True)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout")
+    files = [*SHIPPED_WEIGHTS["mri"].values(), *(m.path for m in PRETRAINED.values())]
+    assert [str(f) for f in files if f.relative_to(REPO).as_posix() not in listed.stdout.split()] == []
 
 
 def test_symlink_loop_is_one_line(tmp_path, probe, capsys):

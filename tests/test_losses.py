@@ -113,7 +113,7 @@ def test_perceptual_without_a_network_is_off_and_says_so(tmp_path: Path, monkeyp
     """No fixed network: the term is off (never the model's own extractor) and the source says why."""
     loss, source = build_loss(LossConfig(preset="paper", perceptual_weights=None).resolved(), "public")
     assert loss.perceptual is None and source.startswith("off: loss.perceptual_weights is null")
-    monkeypatch.setitem(SHIPPED_WEIGHTS, "mri", tmp_path / "absent.pth")
+    monkeypatch.setitem(SHIPPED_WEIGHTS["mri"], "vgg19", tmp_path / "absent.pth")
     loss, source = build_loss(LossConfig(preset="paper").resolved(), "public")
     assert loss.perceptual is None and "not installed" in source
     sr, hr = _pair()

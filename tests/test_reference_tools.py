@@ -14,8 +14,10 @@ from conftest import head_phantom, write_brats, write_brats_subject
 from fasr.checkpoint import save_checkpoint
 from fasr.cli import main
 from fasr.config import RunConfig, from_dict, to_dict
+from fasr.errors import FasrError
 from fasr.models import build_model
-from fasr.models.backbones import VGG19, load_torchvision_weights
+from fasr.models.backbones import SHIPPED_WEIGHTS, VGG19, ResNet, load_torchvision_weights
+from fasr.models.extractor import TextureExtractor
 
 _DATA = {"kind": "brats", "target": "t2", "reference": "t1", "slice_size": 48, "patch_size": 32, "min_foreground": 0.01}
 
@@ -45,6 +47,31 @@ def test_pretrain_extractor_also_pretrains_a_table_ii_resnet(tmp_path: Path) -> 
     model = build_model(from_dict(RunConfig, {"model": {"backbone": "resnet18", "backbone_weights": str(out),
                                                         "n_feats": 8}}).model)
     assert torch.equal(model.extractor.net.layer3[1].conv2.weight, state["layer3.1.conv2.weight"].float())
+
+
+def test_mri_weights_name_the_shipped_extractor_of_the_model_s_own_backbone(tmp_path: Path, monkeypatch) -> None:
+    """``backbone_weights: mri`` loads mri-resnet18.pth into a ResNet-18 (Table II starts every row pretrained)."""
+    state = {k: v.half() for k, v in ResNet(18).state_dict().items()}
+    torch.save(state, tmp_path / "mri-resnet18.pth")
+    monkeypatch.setitem(SHIPPED_WEIGHTS["mri"], "resnet18", tmp_path / "mri-resnet18.pth")
+    model = build_model(from_dict(RunConfig, {"model": {"backbone": "resnet18", "n_feats": 8}}).model)
+    assert torch.equal(model.extractor.net.conv1.weight, state["conv1.weight"].float())
+    monkeypatch.setitem(SHIPPED_WEIGHTS["mri"], "resnet34", tmp_path / "absent.pth")
+    with pytest.raises(FasrError, match="pretrain-extractor.yaml --set backbone=resnet34 --out .*absent.pth"):
+        build_model(from_dict(RunConfig, {"model": {"backbone": "resnet34", "n_feats": 8}}).model)
+    # Taps the shipped file does not reach start random, and the warning names where the file ends.
+    with pytest.warns(UserWarning, match="'mri' vgg19 ends at relu3_1"):
+        TextureExtractor("vgg19", "paper", weights="mri")
+    with pytest.warns(UserWarning, match="'mri' resnet18 ends at layer3"):
+        TextureExtractor("resnet18", deepest="1/8", weights="mri")
+
+
+@pytest.mark.parametrize("backbone", ["vgg19", "resnet18", "resnet34"])
+def test_every_shipped_extractor_fills_its_backbone_to_the_quarter_grid(backbone: str) -> None:
+    net = VGG19(last="relu3_1") if backbone == "vgg19" else ResNet(int(backbone[6:]), last="layer3")
+    assert load_torchvision_weights(net, "mri") == []  # the shipped file, every key used, none left over
+    if backbone != "vgg19":  # trained, not a random file with the right keys: 600 steps x 2 views went through
+        assert int(net.bn1.num_batches_tracked) == 1200 and not torch.allclose(net.bn1.running_var, torch.ones(64))
 
 
 @pytest.mark.slow

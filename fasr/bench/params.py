@@ -42,7 +42,7 @@ def backbone_rows(scale: int = 4, size: int = 256) -> list[dict]:
 
     rows = []
     for backbone in PAPER_TABLE_II:
-        model = build_model(ModelConfig(name="fasr", scale=scale, backbone=backbone)).eval()
+        model = build_model(ModelConfig(name="fasr", scale=scale, backbone=backbone, backbone_weights=None)).eval()
         net = model.extractor.net
         x = torch.zeros(1, 3, size, size)
         counter = FlopCounterMode(display=False)

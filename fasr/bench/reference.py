@@ -57,7 +57,8 @@ from fasr.provenance import provenance
 from fasr.scoring.volumes import predict_volumes, score_predictions, spread_indices
 
 __all__ = [
-    "CONDITIONS", "SECTIONS", "SHIFTS", "ROTATIONS", "run_reference_bench", "other_pairs", "add_arguments", "run",
+    "CONDITIONS", "SECTIONS", "SHIFTS", "ROTATIONS", "run_reference_bench", "other_pairs", "matching_diagnostics",
+    "add_arguments", "run",
 ]
 
 CONDITIONS = ("true", "wrong_subject", "shuffled", "noise", "oracle")
@@ -143,7 +144,7 @@ def _wrong_subjects(cfg: RunConfig, held_out: list[PairSource], split: str) -> d
     return out
 
 
-def _diagnostics(
+def matching_diagnostics(
     model: nn.Module, dataset, indices: list[int], device: torch.device, shift: int = 0
 ) -> tuple[list[float], float | None]:
     """Per-slice mean confidence over the target's foreground, and the matching accuracy: the share of foreground
@@ -280,11 +281,12 @@ def _paper_conditions(
     bicubic = conditions["true"]["bicubic"]
     accuracy, conf_true = {}, []
     for s in MATCH_SHIFTS:  # the true reference, shifted
-        confidences, accuracy[str(s)] = _diagnostics(model, dataset("warp", warp=(s, s, 0.0)), indices, device, s)
+        warped = dataset("warp", warp=(s, s, 0.0))
+        confidences, accuracy[str(s)] = matching_diagnostics(model, warped, indices, device, s)
         if s == 0:
             conf_true = confidences
-    conf_wrong, _ = _diagnostics(model, dataset("wrong_subject", other=wrong), indices, device)
-    conf_shuffled, _ = _diagnostics(model, dataset("shuffled"), indices, device)
+    conf_wrong, _ = matching_diagnostics(model, dataset("wrong_subject", other=wrong), indices, device)
+    conf_shuffled, _ = matching_diagnostics(model, dataset("shuffled"), indices, device)
     curve: dict[str, dict[str, float]] = {m: {} for m in models}
     for label, warp in [*((f"shift {s} px", (float(s), 0.0, 0.0)) for s in SHIFTS),
                         *((f"rotation {r} deg", (0.0, 0.0, float(r))) for r in ROTATIONS)]:

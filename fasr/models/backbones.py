@@ -20,11 +20,25 @@ from torch import Tensor, nn
 
 from fasr.errors import FasrError
 
-__all__ = ["VGG19", "VGG19_LAYERS", "ResNet", "BasicBlock", "load_torchvision_weights", "SHIPPED_WEIGHTS"]
+__all__ = [
+    "VGG19",
+    "VGG19_LAYERS",
+    "ResNet",
+    "BasicBlock",
+    "load_torchvision_weights",
+    "backbone_name",
+    "SHIPPED_WEIGHTS",
+]
 
-# Backbone weights shipped inside the package, by name: ``mri`` is a VGG19 through relu3_1 trained on MRI by
-# ``fasr pretrain-extractor`` (cross-contrast contrastive objective; ``docs/model-card.md``), torchvision key names.
-SHIPPED_WEIGHTS: dict[str, Path] = {"mri": Path(__file__).resolve().parents[1] / "pretrained" / "mri-vgg19.pth"}
+# Backbone weights shipped inside the package, by name and backbone: ``mri`` holds the extractors trained on MRI
+# by ``fasr pretrain-extractor`` (its cross-contrast contrastive objective; ``docs/model-card.md``), torchvision key
+# names: the VGG19 through relu3_1 (also the perceptual network) and each ResNet through ``layer3``.
+SHIPPED_WEIGHTS: dict[str, dict[str, Path]] = {
+    "mri": {
+        name: Path(__file__).resolve().parents[1] / "pretrained" / f"mri-{name}.pth"
+        for name in ("vgg19", "resnet18", "resnet34")
+    }
+}
 
 # torchvision vgg19 "E" configuration: channel counts, "M" = max-pool.
 _VGG19_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
@@ -129,7 +143,7 @@ class ResNet(nn.Module):
             stage = [BasicBlock(in_ch, ch, stride)] + [BasicBlock(ch, ch) for _ in range(n - 1)]
             setattr(self, f"layer{i + 1}", nn.Sequential(*stage))
             in_ch = ch
-        self.n_stages = n_stages
+        self.n_stages, self.depth = n_stages, depth
 
     def forward(self, x: Tensor, taps: list[str]) -> dict[str, Tensor]:
         x = self.relu(self.bn1(self.conv1(x)))
@@ -139,6 +153,15 @@ class ResNet(nn.Module):
             if f"layer{i}" in taps:
                 out[f"layer{i}"] = x
         return out
+
+
+def backbone_name(module: nn.Module) -> str:
+    """The :data:`SHIPPED_WEIGHTS` key of a :class:`VGG19` or :class:`ResNet` (``vgg19``, ``resnet18``, ...)."""
+    if isinstance(module, ResNet):
+        return f"resnet{module.depth}"
+    if isinstance(module, VGG19):
+        return "vgg19"
+    raise FasrError(f"no shipped weights for a {type(module).__name__}; pass a weights file instead")
 
 
 def load_torchvision_weights(module: nn.Module, path: str | Path) -> list[str]:
@@ -153,7 +176,10 @@ def load_torchvision_weights(module: nn.Module, path: str | Path) -> list[str]:
     """
     hint = "download it on a machine with internet (torchvision's model zoo) and pass its path"
     if str(path) in SHIPPED_WEIGHTS:
-        path, hint = SHIPPED_WEIGHTS[str(path)], "reinstall fasr, or write the file with `fasr pretrain-extractor`"
+        backbone = backbone_name(module)
+        path = SHIPPED_WEIGHTS[str(path)][backbone]
+        hint = (f"reinstall fasr, or write it with `fasr pretrain-extractor --config configs/pretrain-extractor.yaml "
+                f"--set backbone={backbone} --out {path}`")
     path = Path(path)
     if not path.is_file():
         raise FasrError(f"backbone weights file '{path}' not found; {hint}")

@@ -63,8 +63,8 @@ class ModelConfig:
             ``docs/performance.md``); 0 = the whole image, as the paper (the ``paper-*`` configs; needed for
             ``attention_score: softmax``).
         backbone_weights: torchvision-format checkpoint for the extractor: ``mri`` (default) = the shipped MRI
-            VGG19 (``fasr pretrain-extractor``; VGG19 through relu3_1 only, others start random), a file (e.g.
-            ImageNet), or None = random init.
+            extractor of ``backbone`` (``fasr pretrain-extractor``; VGG19 through relu3_1, ResNets through
+            ``layer3``: deeper taps start random), a file (e.g. ImageNet), or None = random init.
         ref_degradation: how the model makes I_Ref-down-up: ``auto`` (default) = the LR's nominal degradation with
             its window (``fasr.data.degrade.nominal_spec`` of ``data.degradation``, Section III-A's domain
             consistency), or a spec: ``bicubic``, ``kspace``, ``kspace:hamming``, ``kspace:tukey:0.5``,

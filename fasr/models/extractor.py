@@ -43,8 +43,8 @@ class TextureExtractor(nn.Module):
         deepest: the coarsest grid that will ever be requested (``"1/4"`` unless the M-A pyramid uses deep
             features); layers below it are not built.
         weights: torchvision-format checkpoint for the backbone (an ImageNet file, or ``mri``: the shipped MRI
-            VGG19 through relu3_1, used by VGG19 extractors that stop at the 1/4 grid; other backbones and
-            deeper extractors start from random weights with ``mri``); None = random init.
+            extractor of this backbone, VGG19 through relu3_1 or ResNet through ``layer3``, used by extractors
+            that stop at the 1/4 grid; deeper extractors start from random weights with ``mri``); None = random.
     """
 
     def __init__(
@@ -70,7 +70,8 @@ class TextureExtractor(nn.Module):
         self.grids = grids
         self.weights = weights if weights not in SHIPPED_WEIGHTS or self._takes_shipped() else None
         if weights and not self.weights:
-            warnings.warn(f"the shipped '{weights}' weights are a VGG19 through relu3_1; this {backbone} extractor "
+            last = "relu3_1" if backbone == "vgg19" else "layer3"
+            warnings.warn(f"the shipped '{weights}' {backbone} ends at {last}; this extractor "
                           f"(taps {sorted(self.taps.values())}) starts from random weights", stacklevel=2)
         if self.weights:
             load_torchvision_weights(self.net, self.weights)
@@ -78,9 +79,8 @@ class TextureExtractor(nn.Module):
         self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     def _takes_shipped(self) -> bool:
-        """The shipped MRI VGG19 stops at relu3_1: it fits VGG19 extractors that go no deeper than 1/4."""
-        shallow = self.grids[-1] in ("1", "1/2", "1/4") and "relu3_2" not in self.taps.values()
-        return self.backbone_name == "vgg19" and shallow
+        """The shipped MRI extractors stop at relu3_1 / ``layer3``: they fit extractors no deeper than that."""
+        return self.grids[-1] in ("1", "1/2", "1/4") and "relu3_2" not in self.taps.values()
 
     def forward(self, x: Tensor, grids: tuple[str, ...]) -> dict[str, Tensor]:
         """Features of ``x`` (B, 1, H, W) on [-1, 1] for each requested grid; H, W divisible by 4.

@@ -32,8 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--backbone-weights",
         type=Path,
         metavar="FILE",
-        help="torchvision-format VGG19 checkpoint to start the texture extractor from (e.g. ImageNet "
-        "vgg19-dcbb9e9d.pth or a fasr pretrain-extractor output; default: the shipped MRI VGG19)",
+        help="torchvision-format checkpoint of model.backbone to start the texture extractor from (e.g. ImageNet "
+        "vgg19-dcbb9e9d.pth or a fasr pretrain-extractor output; default: the shipped MRI extractor of that backbone)",
     )
 
 

@@ -150,8 +150,9 @@ def build_loss(cfg: LossConfig, feature_levels: Literal["paper", "public"]) -> t
     if weights is None:
         return TotalLoss(cfg, None), "off: loss.perceptual_weights is null (no fixed feature network)"
     if weights in SHIPPED_WEIGHTS:
-        if not SHIPPED_WEIGHTS[weights].is_file():
-            return TotalLoss(cfg, None), f"off: the shipped network '{SHIPPED_WEIGHTS[weights]}' is not installed"
+        shipped = SHIPPED_WEIGHTS[weights]["vgg19"]
+        if not shipped.is_file():
+            return TotalLoss(cfg, None), f"off: the shipped network '{shipped}' is not installed"
         grid, source = SHIPPED_PERCEPTUAL_GRID, "mri-vgg19"
         net = TextureExtractor("vgg19", "public", deepest=grid, weights=weights)
     else:

@@ -96,12 +96,16 @@ def _display(path: Path) -> str:
 
 
 def _residuals(runs: dict[str, RunResult], path: Path) -> Path | None:
-    """The residual figure of the rows whose run folder still has its weights (records alone have none)."""
+    """The residual figure of the rows whose run folder still has its weights (records alone have none); the
+    bicubic row needs none (the figure always shows bicubic). No figure at all removes an earlier one."""
     weighed = {label: r for label, r in runs.items() if (Path(r.run_dir) / "last.pt").is_file()}
-    if len(weighed) < len(runs):
-        left = ", ".join(label for label in runs if label not in weighed)
-        print(f"{path.name}: left out {left} (a run folder with its records but not its weights)")
-    return report.residual_figure(weighed, path) if weighed else None
+    left = [label for label, r in runs.items() if label not in weighed and r.params > 0]
+    if left:
+        print(f"{path.name}: left out {', '.join(left)} (a run folder with its records but not its weights)")
+    if not weighed:
+        path.unlink(missing_ok=True)  # never beside tables it was not drawn from
+        return None
+    return report.residual_figure(weighed, path)
 
 
 def _step_budget(

@@ -101,10 +101,12 @@ def source_fingerprint() -> str:
 
 
 def parameters(cfg: RunConfig) -> int:
-    """Parameters of the model ``cfg`` builds."""
+    """Parameters of the model ``cfg`` builds (counted without reading its initial weights)."""
+    import dataclasses
+
     from fasr.models import build_model
 
-    return sum(p.numel() for p in build_model(cfg.model).parameters())
+    return sum(p.numel() for p in build_model(dataclasses.replace(cfg.model, backbone_weights=None)).parameters())
 
 
 def as_stored(value: dict) -> dict:
