@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -56,6 +57,9 @@ def test_mri_weights_name_the_shipped_extractor_of_the_model_s_own_backbone(tmp_
     monkeypatch.setitem(SHIPPED_WEIGHTS["mri"], "resnet18", tmp_path / "mri-resnet18.pth")
     model = build_model(from_dict(RunConfig, {"model": {"backbone": "resnet18", "n_feats": 8}}).model)
     assert torch.equal(model.extractor.net.conv1.weight, state["conv1.weight"].float())
+    digest = hashlib.sha256((tmp_path / "mri-resnet18.pth").read_bytes()).hexdigest()[:12]
+    assert model.extractor.initial_weights() == f"mri-resnet18.pth (sha256 {digest})"  # what train.log records
+    assert TextureExtractor("resnet18", weights=None).initial_weights() == "random"
     monkeypatch.setitem(SHIPPED_WEIGHTS["mri"], "resnet34", tmp_path / "absent.pth")
     with pytest.raises(FasrError, match="pretrain-extractor.yaml --set backbone=resnet34 --out .*absent.pth"):
         build_model(from_dict(RunConfig, {"model": {"backbone": "resnet34", "n_feats": 8}}).model)

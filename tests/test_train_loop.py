@@ -15,8 +15,9 @@ import yaml
 from conftest import write_brats
 from fasr.checkpoint import load_checkpoint, read_history, save_checkpoint
 from fasr.cli import main
-from fasr.config import save_config
+from fasr.config import ModelConfig, save_config
 from fasr.errors import FasrError
+from fasr.models.backbones import SHIPPED_WEIGHTS
 from fasr.training import trainer as trainer_module
 from fasr.training.trainer import TrainingInterrupted, train
 from test_train_support import register_tiny, tiny_config
@@ -46,6 +47,16 @@ def test_short_run_lowers_the_loss_and_fills_the_run_folder(brats: Path, tmp_pat
     assert best_state["metrics"]["perceptual"] == "off"
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert saved["loss"]["fourier"] == 1.0 and saved["optim"]["lr_rest"] == 1e-2  # presets resolved, explicit kept
+
+
+def test_a_run_records_where_its_texture_extractor_started(brats: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(brats, epochs=1, steps_per_epoch=1)
+    cfg.model = ModelConfig(name="fasr", scale=4, n_feats=8, n_blocks=(1, 1, 1), embed_dim=8)  # backbone_weights mri
+    train(cfg, tmp_path / "run")
+    digest = hashlib.sha256(SHIPPED_WEIGHTS["mri"]["vgg19"].read_bytes()).hexdigest()[:12]
+    source = f"mri-vgg19.pth (sha256 {digest})"
+    assert f"texture extractor starts from: {source}" in (tmp_path / "run" / "train.log").read_text()
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["metrics"]["extractor"] == source
 
 
 def test_two_phase_switch_groups_and_decay(brats: Path, tmp_path: Path) -> None:

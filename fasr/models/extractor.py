@@ -16,13 +16,15 @@ grid       paper name (Fig. 3)               VGG19 tap (paper / public)      cha
 
 from __future__ import annotations
 
+import hashlib
 import warnings
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fasr.models.backbones import SHIPPED_WEIGHTS, VGG19, ResNet, load_torchvision_weights
+from fasr.models.backbones import SHIPPED_WEIGHTS, VGG19, ResNet, backbone_name, load_torchvision_weights
 from fasr.models.grids import GRIDS
 
 __all__ = ["TextureExtractor", "GRIDS", "CHANNELS"]
@@ -73,10 +75,20 @@ class TextureExtractor(nn.Module):
             last = "relu3_1" if backbone == "vgg19" else "layer3"
             warnings.warn(f"the shipped '{weights}' {backbone} ends at {last}; this extractor "
                           f"(taps {sorted(self.taps.values())}) starts from random weights", stacklevel=2)
+        self.weights_file: Path | None = None  # the file the initial weights were read from (None: random)
         if self.weights:
             load_torchvision_weights(self.net, self.weights)
+            shipped = SHIPPED_WEIGHTS.get(self.weights)
+            self.weights_file = shipped[backbone_name(self.net)] if shipped else Path(self.weights)
         self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def initial_weights(self) -> str:
+        """``random``, or the file the initial weights came from with the first 12 hex digits of its SHA-256."""
+        if self.weights_file is None:
+            return "random"
+        digest = hashlib.sha256(self.weights_file.read_bytes()).hexdigest()[:12]
+        return f"{self.weights_file.name} (sha256 {digest})"
 
     def _takes_shipped(self) -> bool:
         """The shipped MRI extractors stop at relu3_1 / ``layer3``: they fit extractors no deeper than that."""

@@ -44,6 +44,7 @@ from fasr.data.types import PairedSample
 from fasr.errors import EXIT_INTERRUPTED, FasrError
 from fasr.models import GROWN_WEIGHTS, WEIGHT_FREE_FIELDS, build_model
 from fasr.models.correspondence import match_target
+from fasr.models.extractor import TextureExtractor
 from fasr.scoring.volumes import BICUBIC, merge_predictions, predict_volumes, score_predictions, spread_indices
 from fasr.training.distributed import DistContext, init_distributed, shutdown
 from fasr.training.logger import LOG_FILE, TB_DIR, RunLogger
@@ -149,6 +150,8 @@ class Trainer:
         if start is not None:
             _load_starting_weights(self.model, *start, self.cfg.init_from)
         self.loss, self.perceptual_source = build_loss(self.cfg.loss, self.cfg.model.feature_levels)
+        extractor = getattr(self.model, "extractor", None)  # a model with a texture extractor (FASR-Net, TTSR)
+        self.extractor_source = extractor.initial_weights() if isinstance(extractor, TextureExtractor) else None
         # Correspondence supervision (ours) for models with alignment modules, when loss.match_weight > 0.
         self.supervise_matching = self.loss.match_weight > 0 and hasattr(self.model, "align")
         # Degradation randomisation: models that make their own Ref-down-up make it per sample, as its LR was made.
@@ -282,6 +285,7 @@ class Trainer:
                 "best_psnr": self.best_psnr,
                 "validations": self.validations,
                 "perceptual": self.perceptual_source,
+                "extractor": self.extractor_source,
             },
         }
         for name in names:
@@ -341,6 +345,8 @@ class Trainer:
             f"on {self.ctx.device}; {len(self.train_set)} training slices"
         )
         self.log.info(f"perceptual loss (Eq. 23): {self.perceptual_source}")
+        if self.extractor_source and self.step == 0 and not self.cfg.init_from:
+            self.log.info(f"texture extractor starts from: {self.extractor_source}")
         if self.cfg.init_from and self.step == 0:
             self.log.info(f"starting from the weights of '{self.cfg.init_from}' (init_from)")
         if self.supervise_matching:
