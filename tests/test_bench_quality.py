@@ -264,6 +264,13 @@ def test_quick_methods_suite_end_to_end(
         assert r["label"] == "complete" and r["psnr"] == fasr_runs[r["degradation"], r["seed"]]["psnr"]
         assert r["run_dir"] == fasr_runs[r["degradation"], r["seed"]]["run_dir"]
     assert not list((out / "runs" / "modules").rglob("last.pt"))
+    # modules' wo-fa is methods' ttsr (the same network under another name): the ttsr runs serve it too.
+    assert main([*argv[:3], "modules", *argv[4:], "--force", "--only", "wo-fa"]) == 0
+    ttsr_runs = {(r["degradation"], r["seed"]): r for r in report["runs"] if r["label"] == "ttsr"}
+    wo_fa = json.loads((out / "modules.json").read_text())["runs"]
+    assert {(r["degradation"], r["seed"]): (r["label"], r["run_dir"]) for r in wo_fa} == {
+        key: ("wo-fa", r["run_dir"]) for key, r in ttsr_runs.items()}
+    assert not list((out / "runs" / "modules").rglob("last.pt"))
     # A run's records without its weights (kept in a repository, copied to a new machine) still count as
     # finished: the tables are the same, and only the residual maps, which need the weights, leave the row out.
     records = tmp_path / "records"

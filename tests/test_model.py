@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from fasr import FASRNet
 from fasr.errors import FasrError
-from fasr.models import USES, ModelConfig, build_model
+from fasr.models import USES, ModelConfig, build_model, canonical
 from fasr.models.backbones import VGG19, ResNet, load_torchvision_weights
 from fasr.models.extractor import CHANNELS, TextureExtractor
 from fasr.models.matching import (
@@ -170,6 +170,17 @@ def test_ttsr_is_cross_attention() -> None:
     model = build_model(ModelConfig(name="ttsr", **{k: v for k, v in TINY.items() if k in USES["ttsr"]}))
     assert model.alignment == "cross_attention" and list(model.align) == ["cross_attention"]
     assert model.align["cross_attention"].levels == ("1/4",)
+    # The "w/o FA" ablation is the same network, weight for weight: one training serves both rows.
+    torch.manual_seed(0)
+    ttsr = build_model(ModelConfig(name="ttsr", **{k: v for k, v in TINY.items() if k in USES["ttsr"]})).state_dict()
+    torch.manual_seed(0)
+    wo_fa = build_model(ModelConfig(name="fasr", alignment="cross_attention", **TINY)).state_dict()
+    assert ttsr.keys() == wo_fa.keys() and all(torch.equal(ttsr[k], wo_fa[k]) for k in ttsr)
+    # Fields the alias does not read (the S-A embedding width, the M-A pyramid) do not make another network.
+    as_fasr = {"name": "fasr", "alignment": "cross_attention", "embed_dim": 32, "ma_pyramid": "deep", "n_feats": 8}
+    assert canonical(as_fasr) == canonical({"name": "ttsr", "embed_dim": 64, "n_feats": 8}) == {
+        "name": "ttsr", "n_feats": 8}
+    assert canonical({**as_fasr, "alignment": "both"})["name"] == "fasr"  # FASR-Net proper stays itself
 
 
 def _random_levels(b: int, hq: int, wq: int, seed: int) -> list[MatchLevel]:

@@ -17,8 +17,8 @@ from fasr.models.config import ModelConfig, fact, fields_read_by, fields_where
 from fasr.models.output import SROutput
 
 __all__ = [
-    "build_model", "register", "ignored_settings", "MODELS", "USES", "GROWN_WEIGHTS", "WEIGHT_FREE_FIELDS",
-    "SROutput", "ModelConfig",
+    "build_model", "register", "ignored_settings", "canonical", "MODELS", "ALIASES", "USES", "GROWN_WEIGHTS",
+    "WEIGHT_FREE_FIELDS", "SROutput", "ModelConfig",
 ]
 
 # name -> "module:factory"; a factory takes a ModelConfig and returns an nn.Module.
@@ -33,6 +33,9 @@ MODELS: dict[str, str] = {
     "minet": "fasr.models.baselines.minet:from_config",
     "masa": "fasr.models.baselines.masa:from_config",
 }
+# Names that are another registered model with some fields set: the same network, built and trained bit for bit
+# the same (TTSR here is FASR-Net with one-level cross-attention, the Table III "w/o FA" row).
+ALIASES: dict[str, dict[str, str]] = {"ttsr": {"name": "fasr", "alignment": "cross_attention"}}
 # name -> the ModelConfig fields the architecture reads (each field's ``read_by`` fact, fasr.models.config); any
 # other field must keep its default (else an error). Extensions declare theirs in ``register``.
 USES: dict[str, frozenset[str]] = {name: fields_read_by(name) for name in MODELS}
@@ -57,6 +60,16 @@ def ignored_settings(cfg: ModelConfig) -> list[str]:
     unused = every - USES.get(cfg.name, every) - {"ref_degradation"}
     absent = {"backbone_weights"} if cfg.backbone_weights is None else set()
     return [f"model.{f}" for f in sorted(unused - absent) if getattr(cfg, f) != getattr(default, f)]
+
+
+def canonical(model: dict) -> dict:
+    """A ``model`` config mapping (every field, as ``to_dict`` writes it) in a form that two configs of the same
+    network share: a config that is an :data:`ALIASES` model (by name, or by its fields) reads as that alias,
+    with only the fields the alias reads (the others do not change its weights or its training)."""
+    for alias, fields in ALIASES.items():
+        if model.get("name") == alias or all(model.get(k) == v for k, v in fields.items()):
+            return {**{k: v for k, v in model.items() if k in USES[alias]}, "name": alias}
+    return model
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:

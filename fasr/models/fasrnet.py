@@ -198,5 +198,8 @@ def from_config(cfg: ModelConfig) -> FASRNet:
 
 
 def ttsr_from_config(cfg: ModelConfig) -> FASRNet:
-    """Registry factory for ``model.name: ttsr``: FASR-Net with one-level cross-attention (TTSR-style)."""
-    return FASRNet(**{**_kwargs(cfg), "alignment": "cross_attention"})
+    """Registry factory for ``model.name: ttsr``: FASR-Net with one-level cross-attention (TTSR-style), i.e. the
+    ``fasr`` model with the fields of ``fasr.models.ALIASES["ttsr"]``."""
+    from fasr.models import ALIASES
+
+    return from_config(dataclasses.replace(cfg, **ALIASES["ttsr"]))

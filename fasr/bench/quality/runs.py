@@ -124,8 +124,18 @@ def _record_key(cfg: RunConfig, eval_slices: int, keep_runs: bool) -> dict:
     return {**_training_key(cfg, keep_runs), "eval_slices": eval_slices}
 
 
+def _canonical(key: dict) -> dict:
+    """``key`` with its model config in canonical form (``fasr.models.canonical``: ``ttsr`` reads as the ``fasr``
+    model it is), so that a run of one serves the other."""
+    from fasr.models import canonical
+
+    config = key["config"]
+    return {**key, "config": {**config, "model": canonical(config["model"])}}
+
+
 def _same(stored: dict, key: dict) -> bool:
-    """Whether a stored key is ``key``; a ``key`` of source ``any`` matches every source."""
+    """Whether a stored key is ``key`` (both in canonical form); a ``key`` of source ``any`` matches every source."""
+    stored, key = _canonical(stored), _canonical(key)
     return stored == key or (key["source"] == "any" and {**stored, "source": "any"} == key)
 
 
