@@ -228,6 +228,7 @@ def test_quick_methods_suite_end_to_end(
     assert all(f"| {m} |" in table for m in METHODS) and "git commit" in table
     total = sum(run["wall_s"] for run in report["runs"]) / 3600
     assert report["compute_hours"] == pytest.approx(total) and f"- compute: {total:.1f} h" in table
+    assert report["shared_compute_hours"] == 0 and "another suite" not in table  # methods trained all its runs
     assert f"summed over the {2 * len(METHODS)} runs tabulated" in table
     assert "## kspace LR" in table and "| fasr > masa † | full model | +0.44 |" in table
     for figure in ("methods.png", "methods-residuals.png", "methods-curves.png"):
@@ -267,7 +268,10 @@ def test_quick_methods_suite_end_to_end(
     # modules' wo-fa is methods' ttsr (the same network under another name): the ttsr runs serve it too.
     assert main([*argv[:3], "modules", *argv[4:], "--force", "--only", "wo-fa"]) == 0
     ttsr_runs = {(r["degradation"], r["seed"]): r for r in report["runs"] if r["label"] == "ttsr"}
-    wo_fa = json.loads((out / "modules.json").read_text())["runs"]
+    shared = json.loads((out / "modules.json").read_text())
+    wo_fa = shared["runs"]
+    assert shared["compute_hours"] > 0  # every run is methods': all of its compute was counted there
+    assert shared["shared_compute_hours"] == pytest.approx(shared["compute_hours"])
     assert {(r["degradation"], r["seed"]): (r["label"], r["run_dir"]) for r in wo_fa} == {
         key: ("wo-fa", r["run_dir"]) for key, r in ttsr_runs.items()}
     assert not list((out / "runs" / "modules").rglob("last.pt"))

@@ -259,6 +259,8 @@ def run(args: argparse.Namespace) -> int:
         "budget": budget,
         "lr_decay": from_dict(RunConfig, base).schedule.decay,
         "compute_hours": sum(r.wall_s for r in results) / 3600,  # training and scoring, every run tabulated
+        # ... of which in runs of another suite's rows (<out>/runs/<suite>/<row>/<degradation>/<run>), counted there
+        "shared_compute_hours": sum(r.wall_s for r in results if Path(r.run_dir).parents[2].name != args.suite) / 3600,
         "finished_only": args.finished_only,
         "partial": args.finished_only or unfinished > 0,  # some runs asked for are not in the tables
         "runs_asked": len(entries) * runs_per_row * len(degradations),

@@ -335,7 +335,9 @@ def markdown(tables: dict[str, list[RowSummary]], found: dict[str, list[Claim]],
            + (" (`--finished-only`)" if meta["finished_only"] else " (others are still training elsewhere)")
            if meta["partial"] else ""),
         f"- step budget: {meta['budget']}",
-        f"- compute: {meta['compute_hours']:.1f} h of training and scoring, summed over the {runs} runs tabulated",
+        f"- compute: {meta['compute_hours']:.1f} h of training and scoring, summed over the {runs} runs tabulated"
+        + (f", of which {meta['shared_compute_hours']:.1f} h in runs another suite's rows trained (counted there too)"
+           if meta.get("shared_compute_hours") else ""),
         "",
     ]
     return "\n".join(lines)
