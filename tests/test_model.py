@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -170,12 +172,29 @@ def test_ttsr_is_cross_attention() -> None:
     model = build_model(ModelConfig(name="ttsr", **{k: v for k, v in TINY.items() if k in USES["ttsr"]}))
     assert model.alignment == "cross_attention" and list(model.align) == ["cross_attention"]
     assert model.align["cross_attention"].levels == ("1/4",)
-    # The "w/o FA" ablation is the same network, weight for weight: one training serves both rows.
-    torch.manual_seed(0)
-    ttsr = build_model(ModelConfig(name="ttsr", **{k: v for k, v in TINY.items() if k in USES["ttsr"]})).state_dict()
-    torch.manual_seed(0)
-    wo_fa = build_model(ModelConfig(name="fasr", alignment="cross_attention", **TINY)).state_dict()
+
+
+
+def test_fields_ttsr_does_not_read_do_not_change_the_cross_attention_network() -> None:
+    """What ``canonical`` drops for the alias (every field outside USES["ttsr"]) must not change a FASR-Net with
+    one-level cross-attention: same weights and the same output, so one training serves TTSR and "w/o FA"."""
+    dropped = {"embed_dim": 8, "ma_pyramid": "deep", "sa_key_stride": "1"}
+    assert set(dropped) | {"alignment"} == {f.name for f in dataclasses.fields(ModelConfig)} - USES["ttsr"]
+    lr, ref = torch.rand(1, 1, 16, 16) * 2 - 1, torch.rand(1, 1, 64, 64) * 2 - 1
+    runs = []
+    for cfg in (ModelConfig(name="ttsr", n_feats=8, n_blocks=(1, 1, 1), backbone_weights=None),
+                ModelConfig(name="fasr", alignment="cross_attention", n_feats=8, n_blocks=(1, 1, 1),
+                            backbone_weights=None, **dropped)):
+        torch.manual_seed(0)
+        model = build_model(cfg).eval()
+        with torch.no_grad():
+            runs.append((model.state_dict(), model(lr, ref).sr))
+    (ttsr, out_ttsr), (wo_fa, out_wo_fa) = runs
     assert ttsr.keys() == wo_fa.keys() and all(torch.equal(ttsr[k], wo_fa[k]) for k in ttsr)
+    assert torch.equal(out_ttsr, out_wo_fa)
+    # A field the alias reads keeps two networks apart: CHPF replaced by a decoder is not TTSR.
+    assert canonical({"name": "fasr", "alignment": "cross_attention", "fusion": "decoder"}) != canonical(
+        {"name": "ttsr", "fusion": "chpf"})
     # Fields the alias does not read (the S-A embedding width, the M-A pyramid) do not make another network.
     as_fasr = {"name": "fasr", "alignment": "cross_attention", "embed_dim": 32, "ma_pyramid": "deep", "n_feats": 8}
     assert canonical(as_fasr) == canonical({"name": "ttsr", "embed_dim": 64, "n_feats": 8}) == {

@@ -49,7 +49,9 @@ def test_short_run_lowers_the_loss_and_fills_the_run_folder(brats: Path, tmp_pat
     assert saved["loss"]["fourier"] == 1.0 and saved["optim"]["lr_rest"] == 1e-2  # presets resolved, explicit kept
 
 
-def test_a_run_records_where_its_texture_extractor_started(brats: Path, tmp_path: Path) -> None:
+def test_a_run_records_where_its_texture_extractor_started(
+    brats: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = tiny_config(brats, epochs=1, steps_per_epoch=1)
     cfg.model = ModelConfig(name="fasr", scale=4, n_feats=8, n_blocks=(1, 1, 1), embed_dim=8)  # backbone_weights mri
     train(cfg, tmp_path / "run")
@@ -57,6 +59,17 @@ def test_a_run_records_where_its_texture_extractor_started(brats: Path, tmp_path
     source = f"mri-vgg19.pth (sha256 {digest})"
     assert f"texture extractor starts from: {source}" in (tmp_path / "run" / "train.log").read_text()
     assert load_checkpoint(tmp_path / "run" / "last.pt")["metrics"]["extractor"] == source
+    # The shipped file rewritten meanwhile: a resumed run still names the file it started from.
+    rewritten = {k: v + 1 for k, v in torch.load(SHIPPED_WEIGHTS["mri"]["vgg19"], weights_only=True).items()}
+    torch.save(rewritten, tmp_path / "mri-vgg19.pth")
+    monkeypatch.setitem(SHIPPED_WEIGHTS["mri"], "vgg19", tmp_path / "mri-vgg19.pth")
+    cfg.schedule.epochs = 2
+    train(cfg, tmp_path / "run", resume=True)
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["metrics"]["extractor"] == source
+    # A run that starts from another's weights says so (the extractor's weights are that checkpoint's).
+    cfg.init_from = str(tmp_path / "run" / "last.pt")
+    train(cfg, tmp_path / "second")
+    assert load_checkpoint(tmp_path / "second" / "last.pt")["metrics"]["extractor"] == f"init_from {cfg.init_from}"
 
 
 def test_two_phase_switch_groups_and_decay(brats: Path, tmp_path: Path) -> None:

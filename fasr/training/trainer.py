@@ -150,8 +150,14 @@ class Trainer:
         if start is not None:
             _load_starting_weights(self.model, *start, self.cfg.init_from)
         self.loss, self.perceptual_source = build_loss(self.cfg.loss, self.cfg.model.feature_levels)
-        extractor = getattr(self.model, "extractor", None)  # a model with a texture extractor (FASR-Net, TTSR)
-        self.extractor_source = extractor.initial_weights() if isinstance(extractor, TextureExtractor) else None
+        # Where a texture extractor's weights started (FASR-Net, TTSR), for the log and the checkpoints: hashed
+        # once, at a fresh start, by the process that writes; a resumed run keeps what its checkpoint says.
+        extractor = getattr(self.model, "extractor", None)
+        self.extractor_source: str | None = None
+        if isinstance(extractor, TextureExtractor) and ctx.is_main and state is None:
+            self.extractor_source = (
+                f"init_from {self.cfg.init_from}" if start is not None else extractor.initial_weights()
+            )
         # Correspondence supervision (ours) for models with alignment modules, when loss.match_weight > 0.
         self.supervise_matching = self.loss.match_weight > 0 and hasattr(self.model, "align")
         # Degradation randomisation: models that make their own Ref-down-up make it per sample, as its LR was made.
@@ -257,6 +263,7 @@ class Trainer:
         self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
         self.loss_sums = state["loss_sums"]
         self.earlier_seconds = state.get("seconds", 0.0)  # absent from checkpoints written before it was kept
+        self.extractor_source = state["metrics"].get("extractor")  # absent from checkpoints written before it
         self.best_psnr, self.validations = state["metrics"]["best_psnr"], state["metrics"]["validations"]
         rng = state["rng"]
         if len(rng) == self.ctx.world_size:
@@ -345,7 +352,7 @@ class Trainer:
             f"on {self.ctx.device}; {len(self.train_set)} training slices"
         )
         self.log.info(f"perceptual loss (Eq. 23): {self.perceptual_source}")
-        if self.extractor_source and self.step == 0 and not self.cfg.init_from:
+        if self.extractor_source and self.step == 0:
             self.log.info(f"texture extractor starts from: {self.extractor_source}")
         if self.cfg.init_from and self.step == 0:
             self.log.info(f"starting from the weights of '{self.cfg.init_from}' (init_from)")

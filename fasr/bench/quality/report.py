@@ -336,8 +336,8 @@ def markdown(tables: dict[str, list[RowSummary]], found: dict[str, list[Claim]],
            if meta["partial"] else ""),
         f"- step budget: {meta['budget']}",
         f"- compute: {meta['compute_hours']:.1f} h of training and scoring, summed over the {runs} runs tabulated"
-        + (f", of which {meta['shared_compute_hours']:.1f} h in runs another suite's rows trained (counted there too)"
-           if meta.get("shared_compute_hours") else ""),
+        + (f", of which {meta['shared_compute_hours']:.1f} h in runs another suite's rows trained (counted in that "
+           "suite too)" if meta.get("shared_compute_hours") else ""),
         "",
     ]
     return "\n".join(lines)

@@ -133,9 +133,15 @@ def _canonical(key: dict) -> dict:
     return {**key, "config": {**config, "model": canonical(config["model"])}}
 
 
-def _same(stored: dict, key: dict) -> bool:
-    """Whether a stored key is ``key`` (both in canonical form); a ``key`` of source ``any`` matches every source."""
-    stored, key = _canonical(stored), _canonical(key)
+def _same(stored: dict, key: dict, canonical: bool = False) -> bool:
+    """Whether a stored key is ``key``; a ``key`` of source ``any`` matches every source.
+
+    Args:
+        canonical: compare the two in canonical form (a finished record of one name serves the other; a
+            training in progress resumes only under its own config, which the trainer checks again).
+    """
+    if canonical:
+        stored, key = _canonical(stored), _canonical(key)
     return stored == key or (key["source"] == "any" and {**stored, "source": "any"} == key)
 
 
@@ -265,7 +271,7 @@ def finished_result(
     if not record.is_file():
         return None
     stored = json.loads(record.read_text())
-    if not _same(stored["key"], _record_key(cfg, eval_slices, keep_runs)):
+    if not _same(stored["key"], _record_key(cfg, eval_slices, keep_runs), canonical=True):
         return None
     return RunResult(**{**stored["result"], "label": label, "run_dir": str(run_dir)})
 
@@ -275,9 +281,9 @@ def finished_anywhere(
 ) -> RunResult | None:
     """:func:`finished_result` of ``run_dir``, else of the same degradation, subject and seed in any other row's
     folder of the same results (``<out>/runs/<suite>/<row>/<degradation>/<subject>-seed<k>``) whose record has
-    this config and scoring: one training serves every suite row that is the same model (``modules``'
-    ``complete`` and ``backbones``' ``vgg19`` are ``methods``' ``fasr``); trained again it would be bit for bit
-    the same.
+    this config (in canonical form, ``fasr.models.canonical``) and scoring: one training serves every suite row
+    that is the same model (``modules``' ``complete`` and ``backbones``' ``vgg19`` are ``methods``' ``fasr``,
+    ``modules``' ``wo-fa`` is ``methods``' ``ttsr``); trained again it would be bit for bit the same.
 
     Args: as :func:`train_and_score`.
     """
