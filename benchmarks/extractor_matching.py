@@ -18,6 +18,7 @@ from fasr.bench.reference import matching_diagnostics
 from fasr.config import RunConfig, from_dict
 from fasr.data.datasets import build_dataset
 from fasr.models import build_model
+from fasr.scoring.volumes import spread_indices
 
 
 def main() -> None:
@@ -26,6 +27,8 @@ def main() -> None:
     args = parser.parse_args()
     data = {"kind": "brats", "root": args.data, "target": "t2", "reference": "t1", "slice_size": 240,
             "val_subjects": ["TCGA-FG-6692"], "test_subjects": ["TCGA-DU-7294"], "degradation": {"kind": "bicubic"}}
+    dataset = build_dataset(from_dict(RunConfig, {"data": data}).data, "val", scale=4, train=False)
+    indices = spread_indices(len(dataset), 8)
     print("backbone  shipped mri  random")
     for backbone in ("vgg19", "resnet18", "resnet34"):
         accuracy = []
@@ -33,10 +36,7 @@ def main() -> None:
             torch.manual_seed(0)
             sizes = {"backbone": backbone, "backbone_weights": weights, "n_feats": 32, "n_blocks": [2, 2, 1],
                      "embed_dim": 32}
-            cfg = from_dict(RunConfig, {"model": sizes, "data": data})
-            dataset = build_dataset(cfg.data, "val", scale=4, train=False)
-            indices = [round(i * (len(dataset) - 1) / 7) for i in range(8)]
-            model = build_model(cfg.model).eval()
+            model = build_model(from_dict(RunConfig, {"model": sizes}).model).eval()
             accuracy.append(matching_diagnostics(model, dataset, indices, torch.device("cpu"))[1])
         print(f"{backbone:9s} {accuracy[0]:11.2f} {accuracy[1]:7.2f}")
 

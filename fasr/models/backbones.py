@@ -27,6 +27,7 @@ __all__ = [
     "BasicBlock",
     "load_torchvision_weights",
     "backbone_name",
+    "resolve_weights",
     "SHIPPED_WEIGHTS",
 ]
 
@@ -164,6 +165,13 @@ def backbone_name(module: nn.Module) -> str:
     raise FasrError(f"no shipped weights for a {type(module).__name__}; pass a weights file instead")
 
 
+def resolve_weights(module: nn.Module, weights: str | Path) -> Path:
+    """The file ``weights`` names for ``module``: a :data:`SHIPPED_WEIGHTS` name's file for its backbone, else the
+    path itself."""
+    shipped = SHIPPED_WEIGHTS.get(str(weights))
+    return shipped[backbone_name(module)] if shipped else Path(weights)
+
+
 def load_torchvision_weights(module: nn.Module, path: str | Path) -> list[str]:
     """Load a torchvision ImageNet checkpoint into a :class:`VGG19` or :class:`ResNet` (truncated or not).
 
@@ -176,11 +184,9 @@ def load_torchvision_weights(module: nn.Module, path: str | Path) -> list[str]:
     """
     hint = "download it on a machine with internet (torchvision's model zoo) and pass its path"
     if str(path) in SHIPPED_WEIGHTS:
-        backbone = backbone_name(module)
-        path = SHIPPED_WEIGHTS[str(path)][backbone]
         hint = (f"reinstall fasr, or write it with `fasr pretrain-extractor --config configs/pretrain-extractor.yaml "
-                f"--set backbone={backbone} --out {path}`")
-    path = Path(path)
+                f"--set backbone={backbone_name(module)} --out {resolve_weights(module, path)}`")
+    path = resolve_weights(module, path)
     if not path.is_file():
         raise FasrError(f"backbone weights file '{path}' not found; {hint}")
     try:

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fasr.models.backbones import SHIPPED_WEIGHTS, VGG19, ResNet, backbone_name, load_torchvision_weights
+from fasr.models.backbones import SHIPPED_WEIGHTS, VGG19, ResNet, load_torchvision_weights, resolve_weights
 from fasr.models.grids import GRIDS
 
 __all__ = ["TextureExtractor", "GRIDS", "CHANNELS"]
@@ -78,8 +78,7 @@ class TextureExtractor(nn.Module):
         self.weights_file: Path | None = None  # the file the initial weights were read from (None: random)
         if self.weights:
             load_torchvision_weights(self.net, self.weights)
-            shipped = SHIPPED_WEIGHTS.get(self.weights)
-            self.weights_file = shipped[backbone_name(self.net)] if shipped else Path(self.weights)
+            self.weights_file = resolve_weights(self.net, self.weights)
         self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 

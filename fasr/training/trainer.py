@@ -352,7 +352,7 @@ class Trainer:
             f"on {self.ctx.device}; {len(self.train_set)} training slices"
         )
         self.log.info(f"perceptual loss (Eq. 23): {self.perceptual_source}")
-        if self.extractor_source and self.step == 0:
+        if self.extractor_source and self.step == 0 and not self.cfg.init_from:  # init_from: the line below
             self.log.info(f"texture extractor starts from: {self.extractor_source}")
         if self.cfg.init_from and self.step == 0:
             self.log.info(f"starting from the weights of '{self.cfg.init_from}' (init_from)")
